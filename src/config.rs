@@ -1,0 +1,399 @@
+//! Typed settings, layered: built-in defaults (`config/default.toml`), then an optional
+//! TOML file named by `WXLOGIN_CONFIG`, then `WXLOGIN_*` environment variables.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// The defaults ship inside the binary, so it starts from any working directory
+/// (a distroless container has no `config/` folder unless one is mounted).
+const DEFAULTS: &str = include_str!("../config/default.toml");
+const ENV_PREFIX: &str = "WXLOGIN_";
+/// Names a TOML file whose keys override the defaults; not a setting itself.
+const CONFIG_FILE_VAR: &str = "WXLOGIN_CONFIG";
+
+/// Whether WeChat is the real one or the built-in emulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Real WeChat: the app's credentials are required.
+    Production,
+    /// The built-in emulator: credentials are made up at start-up. Only ever chosen explicitly.
+    Development,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub wechat: WeChatSettings,
+    pub sessions: SessionSettings,
+    pub log_format: LogFormat,
+    /// How long in-flight requests may take to finish after a shutdown signal.
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct WeChatSettings {
+    /// Without a trailing slash: `https://api.weixin.qq.com`.
+    pub base_url: String,
+    pub credentials: Credentials,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub busy_retry_delay: Duration,
+}
+
+/// The mini-program's appid and app secret. `Debug` shows the appid only.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub appid: String,
+    pub secret: SecretString,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub ttl: Duration,
+    pub max_sessions: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "missing {}: set it in the environment, or run `wxlogin --dev` to use the built-in WeChat emulator",
+        .0.join(" and ")
+    )]
+    MissingCredentials(Vec<&'static str>),
+    #[error("set only one of WXLOGIN_SECRET and WXLOGIN_SECRET_FILE")]
+    ConflictingSecret,
+    #[error("cannot read WXLOGIN_SECRET_FILE {path}: {source}")]
+    SecretFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("WXLOGIN_SECRET_FILE {0} is empty")]
+    EmptySecretFile(PathBuf),
+    #[error("invalid {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+    #[error("invalid configuration: {0}")]
+    Layers(#[from] config::ConfigError),
+}
+
+/// The keys as they are spelled in TOML; each env var is `WXLOGIN_` + the key upper-cased.
+#[derive(Deserialize)]
+struct RawSettings {
+    listen: SocketAddr,
+    appid: Option<String>,
+    secret: Option<SecretString>,
+    secret_file: Option<PathBuf>,
+    wechat_base_url: String,
+    wechat_connect_timeout_ms: u64,
+    wechat_timeout_ms: u64,
+    wechat_busy_retry_ms: u64,
+    session_ttl_secs: u64,
+    session_max: u64,
+    log_format: LogFormat,
+    shutdown_timeout_secs: u64,
+}
+
+impl Settings {
+    /// Loads settings from the defaults, the optional `WXLOGIN_CONFIG` file and the given
+    /// environment (pass `std::env::vars_os()` in production, a fixed list in tests).
+    pub fn load<I, K, V>(env: I, mode: Mode) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<std::ffi::OsString>,
+        V: Into<std::ffi::OsString>,
+    {
+        let env = wxlogin_vars(env);
+        let mut layers = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Some(path) = env.get(CONFIG_FILE_VAR) {
+            layers = layers.add_source(config::File::new(path, config::FileFormat::Toml));
+        }
+        let overrides: HashMap<String, String> = env
+            .into_iter()
+            .filter(|(name, _)| name != CONFIG_FILE_VAR)
+            .filter_map(|(name, value)| {
+                let key = name.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase();
+                Some((key, value))
+            })
+            .collect();
+        for (key, value) in overrides {
+            layers = layers.set_override(key, value)?;
+        }
+        let raw: RawSettings = layers.build()?.try_deserialize()?;
+        raw.into_settings(mode)
+    }
+}
+
+/// Keeps the `WXLOGIN_*` variables whose name and value are valid UTF-8; `std::env::vars`
+/// would panic on any other, and a stray non-UTF-8 variable is no reason not to start.
+fn wxlogin_vars<I, K, V>(env: I) -> HashMap<String, String>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: Into<std::ffi::OsString>,
+    V: Into<std::ffi::OsString>,
+{
+    env.into_iter()
+        .filter_map(|(k, v)| Some((k.into().into_string().ok()?, v.into().into_string().ok()?)))
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .collect()
+}
+
+impl RawSettings {
+    fn into_settings(self, mode: Mode) -> Result<Settings, ConfigError> {
+        let credentials = match mode {
+            Mode::Production => {
+                credentials(self.appid, resolve_secret(self.secret, self.secret_file)?)?
+            }
+            Mode::Development => crate::wechat::emulator::dev_credentials(),
+        };
+        let base_url = parse_base_url(&self.wechat_base_url)?;
+        Ok(Settings {
+            listen: self.listen,
+            wechat: WeChatSettings {
+                base_url,
+                credentials,
+                connect_timeout: positive_ms(
+                    "wechat_connect_timeout_ms",
+                    self.wechat_connect_timeout_ms,
+                )?,
+                timeout: positive_ms("wechat_timeout_ms", self.wechat_timeout_ms)?,
+                busy_retry_delay: Duration::from_millis(self.wechat_busy_retry_ms),
+            },
+            sessions: SessionSettings {
+                ttl: positive_secs("session_ttl_secs", self.session_ttl_secs)?,
+                max_sessions: match self.session_max {
+                    0 => return Err(invalid("session_max", "must be at least 1")),
+                    n => n,
+                },
+            },
+            log_format: self.log_format,
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+        })
+    }
+}
+
+fn credentials(
+    appid: Option<String>,
+    secret: Option<SecretString>,
+) -> Result<Credentials, ConfigError> {
+    let appid = appid.filter(|a| !a.trim().is_empty());
+    match (appid, secret) {
+        (Some(appid), Some(secret)) => Ok(Credentials { appid, secret }),
+        (appid, secret) => {
+            let mut missing = Vec::new();
+            if appid.is_none() {
+                missing.push("WXLOGIN_APPID");
+            }
+            if secret.is_none() {
+                missing.push("WXLOGIN_SECRET (or WXLOGIN_SECRET_FILE)");
+            }
+            Err(ConfigError::MissingCredentials(missing))
+        }
+    }
+}
+
+/// Reads the secret from `WXLOGIN_SECRET` or from the file `WXLOGIN_SECRET_FILE` names
+/// (Docker and Kubernetes mount secrets as files, usually with a trailing newline).
+fn resolve_secret(
+    secret: Option<SecretString>,
+    file: Option<PathBuf>,
+) -> Result<Option<SecretString>, ConfigError> {
+    use secrecy::ExposeSecret;
+    let secret = secret.filter(|s| !s.expose_secret().trim().is_empty());
+    match (secret, file) {
+        (Some(_), Some(_)) => Err(ConfigError::ConflictingSecret),
+        (Some(secret), None) => Ok(Some(secret)),
+        (None, None) => Ok(None),
+        (None, Some(path)) => {
+            let contents =
+                std::fs::read_to_string(&path).map_err(|source| ConfigError::SecretFile {
+                    path: path.clone(),
+                    source,
+                })?;
+            let trimmed = contents.trim();
+            if trimmed.is_empty() {
+                return Err(ConfigError::EmptySecretFile(path));
+            }
+            Ok(Some(SecretString::from(trimmed)))
+        }
+    }
+}
+
+fn parse_base_url(raw: &str) -> Result<String, ConfigError> {
+    let url = reqwest::Url::parse(raw).map_err(|e| {
+        invalid(
+            "wechat_base_url",
+            &format!("{e} (expected e.g. https://api.weixin.qq.com)"),
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.query().is_some() {
+        return Err(invalid(
+            "wechat_base_url",
+            "must be an http(s) URL without a query",
+        ));
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}
+
+fn positive_ms(key: &'static str, ms: u64) -> Result<Duration, ConfigError> {
+    match ms {
+        0 => Err(invalid(key, "must be at least 1")),
+        ms => Ok(Duration::from_millis(ms)),
+    }
+}
+
+fn positive_secs(key: &'static str, secs: u64) -> Result<Duration, ConfigError> {
+    positive_ms(key, secs).map(|_| Duration::from_secs(secs))
+}
+
+fn invalid(key: &'static str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::load(vars.iter().map(|(k, v)| (*k, *v)), Mode::Production)
+    }
+
+    #[test]
+    fn defaults_apply_when_only_credentials_are_set() {
+        let s = load(&[("WXLOGIN_APPID", "wx1"), ("WXLOGIN_SECRET", "s3cr3t")]).expect("settings");
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.wechat.base_url, "https://api.weixin.qq.com");
+        assert_eq!(s.sessions.ttl, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(s.log_format, LogFormat::Pretty);
+        assert_eq!(s.wechat.credentials.secret.expose_secret(), "s3cr3t");
+    }
+
+    #[test]
+    fn environment_overrides_defaults_and_trailing_slash_is_dropped() {
+        let s = load(&[
+            ("WXLOGIN_APPID", "wx1"),
+            ("WXLOGIN_SECRET", "s"),
+            ("WXLOGIN_LISTEN", "0.0.0.0:9000"),
+            ("WXLOGIN_WECHAT_BASE_URL", "http://127.0.0.1:1234/"),
+            ("WXLOGIN_SESSION_TTL_SECS", "60"),
+            ("WXLOGIN_SESSION_MAX", "10"),
+            ("WXLOGIN_LOG_FORMAT", "json"),
+        ])
+        .expect("settings");
+        assert_eq!(s.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(s.wechat.base_url, "http://127.0.0.1:1234");
+        assert_eq!(s.sessions.ttl, Duration::from_secs(60));
+        assert_eq!(s.sessions.max_sessions, 10);
+        assert_eq!(s.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn missing_credentials_name_every_missing_variable() {
+        let err = load(&[]).expect_err("must fail").to_string();
+        assert!(err.contains("WXLOGIN_APPID"), "{err}");
+        assert!(err.contains("WXLOGIN_SECRET"), "{err}");
+
+        let err =
+            load(&[("WXLOGIN_APPID", "wx1"), ("WXLOGIN_SECRET", "  ")]).expect_err("must fail");
+        assert!(err.to_string().contains("WXLOGIN_SECRET"), "{err}");
+        assert!(!err.to_string().contains("WXLOGIN_APPID"), "{err}");
+    }
+
+    #[test]
+    fn development_mode_needs_no_credentials() {
+        let s =
+            Settings::load(Vec::<(String, String)>::new(), Mode::Development).expect("settings");
+        assert!(!s.wechat.credentials.appid.is_empty());
+    }
+
+    #[test]
+    fn secret_file_is_read_and_its_trailing_newline_dropped() {
+        let dir = std::env::temp_dir().join(format!("wxlogin-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("secret");
+        std::fs::write(&path, "from-file\n").expect("write secret");
+        let path_str = path.to_str().expect("utf-8 path");
+
+        let s =
+            load(&[("WXLOGIN_APPID", "wx1"), ("WXLOGIN_SECRET_FILE", path_str)]).expect("settings");
+        assert_eq!(s.wechat.credentials.secret.expose_secret(), "from-file");
+
+        let both = load(&[
+            ("WXLOGIN_APPID", "wx1"),
+            ("WXLOGIN_SECRET", "x"),
+            ("WXLOGIN_SECRET_FILE", path_str),
+        ]);
+        assert!(matches!(both, Err(ConfigError::ConflictingSecret)));
+
+        let missing = load(&[
+            ("WXLOGIN_APPID", "wx1"),
+            ("WXLOGIN_SECRET_FILE", "/nonexistent/wxlogin"),
+        ]);
+        assert!(matches!(missing, Err(ConfigError::SecretFile { .. })));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn config_file_named_by_wxlogin_config_overrides_defaults_and_env_overrides_it() {
+        let dir = std::env::temp_dir().join(format!("wxlogin-config-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("override.toml");
+        std::fs::write(&path, "session_max = 42\nlisten = \"127.0.0.1:7000\"\n").expect("write");
+        let s = load(&[
+            ("WXLOGIN_APPID", "wx1"),
+            ("WXLOGIN_SECRET", "s"),
+            ("WXLOGIN_CONFIG", path.to_str().expect("utf-8 path")),
+            ("WXLOGIN_LISTEN", "127.0.0.1:7001"),
+        ])
+        .expect("settings");
+        assert_eq!(s.sessions.max_sessions, 42);
+        assert_eq!(s.listen.to_string(), "127.0.0.1:7001");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn invalid_values_are_rejected_with_the_key_named() {
+        let base = [("WXLOGIN_APPID", "wx1"), ("WXLOGIN_SECRET", "s")];
+        for (var, value, key) in [
+            ("WXLOGIN_SESSION_TTL_SECS", "0", "session_ttl_secs"),
+            ("WXLOGIN_SESSION_MAX", "0", "session_max"),
+            ("WXLOGIN_WECHAT_TIMEOUT_MS", "0", "wechat_timeout_ms"),
+            ("WXLOGIN_WECHAT_BASE_URL", "not a url", "wechat_base_url"),
+            ("WXLOGIN_WECHAT_BASE_URL", "ftp://x", "wechat_base_url"),
+            ("WXLOGIN_SESSION_TTL_SECS", "soon", "session_ttl_secs"),
+            ("WXLOGIN_LOG_FORMAT", "xml", "log_format"),
+        ] {
+            let mut vars = base.to_vec();
+            vars.push((var, value));
+            let err = load(&vars).expect_err(var).to_string();
+            assert!(err.contains(key), "{var}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_secret() {
+        let s = load(&[
+            ("WXLOGIN_APPID", "wx1"),
+            ("WXLOGIN_SECRET", "hunter2-very-secret"),
+        ])
+        .expect("settings");
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("hunter2-very-secret"), "{debug}");
+        assert!(debug.contains("wx1"));
+    }
+}

@@ -1,0 +1,106 @@
+//! Everything axum: routes, extractors, and the mapping from errors to responses.
+
+mod error;
+mod extract;
+mod health;
+mod login;
+mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath};
+use axum::http::{Request, Response};
+use axum::response::IntoResponse;
+use tower_http::ServiceBuilderExt;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::MakeRequestUuid;
+use tower_http::trace::TraceLayer;
+use tracing::Span;
+
+pub use error::{ApiError, ErrorReport};
+
+use crate::login::LoginService;
+use crate::session::SessionStore;
+
+/// Login codes and tokens are tiny; nothing a client sends us needs more.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// What handlers share: cheap handles, each handler taking only the part it uses.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub logins: Arc<LoginService>,
+    pub sessions: SessionStore,
+}
+
+/// The whole HTTP surface, with its middleware. Tests drive exactly this.
+pub fn router(state: AppState) -> Router {
+    let middleware = tower::ServiceBuilder::new()
+        .set_x_request_id(MakeRequestUuid)
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(log_response)
+                // `log_response` already reports 5xx, with the cause the error left behind.
+                .on_failure(()),
+        )
+        .propagate_x_request_id()
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("a handler panicked");
+            ApiError::Internal.into_response()
+        }))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+
+    Router::new()
+        .merge(login::router())
+        .merge(session::router())
+        .merge(health::router())
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware)
+        .with_state(state)
+}
+
+/// The span every log line of a request is written in. It names the route pattern, never
+/// the URI: a query string can carry a login code.
+fn request_span<B>(request: &Request<B>) -> Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!("request", method = %request.method(), route, request_id)
+}
+
+fn log_response<B>(response: &Response<B>, latency: Duration, _: &Span) {
+    let status = response.status().as_u16();
+    // Rounded to the microsecond, so log lines read 2.676 rather than 2.6759980000000003.
+    let latency_ms = (latency.as_secs_f64() * 1e6).round() / 1e3;
+    match response.extensions().get::<ErrorReport>() {
+        None => tracing::info!(status, latency_ms, "request finished"),
+        Some(report) if response.status().is_server_error() => tracing::error!(
+            status,
+            latency_ms,
+            error = report.kind,
+            detail = report.detail.as_deref(),
+            wechat_errcode = report.wechat_errcode,
+            wechat_rid = report.wechat_rid.as_deref(),
+            "request failed"
+        ),
+        Some(report) => tracing::info!(
+            status,
+            latency_ms,
+            error = report.kind,
+            detail = report.detail.as_deref(),
+            wechat_errcode = report.wechat_errcode,
+            wechat_rid = report.wechat_rid.as_deref(),
+            "request rejected"
+        ),
+    }
+}

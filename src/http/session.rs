@@ -1,0 +1,48 @@
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::BearerToken;
+use crate::session::SessionStore;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/session", get(who_is_it).delete(revoke))
+}
+
+#[derive(Serialize)]
+struct SessionResponse<'a> {
+    openid: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unionid: Option<&'a str>,
+    expires_in: u64,
+}
+
+/// Who the token belongs to: for the mini-program, and for backends that check tokens.
+async fn who_is_it(
+    State(sessions): State<SessionStore>,
+    BearerToken(token): BearerToken,
+) -> Result<Response, ApiError> {
+    let session = sessions.get(&token).await.ok_or(ApiError::InvalidToken)?;
+    let body = SessionResponse {
+        openid: session.openid.as_ref(),
+        unionid: session.unionid.as_ref().map(AsRef::as_ref),
+        expires_in: session.expires_in(sessions.now()),
+    };
+    Ok(Json(body).into_response())
+}
+
+/// Logs out: the token is rejected from now on.
+async fn revoke(
+    State(sessions): State<SessionStore>,
+    BearerToken(token): BearerToken,
+) -> Result<StatusCode, ApiError> {
+    match sessions.revoke(&token).await {
+        true => Ok(StatusCode::NO_CONTENT),
+        false => Err(ApiError::InvalidToken),
+    }
+}

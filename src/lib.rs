@@ -1,0 +1,10 @@
+//! wxlogin: a login service for WeChat Mini Programs. A `wx.login()` code goes in, an
+//! opaque session token comes out; WeChat's `session_key` and the app secret stay here.
+
+pub mod config;
+pub mod http;
+pub mod login;
+pub mod session;
+pub mod startup;
+pub mod telemetry;
+pub mod wechat;

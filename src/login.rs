@@ -1,0 +1,54 @@
+//! The login itself: a `wx.login()` code in, a session out, with concurrent duplicates of
+//! one code coalesced into a single WeChat call.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache;
+
+use crate::session::{IssuedSession, SessionStore};
+use crate::wechat::{JsCode, WeChatClient, WeChatError};
+
+/// A backstop only: entries leave the in-flight table as soon as their login completes.
+const IN_FLIGHT_BACKSTOP_TTL: Duration = Duration::from_secs(60);
+const IN_FLIGHT_MAX: u64 = 100_000;
+
+pub struct LoginService {
+    wechat: WeChatClient,
+    sessions: SessionStore,
+    /// Logins under way, by code. Mini-programs double-tap and clients retry, and a code is
+    /// single-use: without this, two requests with one code make two WeChat calls and one
+    /// of them fails with 40163. moka runs one initialiser per key and hands its result to
+    /// every caller waiting on that key.
+    in_flight: Cache<JsCode, Arc<IssuedSession>>,
+}
+
+impl LoginService {
+    pub fn new(wechat: WeChatClient, sessions: SessionStore) -> Self {
+        let in_flight = Cache::builder()
+            .max_capacity(IN_FLIGHT_MAX)
+            .time_to_live(IN_FLIGHT_BACKSTOP_TTL)
+            .build();
+        Self {
+            wechat,
+            sessions,
+            in_flight,
+        }
+    }
+
+    /// Trades `code` for a new session. Every concurrent caller with the same code gets the
+    /// same session (or the same error) from one WeChat call.
+    pub async fn login(&self, code: JsCode) -> Result<Arc<IssuedSession>, Arc<WeChatError>> {
+        let outcome = self
+            .in_flight
+            .try_get_with_by_ref(&code, async {
+                let login = self.wechat.code2session(&code).await?;
+                Ok::<_, WeChatError>(Arc::new(self.sessions.create(login).await))
+            })
+            .await;
+        // Coalesce only requests that overlap: a later request with a spent code must reach
+        // WeChat and be told 40163, never be handed somebody's earlier session.
+        self.in_flight.invalidate(&code).await;
+        outcome
+    }
+}

@@ -1,0 +1,84 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use wxlogin::config::{Mode, Settings};
+use wxlogin::session::Clock;
+use wxlogin::startup::Application;
+use wxlogin::telemetry;
+
+/// A login service for WeChat Mini Programs: wx.login() code in, opaque session token out.
+///
+/// Configured by config/default.toml and WXLOGIN_* environment variables (see the README).
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// Development mode: run against the built-in WeChat emulator, with no credentials.
+    /// Never use this in production.
+    #[arg(long)]
+    dev: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mode = if cli.dev {
+        Mode::Development
+    } else {
+        Mode::Production
+    };
+    let settings = match Settings::load(std::env::vars_os(), mode) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("wxlogin: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    telemetry::init(settings.log_format);
+    let app = match mode {
+        Mode::Production => Application::build(settings, Clock::System).await,
+        Mode::Development => Application::build_with_emulator(settings, Clock::System).await,
+    };
+    let app = match app {
+        Ok(app) => app,
+        Err(err) => {
+            eprintln!("wxlogin: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    announce(&app);
+    match app.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "the server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The start-up banner. In development mode it says so loudly, and shows a login to copy.
+fn announce(app: &Application) {
+    let addr = match app.local_addr() {
+        Ok(addr) => addr.to_string(),
+        Err(_) => "?".to_owned(),
+    };
+    match app.emulator_url() {
+        None => tracing::info!(%addr, "wxlogin listening"),
+        Some(emulator) => {
+            tracing::warn!(%addr, emulator, "DEVELOPMENT MODE: WeChat is the built-in emulator");
+            println!(
+                "\nwxlogin {version} is running in DEVELOPMENT MODE on http://{addr}\n\
+                 WeChat is the built-in emulator at {emulator}: no real user can log in. Never run --dev in production.\n\n\
+                 Log in (each code works once; `alice@1`, `alice@2`… are all the user alice):\n\n  \
+                 curl -s -X POST http://{addr}/openid -H 'Content-Type: application/json' -d '{{\"code\":\"alice@1\"}}'\n\n\
+                 Then: curl -s http://{addr}/session -H 'Authorization: Bearer <token>'\n\
+                 Magic codes that fail on purpose: {magic}\n",
+                version = env!("CARGO_PKG_VERSION"),
+                magic = wxlogin::wechat::emulator::MAGIC_CODES
+                    .iter()
+                    .map(|(code, _)| *code)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+        }
+    }
+}

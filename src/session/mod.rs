@@ -1,0 +1,81 @@
+//! Sessions: what a token stands for, and the stores that keep them. Backends sit behind
+//! the [`SessionStore`] enum and are chosen in one place, at start-up.
+
+mod clock;
+mod memory;
+mod token;
+
+use std::sync::Arc;
+
+pub use clock::{Clock, ManualClock};
+pub use memory::MemoryStore;
+pub use token::{SessionToken, TokenHash};
+
+use crate::config::SessionSettings;
+use crate::wechat::{OpenId, SessionKey, UnionId, WxSession};
+
+/// One logged-in user, as the store keeps it.
+#[derive(Debug)]
+pub struct Session {
+    pub openid: OpenId,
+    pub unionid: Option<UnionId>,
+    /// Kept for the user-data features (signatures, decryption); never sent to a client.
+    pub session_key: SessionKey,
+    /// Seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+impl Session {
+    /// Seconds left at `now`; 0 once expired.
+    pub fn expires_in(&self, now: u64) -> u64 {
+        self.expires_at.saturating_sub(now)
+    }
+}
+
+/// What a login hands back to the client: the new token and what it stands for.
+#[derive(Debug)]
+pub struct IssuedSession {
+    pub token: SessionToken,
+    pub session: Arc<Session>,
+    pub expires_in: u64,
+}
+
+#[derive(Clone)]
+pub enum SessionStore {
+    Memory(MemoryStore),
+}
+
+impl SessionStore {
+    pub fn memory(settings: &SessionSettings, clock: Clock) -> Self {
+        Self::Memory(MemoryStore::new(settings, clock))
+    }
+
+    /// Starts a session for a user WeChat has just vouched for, under a fresh token.
+    pub async fn create(&self, login: WxSession) -> IssuedSession {
+        match self {
+            Self::Memory(store) => store.create(login),
+        }
+    }
+
+    /// The live session behind `token`, if there is one: `None` for unknown, expired and
+    /// revoked tokens alike.
+    pub async fn get(&self, token: &SessionToken) -> Option<Arc<Session>> {
+        match self {
+            Self::Memory(store) => store.get(token),
+        }
+    }
+
+    /// Ends the session behind `token`. Returns whether there was a live one.
+    pub async fn revoke(&self, token: &SessionToken) -> bool {
+        match self {
+            Self::Memory(store) => store.revoke(token),
+        }
+    }
+
+    /// The current time as this store sees it, for computing `expires_in`.
+    pub fn now(&self) -> u64 {
+        match self {
+            Self::Memory(store) => store.now(),
+        }
+    }
+}

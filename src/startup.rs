@@ -1,0 +1,144 @@
+//! The composition root: the one place that picks concrete backends and wires the app.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::http::{AppState, router};
+use crate::login::LoginService;
+use crate::session::{Clock, SessionStore};
+use crate::wechat::WeChatClient;
+use crate::wechat::emulator::Emulator;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the WeChat emulator: {0}")]
+    Emulator(std::io::Error),
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(#[from] reqwest::Error),
+}
+
+/// A bound, ready-to-run wxlogin.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown_timeout: Duration,
+    /// Present in development mode; the emulator lives as long as the app.
+    emulator: Option<Emulator>,
+}
+
+impl Application {
+    /// Binds the listener and builds the app against the WeChat in `settings`.
+    pub async fn build(settings: Settings, clock: Clock) -> Result<Self, StartupError> {
+        let sessions = SessionStore::memory(&settings.sessions, clock);
+        let wechat = WeChatClient::new(&settings.wechat)?;
+        let state = AppState {
+            logins: Arc::new(LoginService::new(wechat, sessions.clone())),
+            sessions,
+        };
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: settings.listen,
+                    source,
+                })?;
+        Ok(Self {
+            listener,
+            router: router(state),
+            shutdown_timeout: settings.shutdown_timeout,
+            emulator: None,
+        })
+    }
+
+    /// Starts the built-in WeChat emulator on a free loopback port and builds the app
+    /// against it. `settings` must have been loaded in development mode.
+    pub async fn build_with_emulator(
+        mut settings: Settings,
+        clock: Clock,
+    ) -> Result<Self, StartupError> {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let emulator = Emulator::start(loopback, settings.wechat.credentials.clone())
+            .await
+            .map_err(StartupError::Emulator)?;
+        settings.wechat.base_url = emulator.base_url().to_owned();
+        let mut app = Self::build(settings, clock).await?;
+        app.emulator = Some(emulator);
+        Ok(app)
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The emulator's base URL, in development mode.
+    pub fn emulator_url(&self) -> Option<&str> {
+        self.emulator.as_ref().map(Emulator::base_url)
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish for at most the
+    /// configured shutdown timeout.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `stop` completes, then drains as `run_until_stopped` does.
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+            stop.await;
+            tracing::info!("shutting down: no new connections; finishing the requests in flight");
+            let _ = stopping_tx.send(true);
+        });
+        let drain_deadline = async {
+            // Resolves only once the signal has come: then the drain gets its time limit.
+            let _ = stopping_rx.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(self.shutdown_timeout).await;
+        };
+        tokio::select! {
+            served = serve => served,
+            () = drain_deadline => {
+                tracing::warn!(timeout_secs = self.shutdown_timeout.as_secs(), "requests still in flight at the shutdown timeout; exiting anyway");
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,50 @@
+//! Structured logs: readable for people, one JSON object per line for machines.
+
+use tracing::Subscriber;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+
+use crate::config::LogFormat;
+
+/// `RUST_LOG` overrides this.
+pub const DEFAULT_FILTER: &str = "info";
+
+/// A subscriber writing to `writer` in `format`, filtered by `RUST_LOG` or `default_filter`.
+pub fn subscriber<W>(
+    format: LogFormat,
+    default_filter: &str,
+    writer: W,
+) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Pretty => {
+            Box::new(registry.with(tracing_subscriber::fmt::layer().with_writer(writer)))
+        }
+        LogFormat::Json => Box::new(
+            registry.with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_writer(writer),
+            ),
+        ),
+    }
+}
+
+/// Installs the process-wide subscriber, logging to stderr. Safe to call once; a second
+/// call is ignored.
+pub fn init(format: LogFormat) {
+    let _ = tracing::subscriber::set_global_default(subscriber(
+        format,
+        DEFAULT_FILTER,
+        std::io::stderr,
+    ));
+}

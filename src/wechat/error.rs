@@ -1,0 +1,134 @@
+//! How a WeChat call can fail. Nothing here carries the request URL: it holds the secret.
+
+use reqwest::StatusCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WeChatError {
+    /// WeChat answered, with a non-zero `errcode`.
+    #[error("WeChat answered errcode {errcode}: {errmsg}")]
+    Api { errcode: i64, errmsg: String },
+    /// No complete answer within the configured timeout.
+    #[error("WeChat did not answer in time")]
+    Timeout,
+    /// Connection refused, reset, TLS failure… The error has had its URL stripped.
+    #[error("could not reach WeChat")]
+    Unreachable(#[source] reqwest::Error),
+    /// Something between us and WeChat (a proxy, a load balancer) answered non-200.
+    #[error("WeChat answered HTTP {0}")]
+    Status(StatusCode),
+    /// A 200 whose body is not the JSON WeChat documents (an HTML page, garbage…).
+    #[error("WeChat sent an unreadable answer: {0}")]
+    Malformed(&'static str),
+}
+
+impl WeChatError {
+    /// Wraps a reqwest error with the URL removed, since our URL carries the app secret.
+    pub(crate) fn transport(err: reqwest::Error) -> Self {
+        if err.is_timeout() {
+            Self::Timeout
+        } else {
+            Self::Unreachable(err.without_url())
+        }
+    }
+
+    /// What the `errcode`, if any, means for us.
+    pub fn errcode(&self) -> Option<ErrCode> {
+        match self {
+            Self::Api { errcode, .. } => Some(ErrCode::from(*errcode)),
+            _ => None,
+        }
+    }
+
+    /// WeChat's request id (`rid: …` in errmsg), which WeChat support asks for.
+    pub fn rid(&self) -> Option<&str> {
+        match self {
+            Self::Api { errmsg, .. } => rid(errmsg),
+            _ => None,
+        }
+    }
+}
+
+/// The errcodes of `code2Session` that wxlogin tells apart (see `shared/wechat-api.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrCode {
+    /// -1: system busy, worth one retry.
+    Busy,
+    /// 40029: garbage, expired or from another appid.
+    InvalidCode,
+    /// 40163: the code was used already.
+    CodeUsed,
+    /// 40226: WeChat blocks this high-risk user.
+    UserBlocked,
+    /// 45011: the per-user rate limit.
+    RateLimited,
+    /// Our own appid, secret or IP whitelist is wrong: an operator must act.
+    Misconfigured(i64),
+    /// Anything else.
+    Other(i64),
+}
+
+impl From<i64> for ErrCode {
+    fn from(code: i64) -> Self {
+        match code {
+            -1 => Self::Busy,
+            40029 => Self::InvalidCode,
+            40163 => Self::CodeUsed,
+            40226 => Self::UserBlocked,
+            45011 => Self::RateLimited,
+            40013 | 40125 | 41002 | 41004 | 40164 => Self::Misconfigured(code),
+            other => Self::Other(other),
+        }
+    }
+}
+
+/// Finds the request id in an errmsg such as `invalid code, rid: 6512ab-…` or
+/// `… hints: [ req_id: Abc123 ]`.
+fn rid(errmsg: &str) -> Option<&str> {
+    let start = ["rid:", "req_id:"]
+        .iter()
+        .find_map(|tag| errmsg.find(tag).map(|at| at + tag.len()))?;
+    let id = errmsg[start..].trim_start();
+    let end = id
+        .find(|c: char| c.is_whitespace() || matches!(c, ']' | ',' | ';'))
+        .unwrap_or(id.len());
+    Some(&id[..end]).filter(|id| !id.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errcodes_are_classified_as_the_api_table_says() {
+        for (code, kind) in [
+            (-1, ErrCode::Busy),
+            (40029, ErrCode::InvalidCode),
+            (40163, ErrCode::CodeUsed),
+            (40226, ErrCode::UserBlocked),
+            (45011, ErrCode::RateLimited),
+            (40013, ErrCode::Misconfigured(40013)),
+            (40125, ErrCode::Misconfigured(40125)),
+            (41002, ErrCode::Misconfigured(41002)),
+            (41004, ErrCode::Misconfigured(41004)),
+            (40164, ErrCode::Misconfigured(40164)),
+            (61024, ErrCode::Other(61024)),
+        ] {
+            assert_eq!(ErrCode::from(code), kind, "{code}");
+        }
+    }
+
+    #[test]
+    fn the_rid_is_found_in_both_errmsg_styles() {
+        assert_eq!(
+            rid("invalid code, rid: 6512ab4e-1c2d"),
+            Some("6512ab4e-1c2d")
+        );
+        assert_eq!(
+            rid("invalid appsecret hints: [ req_id: Xy12z ]"),
+            Some("Xy12z")
+        );
+        assert_eq!(rid("code been used, rid:abc, more"), Some("abc"));
+        assert_eq!(rid("system error"), None);
+        assert_eq!(rid("rid: "), None);
+    }
+}
