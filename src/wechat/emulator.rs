@@ -156,8 +156,11 @@ async fn jscode2session(
     if method != Method::GET {
         return failure(43001, "require GET method");
     }
-    let (Some(appid), Some(secret)) = (query.appid, query.secret) else {
-        return failure(41002, "appid or secret missing");
+    let Some(appid) = query.appid else {
+        return failure(41002, "appid missing");
+    };
+    let Some(secret) = query.secret else {
+        return failure(41004, "appsecret missing");
     };
     if appid != state.appid {
         return failure(40013, "invalid appid");

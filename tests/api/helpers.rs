@@ -1,0 +1,246 @@
+use std::io::Write;
+use std::sync::{LazyLock, Mutex, Once};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tracing_subscriber::fmt::MakeWriter;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+use wxlogin::config::{LogFormat, Mode, Settings};
+use wxlogin::session::{Clock, ManualClock};
+use wxlogin::startup::Application;
+
+pub const APPID: &str = "wx_test_appid";
+pub const CODE2SESSION: &str = "/sns/jscode2session";
+/// A valid session_key: base64 of the bytes 0..16.
+pub const SESSION_KEY: &str = "AAECAwQFBgcICQoLDA0ODw==";
+/// The manual clock's starting time; any fixed instant will do.
+const CLOCK_START: u64 = 1_800_000_000;
+
+pub struct TestApp {
+    pub address: String,
+    pub wechat: MockServer,
+    pub http: reqwest::Client,
+    pub clock: ManualClock,
+    /// Unique to this app, so a test can search all captured logs for it.
+    pub secret: String,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// Spawns wxlogin against a fresh wiremock WeChat. `overrides` are extra `WXLOGIN_*`
+/// variables, applied after the test defaults.
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    capture_logs();
+    let wechat = MockServer::start().await;
+    let secret = format!("test-secret-{}", uuid::Uuid::new_v4().simple());
+    let mut env = vec![
+        ("WXLOGIN_APPID".to_owned(), APPID.to_owned()),
+        ("WXLOGIN_SECRET".to_owned(), secret.clone()),
+        ("WXLOGIN_WECHAT_BASE_URL".to_owned(), wechat.uri()),
+        ("WXLOGIN_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        ("WXLOGIN_WECHAT_TIMEOUT_MS".to_owned(), "1000".to_owned()),
+        ("WXLOGIN_WECHAT_BUSY_RETRY_MS".to_owned(), "10".to_owned()),
+    ];
+    env.extend(
+        overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let settings = Settings::load(env, Mode::Production).expect("test settings load");
+    let clock = ManualClock::starting_at(CLOCK_START);
+    let app = Application::build(settings, Clock::Manual(clock.clone()))
+        .await
+        .expect("app builds");
+    let address = format!("http://{}", app.local_addr().expect("bound"));
+    tokio::spawn(app.run_until(std::future::pending()));
+    TestApp {
+        address,
+        wechat,
+        http: http_client(),
+        clock,
+        secret,
+    }
+}
+
+/// A wxlogin in development mode, with the built-in emulator as its WeChat.
+pub struct DevApp {
+    pub address: String,
+    pub http: reqwest::Client,
+}
+
+pub async fn spawn_dev_app() -> DevApp {
+    capture_logs();
+    let env = [("WXLOGIN_LISTEN", "127.0.0.1:0")];
+    let settings = Settings::load(env, Mode::Development).expect("dev settings load");
+    let app = Application::build_with_emulator(settings, Clock::System)
+        .await
+        .expect("dev app builds");
+    let address = format!("http://{}", app.local_addr().expect("bound"));
+    tokio::spawn(app.run_until(std::future::pending()));
+    DevApp {
+        address,
+        http: http_client(),
+    }
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+/// A response, read whole, so assertions can look at everything.
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    pub async fn read(response: reqwest::Response) -> Self {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        Self {
+            status,
+            headers,
+            text,
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts the status and our error shape, `{"error": kind, "message": "…"}`.
+    pub fn assert_error(&self, status: u16, kind: &str) {
+        assert_eq!(self.status, status, "{}", self.text);
+        let body = self.json();
+        assert_eq!(body["error"], kind, "{}", self.text);
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{}",
+            self.text
+        );
+    }
+}
+
+impl TestApp {
+    pub async fn post_openid(&self, body: &Value) -> Reply {
+        self.send(
+            self.http
+                .post(format!("{}/openid", self.address))
+                .json(body),
+        )
+        .await
+    }
+
+    pub async fn get_session(&self, token: &str) -> Reply {
+        self.send(
+            self.http
+                .get(format!("{}/session", self.address))
+                .bearer_auth(token),
+        )
+        .await
+    }
+
+    pub async fn delete_session(&self, token: &str) -> Reply {
+        self.send(
+            self.http
+                .delete(format!("{}/session", self.address))
+                .bearer_auth(token),
+        )
+        .await
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        Reply::read(request.send().await.expect("wxlogin answers")).await
+    }
+
+    /// Logs in with `code` against a WeChat that vouches for `openid`, and returns the token.
+    pub async fn login_as(&self, code: &str, openid: &str) -> String {
+        wechat_answers(&self.wechat, success(openid, None)).await;
+        let reply = self.post_openid(&json!({ "code": code })).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        reply.json()["token"].as_str().expect("a token").to_owned()
+    }
+}
+
+/// Makes the stub answer every code2Session call with `response`.
+pub async fn wechat_answers(wechat: &MockServer, response: ResponseTemplate) {
+    wechat.reset().await;
+    Mock::given(method("GET"))
+        .and(path(CODE2SESSION))
+        .respond_with(response)
+        .mount(wechat)
+        .await;
+}
+
+/// A WeChat answer: JSON labelled `text/plain`, as WeChat sends it.
+pub fn wechat_json(body: Value) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_raw(body.to_string(), "text/plain")
+}
+
+pub fn success(openid: &str, unionid: Option<&str>) -> ResponseTemplate {
+    let mut body = json!({ "openid": openid, "session_key": SESSION_KEY });
+    if let Some(unionid) = unionid {
+        body["unionid"] = unionid.into();
+    }
+    wechat_json(body)
+}
+
+pub fn errcode(code: i64) -> ResponseTemplate {
+    wechat_json(json!({ "errcode": code, "errmsg": format!("emulated error, rid: rid-{code}") }))
+}
+
+/// Everything every test has logged so far, at every level, as JSON lines.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().expect("log buffer")).into_owned()
+}
+
+static LOGS: LazyLock<Mutex<Vec<u8>>> = LazyLock::new(Mutex::default);
+
+/// Captures every log line of the whole test binary (all levels, all of wxlogin's
+/// dependencies that log through tracing) so tests can search it. `TEST_LOG=1` also
+/// prints it. wiremock is left out: it logs the requests *it* receives, secret included,
+/// and it is our test double, not our service.
+fn capture_logs() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let subscriber =
+            wxlogin::telemetry::subscriber(LogFormat::Json, "trace,wiremock=off", CaptureWriter);
+        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+    });
+}
+
+struct CaptureWriter;
+
+impl<'a> MakeWriter<'a> for CaptureWriter {
+    type Writer = CaptureWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        CaptureWriter
+    }
+}
+
+impl Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().expect("log buffer").extend_from_slice(buf);
+        if std::env::var_os("TEST_LOG").is_some() {
+            std::io::stdout().write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

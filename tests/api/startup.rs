@@ -1,0 +1,119 @@
+//! The real binary, started as a user starts it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+const WXLOGIN: &str = env!("CARGO_BIN_EXE_wxlogin");
+
+/// Waits for the child to exit, killing it if it is still running after `limit`: a
+/// wxlogin that wrongly starts serving must fail the test, not hang it.
+fn exit_within(mut child: Child, limit: Duration) -> std::process::Output {
+    let started = Instant::now();
+    while child.try_wait().expect("child status").is_none() {
+        if started.elapsed() > limit {
+            child.kill().ok();
+            panic!("wxlogin was still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn without_credentials_or_dev_it_exits_non_zero_naming_the_missing_variables() {
+    let child = Command::new(WXLOGIN)
+        .env_clear()
+        .env("WXLOGIN_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wxlogin starts");
+
+    let output = exit_within(child, Duration::from_secs(30));
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("WXLOGIN_APPID"), "{stderr}");
+    assert!(stderr.contains("WXLOGIN_SECRET"), "{stderr}");
+    assert!(stderr.contains("--dev"), "{stderr}");
+}
+
+#[test]
+fn a_dev_setting_in_the_environment_does_not_switch_on_development_mode() {
+    let child = Command::new(WXLOGIN)
+        .env_clear()
+        .env("WXLOGIN_LISTEN", "127.0.0.1:0")
+        .env("WXLOGIN_DEV", "true")
+        .env("WXLOGIN_MODE", "development")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wxlogin starts");
+
+    let output = exit_within(child, Duration::from_secs(30));
+
+    assert!(!output.status.success(), "only --dev starts the emulator");
+}
+
+/// Kills the child when the test ends, however it ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+#[tokio::test]
+async fn dev_mode_prints_a_banner_whose_curl_line_logs_in() {
+    let mut child = KillOnDrop(
+        Command::new(WXLOGIN)
+            .arg("--dev")
+            .env_clear()
+            .env("WXLOGIN_LISTEN", "127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("wxlogin --dev starts"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let banner = tokio::task::spawn_blocking(move || {
+        let mut banner = String::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("banner line");
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.trim_start().starts_with("Magic codes") {
+                break;
+            }
+        }
+        banner
+    })
+    .await
+    .expect("banner read");
+
+    assert!(banner.contains("DEVELOPMENT MODE"), "{banner}");
+    let curl = banner
+        .lines()
+        .find(|l| l.trim_start().starts_with("curl -s -X POST"))
+        .expect("a curl line");
+    let url = curl
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("a URL in the curl line");
+
+    let reply = reqwest::Client::new()
+        .post(url)
+        .json(&json!({ "code": "alice@1" }))
+        .send()
+        .await
+        .expect("wxlogin answers");
+    assert_eq!(reply.status(), 200);
+    let body: serde_json::Value =
+        serde_json::from_slice(&reply.bytes().await.expect("body")).expect("JSON");
+    assert!(body["token"].is_string(), "{body}");
+}
