@@ -68,8 +68,9 @@ pub enum LogFormat {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error(
-        "missing {}: set it in the environment, or run `wxlogin --dev` to use the built-in WeChat emulator",
-        .0.join(" and ")
+        "missing {}: set {} in the environment, or run `wxlogin --dev` to use the built-in WeChat emulator",
+        .0.join(" and "),
+        if .0.len() == 1 { "it" } else { "them" }
     )]
     MissingCredentials(Vec<&'static str>),
     #[error("set only one of WXLOGIN_SECRET and WXLOGIN_SECRET_FILE")]
