@@ -274,6 +274,16 @@ mod tests {
         Settings::load(vars.iter().map(|(k, v)| (*k, *v)), Mode::Production)
     }
 
+    /// Writes `contents` to a file in a fresh directory of its own; returns both paths.
+    fn temp_file(name: &str, contents: &str) -> (PathBuf, PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("wxlogin-config-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join(name);
+        std::fs::write(&path, contents).expect("write temp file");
+        (dir, path)
+    }
+
     #[test]
     fn defaults_apply_when_only_credentials_are_set() {
         let s = load(&[("WXLOGIN_APPID", "wx1"), ("WXLOGIN_SECRET", "s3cr3t")]).expect("settings");
@@ -324,10 +334,7 @@ mod tests {
 
     #[test]
     fn secret_file_is_read_and_its_trailing_newline_dropped() {
-        let dir = std::env::temp_dir().join(format!("wxlogin-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("secret");
-        std::fs::write(&path, "from-file\n").expect("write secret");
+        let (dir, path) = temp_file("secret", "from-file\n");
         let path_str = path.to_str().expect("utf-8 path");
 
         let s =
@@ -351,10 +358,10 @@ mod tests {
 
     #[test]
     fn config_file_named_by_wxlogin_config_overrides_defaults_and_env_overrides_it() {
-        let dir = std::env::temp_dir().join(format!("wxlogin-config-file-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("override.toml");
-        std::fs::write(&path, "session_max = 42\nlisten = \"127.0.0.1:7000\"\n").expect("write");
+        let (dir, path) = temp_file(
+            "override.toml",
+            "session_max = 42\nlisten = \"127.0.0.1:7000\"\n",
+        );
         let s = load(&[
             ("WXLOGIN_APPID", "wx1"),
             ("WXLOGIN_SECRET", "s"),

@@ -82,25 +82,28 @@ fn log_response<B>(response: &Response<B>, latency: Duration, _: &Span) {
     let status = response.status().as_u16();
     // Rounded to the microsecond, so log lines read 2.676 rather than 2.6759980000000003.
     let latency_ms = (latency.as_secs_f64() * 1e6).round() / 1e3;
-    match response.extensions().get::<ErrorReport>() {
-        None => tracing::info!(status, latency_ms, "request finished"),
-        Some(report) if response.status().is_server_error() => tracing::error!(
-            status,
-            latency_ms,
-            error = report.kind,
-            detail = report.detail.as_deref(),
-            wechat_errcode = report.wechat_errcode,
-            wechat_rid = report.wechat_rid.as_deref(),
-            "request failed"
-        ),
-        Some(report) => tracing::info!(
-            status,
-            latency_ms,
-            error = report.kind,
-            detail = report.detail.as_deref(),
-            wechat_errcode = report.wechat_errcode,
-            wechat_rid = report.wechat_rid.as_deref(),
-            "request rejected"
-        ),
+    let Some(report) = response.extensions().get::<ErrorReport>() else {
+        tracing::info!(status, latency_ms, "request finished");
+        return;
+    };
+    // tracing needs the level as a constant, hence one expansion per level.
+    macro_rules! log_error {
+        ($level:expr, $message:literal) => {
+            tracing::event!(
+                $level,
+                status,
+                latency_ms,
+                error = report.kind,
+                detail = report.detail.as_deref(),
+                wechat_errcode = report.wechat_errcode,
+                wechat_rid = report.wechat_rid.as_deref(),
+                $message
+            )
+        };
+    }
+    if response.status().is_server_error() {
+        log_error!(tracing::Level::ERROR, "request failed");
+    } else {
+        log_error!(tracing::Level::INFO, "request rejected");
     }
 }

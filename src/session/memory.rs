@@ -68,3 +68,74 @@ impl MemoryStore {
         self.clock.now()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::ManualClock;
+    use crate::wechat::{OpenId, SessionKey};
+
+    fn store(max_sessions: u64, clock: ManualClock) -> MemoryStore {
+        let settings = SessionSettings {
+            ttl: Duration::from_secs(100),
+            max_sessions,
+        };
+        MemoryStore::new(&settings, Clock::Manual(clock))
+    }
+
+    fn login(openid: &str) -> WxSession {
+        WxSession {
+            openid: OpenId::parse(openid).expect("openid"),
+            session_key: SessionKey::parse_base64("AAECAwQFBgcICQoLDA0ODw==").expect("key"),
+            unionid: None,
+        }
+    }
+
+    #[test]
+    fn a_created_session_is_found_by_its_token_until_revoked() {
+        let store = store(10, ManualClock::starting_at(1000));
+        let issued = store.create(login("oA"));
+        assert_eq!(issued.expires_in, 100);
+        assert_eq!(issued.session.expires_at, 1100);
+
+        let found = store.get(&issued.token).expect("live session");
+        assert_eq!(found.openid.as_ref(), "oA");
+        assert!(store.get(&SessionToken::generate()).is_none());
+
+        assert!(store.revoke(&issued.token));
+        assert!(store.get(&issued.token).is_none());
+        assert!(
+            !store.revoke(&issued.token),
+            "a second revoke finds nothing"
+        );
+    }
+
+    #[test]
+    fn a_session_is_gone_the_second_its_ttl_ends() {
+        let clock = ManualClock::starting_at(1000);
+        let store = store(10, clock.clone());
+        let issued = store.create(login("oB"));
+
+        clock.advance(Duration::from_secs(99));
+        assert_eq!(
+            store.get(&issued.token).map(|s| s.expires_in(store.now())),
+            Some(1)
+        );
+        clock.advance(Duration::from_secs(1));
+        assert!(store.get(&issued.token).is_none());
+    }
+
+    #[test]
+    fn the_store_never_holds_more_than_session_max() {
+        let store = store(50, ManualClock::starting_at(1000));
+        for i in 0..500 {
+            store.create(login(&format!("o{i}")));
+        }
+        store.sessions.run_pending_tasks();
+        assert!(
+            store.sessions.entry_count() <= 50,
+            "{} entries",
+            store.sessions.entry_count()
+        );
+    }
+}

@@ -22,17 +22,22 @@ fn exit_within(mut child: Child, limit: Duration) -> std::process::Output {
     child.wait_with_output().expect("output")
 }
 
-#[test]
-fn without_credentials_or_dev_it_exits_non_zero_naming_the_missing_variables() {
+/// Starts the binary with only `env` and waits for it to exit.
+fn run_with_only(env: &[(&str, &str)]) -> std::process::Output {
     let child = Command::new(WXLOGIN)
         .env_clear()
         .env("WXLOGIN_LISTEN", "127.0.0.1:0")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("wxlogin starts");
+    exit_within(child, Duration::from_secs(30))
+}
 
-    let output = exit_within(child, Duration::from_secs(30));
+#[test]
+fn without_credentials_or_dev_it_exits_non_zero_naming_the_missing_variables() {
+    let output = run_with_only(&[]);
 
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -43,19 +48,10 @@ fn without_credentials_or_dev_it_exits_non_zero_naming_the_missing_variables() {
 
 #[test]
 fn a_dev_setting_in_the_environment_does_not_switch_on_development_mode() {
-    let child = Command::new(WXLOGIN)
-        .env_clear()
-        .env("WXLOGIN_LISTEN", "127.0.0.1:0")
-        .env("WXLOGIN_DEV", "true")
-        .env("WXLOGIN_MODE", "development")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("wxlogin starts");
-
-    let output = exit_within(child, Duration::from_secs(30));
+    let output = run_with_only(&[("WXLOGIN_DEV", "true"), ("WXLOGIN_MODE", "development")]);
 
     assert!(!output.status.success(), "only --dev starts the emulator");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("WXLOGIN_APPID"));
 }
 
 /// Kills the child when the test ends, however it ends.
