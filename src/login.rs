@@ -9,8 +9,11 @@ use moka::future::Cache;
 use crate::session::{IssuedSession, SessionStore};
 use crate::wechat::{JsCode, WeChatClient, WeChatError};
 
-/// A backstop only: entries leave the in-flight table as soon as their login completes.
-const IN_FLIGHT_BACKSTOP_TTL: Duration = Duration::from_secs(60);
+/// Entries leave the in-flight table as soon as their login completes. This backstop only
+/// matters when the caller went away between completion and clean-up: then the finished
+/// login stays reusable for at most this long. moka starts the clock at insertion, that
+/// is when the login completes, so callers still waiting on WeChat are not affected.
+const IN_FLIGHT_BACKSTOP_TTL: Duration = Duration::from_secs(1);
 const IN_FLIGHT_MAX: u64 = 100_000;
 
 pub struct LoginService {

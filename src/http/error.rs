@@ -68,8 +68,13 @@ impl ApiError {
         match self {
             Self::BadCode(InvalidJsCode::Missing) => (S::BAD_REQUEST, "missing_code", msg(InvalidJsCode::Missing)),
             Self::BadCode(e) => (S::BAD_REQUEST, "malformed_code", msg(e)),
-            Self::MalformedJson(e) => (S::BAD_REQUEST, "malformed_json", format!("The body is not valid JSON: {e}").into()),
-            Self::InvalidBody(e) => (S::BAD_REQUEST, "invalid_body", format!("The request is not as expected: {e}").into()),
+            // The parser's own words name internal types; they go to the log instead.
+            Self::MalformedJson(_) => (S::BAD_REQUEST, "malformed_json", "The body is not valid JSON.".into()),
+            Self::InvalidBody(_) => (
+                S::BAD_REQUEST,
+                "invalid_body",
+                r#"Send the code from wx.login() as {"code": "…"}, a form field code=…, or ?code=… on GET."#.into(),
+            ),
             Self::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, "payload_too_large", "The body is larger than 16 KiB.".into()),
             Self::UnsupportedMediaType => (
                 S::UNSUPPORTED_MEDIA_TYPE,

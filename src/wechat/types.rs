@@ -17,11 +17,11 @@ pub struct JsCode(Box<str>);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidJsCode {
-    #[error("the request has no code: send the code from wx.login()")]
+    #[error("The request has no code: send the code from wx.login().")]
     Missing,
-    #[error("the code is longer than {MAX_JS_CODE_LEN} characters")]
+    #[error("The code is longer than {MAX_JS_CODE_LEN} characters.")]
     TooLong,
-    #[error("the code may only contain printable ASCII characters without spaces")]
+    #[error("The code may only contain printable ASCII characters, without spaces.")]
     BadCharacters,
 }
 
