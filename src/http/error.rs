@@ -75,7 +75,7 @@ impl ApiError {
                 "invalid_body",
                 r#"Send the code from wx.login() as {"code": "…"}, a form field code=…, or ?code=… on GET."#.into(),
             ),
-            Self::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, "payload_too_large", "The body is larger than 16 KiB.".into()),
+            Self::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, "payload_too_large", format!("The body is larger than {} KiB.", super::MAX_BODY_BYTES / 1024).into()),
             Self::UnsupportedMediaType => (
                 S::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
@@ -102,7 +102,7 @@ impl ApiError {
         let (detail, wechat_errcode, wechat_rid) = match self {
             Self::WeChat(err) => (
                 Some(error_chain(err.as_ref())),
-                wechat_errcode(err),
+                err.raw_errcode(),
                 err.rid().map(str::to_owned),
             ),
             Self::MalformedJson(e) | Self::InvalidBody(e) => (Some(e.clone()), None, None),
@@ -119,13 +119,6 @@ impl ApiError {
 
 fn msg(e: impl ToString) -> Cow<'static, str> {
     e.to_string().into()
-}
-
-fn wechat_errcode(err: &WeChatError) -> Option<i64> {
-    match err {
-        WeChatError::Api { errcode, .. } => Some(*errcode),
-        _ => None,
-    }
 }
 
 fn wechat_parts(err: &WeChatError) -> (StatusCode, &'static str, Cow<'static, str>) {
@@ -185,7 +178,7 @@ impl IntoResponse for ApiError {
         let (status, kind, message) = self.parts();
         let wechat_errcode = match &self {
             Self::WeChat(err) if matches!(err.errcode(), Some(ErrCode::Other(_))) => {
-                wechat_errcode(err)
+                err.raw_errcode()
             }
             _ => None,
         };

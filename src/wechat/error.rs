@@ -31,12 +31,17 @@ impl WeChatError {
         }
     }
 
-    /// What the `errcode`, if any, means for us.
-    pub fn errcode(&self) -> Option<ErrCode> {
+    /// The `errcode` WeChat answered, if it answered one.
+    pub fn raw_errcode(&self) -> Option<i64> {
         match self {
-            Self::Api { errcode, .. } => Some(ErrCode::from(*errcode)),
+            Self::Api { errcode, .. } => Some(*errcode),
             _ => None,
         }
+    }
+
+    /// What the `errcode`, if any, means for us.
+    pub fn errcode(&self) -> Option<ErrCode> {
+        self.raw_errcode().map(ErrCode::from)
     }
 
     /// WeChat's request id (`rid: …` in errmsg), which WeChat support asks for.
