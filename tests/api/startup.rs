@@ -77,7 +77,7 @@ async fn dev_mode_prints_a_banner_whose_curl_line_logs_in() {
             .expect("wxlogin --dev starts"),
     );
     let stdout = child.0.stdout.take().expect("stdout");
-    let banner = tokio::task::spawn_blocking(move || {
+    let read_banner = tokio::task::spawn_blocking(move || {
         let mut banner = String::new();
         for line in BufReader::new(stdout).lines() {
             let line = line.expect("banner line");
@@ -88,9 +88,13 @@ async fn dev_mode_prints_a_banner_whose_curl_line_logs_in() {
             }
         }
         banner
-    })
-    .await
-    .expect("banner read");
+    });
+    // A guard, not a wait: a banner that changed shape must fail the test, not hang it
+    // (killing the child on drop then ends the blocked read).
+    let banner = tokio::time::timeout(Duration::from_secs(60), read_banner)
+        .await
+        .expect("the banner within a minute")
+        .expect("banner read");
 
     assert!(banner.contains("DEVELOPMENT MODE"), "{banner}");
     let curl = banner
