@@ -33,6 +33,9 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub shutdown_timeout: Duration,
+    /// Settings that were given but mean nothing to wxlogin: typos, or settings of another
+    /// version. They are reported at start-up rather than ignored in silence.
+    pub unknown: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -131,8 +134,17 @@ impl Settings {
         for (key, value) in overrides {
             layers = layers.set_override(key, value)?;
         }
-        let raw: RawSettings = layers.build()?.try_deserialize()?;
-        raw.into_settings(mode)
+        let mut unknown = Vec::new();
+        let raw: RawSettings = serde_ignored::deserialize(layers.build()?, |key| {
+            let key = key.to_string();
+            unknown.push(format!(
+                "{ENV_PREFIX}{} ({key} in a config file)",
+                key.to_ascii_uppercase()
+            ));
+        })?;
+        let mut settings = raw.into_settings(mode)?;
+        settings.unknown = unknown;
+        Ok(settings)
     }
 }
 
@@ -180,6 +192,7 @@ impl RawSettings {
             },
             log_format: self.log_format,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+            unknown: Vec::new(),
         })
     }
 }
@@ -391,6 +404,32 @@ mod tests {
             let err = load(&vars).expect_err(var).to_string();
             assert!(err.contains(key), "{var}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn unknown_settings_are_reported_not_silently_dropped() {
+        let s = load(&[
+            ("WXLOGIN_APPID", "wx1"),
+            ("WXLOGIN_SECRET", "s"),
+            ("WXLOGIN_SESSION_TTL", "60"),
+        ])
+        .expect("settings");
+        assert_eq!(
+            s.unknown,
+            ["WXLOGIN_SESSION_TTL (session_ttl in a config file)"]
+        );
+        assert_eq!(
+            s.sessions.ttl,
+            Duration::from_secs(7 * 24 * 3600),
+            "the default still applies"
+        );
+
+        let known = load(&[
+            ("WXLOGIN_APPID", "wx1"),
+            ("WXLOGIN_SECRET", "s"),
+            ("WXLOGIN_SESSION_MAX", "5"),
+        ]);
+        assert!(known.expect("settings").unknown.is_empty());
     }
 
     #[test]

@@ -34,6 +34,12 @@ async fn main() -> ExitCode {
         }
     };
     telemetry::init(settings.log_format);
+    for setting in &settings.unknown {
+        tracing::warn!(
+            setting,
+            "ignoring a setting wxlogin does not know; is it misspelt?"
+        );
+    }
     let app = match mode {
         Mode::Production => Application::build(settings, Clock::System).await,
         Mode::Development => Application::build_with_emulator(settings, Clock::System).await,
