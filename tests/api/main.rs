@@ -8,5 +8,6 @@ mod helpers;
 mod login;
 mod secrets;
 mod session;
+mod shutdown;
 mod startup;
 mod upstream_errors;
