@@ -6,8 +6,10 @@ use wiremock::matchers::{path, query_param};
 
 use crate::helpers::*;
 
-/// Long enough that two requests sent together are both still waiting on WeChat.
-const SLOW_WECHAT: Duration = Duration::from_millis(500);
+/// Long enough that two requests sent together are both still waiting on WeChat, even on
+/// a loaded machine. Whether the second request has joined the first is not observable from
+/// outside, so a slow WeChat is what makes them overlap.
+const SLOW_WECHAT: Duration = Duration::from_secs(1);
 
 #[tokio::test]
 async fn two_concurrent_logins_with_one_code_make_one_wechat_call_and_share_its_session() {

@@ -41,7 +41,6 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         ("WXLOGIN_SECRET".to_owned(), secret.clone()),
         ("WXLOGIN_WECHAT_BASE_URL".to_owned(), wechat.uri()),
         ("WXLOGIN_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
-        ("WXLOGIN_WECHAT_TIMEOUT_MS".to_owned(), "1000".to_owned()),
         ("WXLOGIN_WECHAT_BUSY_RETRY_MS".to_owned(), "10".to_owned()),
     ];
     env.extend(
