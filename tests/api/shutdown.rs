@@ -47,6 +47,23 @@ async fn held_wechat() -> HeldWeChat {
     }
 }
 
+impl HeldWeChat {
+    /// Sends a login to the wxlogin at `base_url` and returns once WeChat is holding it.
+    async fn hold_a_login(
+        &mut self,
+        base_url: &str,
+    ) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+        let login = tokio::spawn(
+            reqwest::Client::new()
+                .post(format!("{base_url}/openid"))
+                .json(&json!({ "code": "held" }))
+                .send(),
+        );
+        self.arrived.recv().await.expect("the login reached WeChat");
+        login
+    }
+}
+
 /// Starts wxlogin against `wechat`; it stops when the returned sender fires.
 async fn start(
     wechat: &HeldWeChat,
@@ -104,17 +121,7 @@ async fn on_sigterm_a_login_in_flight_completes_and_the_process_exits_0() {
             .expect("the bound address")
             .to_owned();
 
-    let login = tokio::spawn(
-        reqwest::Client::new()
-            .post(format!("http://{addr}/openid"))
-            .json(&json!({ "code": "in-flight" }))
-            .send(),
-    );
-    wechat
-        .arrived
-        .recv()
-        .await
-        .expect("the login reached WeChat");
+    let login = wechat.hold_a_login(&format!("http://{addr}")).await;
     let sigterm = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -178,17 +185,7 @@ async fn wait_for(log: &mut mpsc::UnboundedReceiver<String>, needle: &str) -> St
 async fn shutdown_gives_up_on_requests_that_outlast_the_timeout() {
     let mut wechat = held_wechat().await;
     let (address, stop, server) = start(&wechat, "1").await;
-    let _stuck = tokio::spawn(
-        reqwest::Client::new()
-            .post(format!("{address}/openid"))
-            .json(&json!({ "code": "never-answered" }))
-            .send(),
-    );
-    wechat
-        .arrived
-        .recv()
-        .await
-        .expect("the login reached WeChat");
+    let _stuck = wechat.hold_a_login(&address).await;
 
     stop.send(()).expect("the server is running");
 
