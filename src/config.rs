@@ -142,9 +142,7 @@ impl Settings {
                 key.to_ascii_uppercase()
             ));
         })?;
-        let mut settings = raw.into_settings(mode)?;
-        settings.unknown = unknown;
-        Ok(settings)
+        raw.into_settings(mode, unknown)
     }
 }
 
@@ -163,7 +161,7 @@ where
 }
 
 impl RawSettings {
-    fn into_settings(self, mode: Mode) -> Result<Settings, ConfigError> {
+    fn into_settings(self, mode: Mode, unknown: Vec<String>) -> Result<Settings, ConfigError> {
         let credentials = match mode {
             Mode::Production => {
                 credentials(self.appid, resolve_secret(self.secret, self.secret_file)?)?
@@ -192,7 +190,7 @@ impl RawSettings {
             },
             log_format: self.log_format,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
-            unknown: Vec::new(),
+            unknown,
         })
     }
 }
