@@ -4,6 +4,7 @@
 mod client;
 pub mod emulator;
 mod error;
+pub mod open_data;
 mod types;
 
 pub use client::WeChatClient;

@@ -119,6 +119,12 @@ impl SessionKey {
     pub fn bytes(&self) -> &[u8; 16] {
         &self.0
     }
+
+    /// The base64 text WeChat sent. Standard base64 of 16 bytes has one spelling, so this
+    /// is exactly that text: the signatures are computed over it.
+    pub fn to_base64(&self) -> String {
+        STANDARD.encode(self.0)
+    }
 }
 
 impl fmt::Debug for SessionKey {
