@@ -1,8 +1,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use wxlogin::clock::Clock;
 use wxlogin::config::{Mode, Settings};
-use wxlogin::session::Clock;
 use wxlogin::startup::Application;
 use wxlogin::telemetry;
 

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::http::{AppState, router};
 use crate::login::LoginService;
-use crate::session::{Clock, SessionStore};
+use crate::session::SessionStore;
 use crate::wechat::WeChatClient;
 use crate::wechat::emulator::Emulator;
 

@@ -3,15 +3,20 @@ use std::time::Duration;
 
 use moka::sync::Cache;
 
-use super::{Clock, IssuedSession, Session, SessionToken, TokenHash};
+use super::{IssuedSession, LatestSessionKey, Session, SessionToken, TokenHash};
+use crate::clock::Clock;
 use crate::config::SessionSettings;
-use crate::wechat::WxSession;
+use crate::wechat::{OpenId, SessionKey, WxSession};
 
 /// Sessions in this process's memory: a bounded moka cache keyed by token hash. Past
 /// `session_max` entries the least recently used are evicted.
 #[derive(Clone)]
 pub struct MemoryStore {
     sessions: Cache<TokenHash, Arc<Session>>,
+    /// Each openid's newest session_key, shared with every session of that openid. A login
+    /// refreshes the entry's TTL, so it outlives all of the openid's sessions. Should it be
+    /// evicted under `session_max` pressure anyway, older sessions keep the key they had.
+    keys: Cache<OpenId, Arc<LatestSessionKey>>,
     ttl: Duration,
     clock: Clock,
 }
@@ -24,8 +29,13 @@ impl MemoryStore {
             .max_capacity(settings.max_sessions)
             .time_to_live(settings.ttl)
             .build();
+        let keys = Cache::builder()
+            .max_capacity(settings.max_sessions)
+            .time_to_live(settings.ttl)
+            .build();
         Self {
             sessions,
+            keys,
             ttl: settings.ttl,
             clock,
         }
@@ -33,10 +43,11 @@ impl MemoryStore {
 
     pub fn create(&self, login: WxSession) -> IssuedSession {
         let token = SessionToken::generate();
+        let session_key = self.newest_key(&login.openid, login.session_key);
         let session = Arc::new(Session {
             openid: login.openid,
             unionid: login.unionid,
-            session_key: login.session_key,
+            session_key,
             expires_at: self.clock.now() + self.ttl.as_secs(),
         });
         self.sessions.insert(token.hash(), Arc::clone(&session));
@@ -45,6 +56,21 @@ impl MemoryStore {
             session,
             expires_in: self.ttl.as_secs(),
         }
+    }
+
+    /// Makes `key` the session_key of every live session of `openid`.
+    fn newest_key(&self, openid: &OpenId, key: SessionKey) -> Arc<LatestSessionKey> {
+        self.keys
+            .entry_by_ref(openid)
+            .and_upsert_with(|existing| match existing {
+                Some(entry) => {
+                    let shared = entry.into_value();
+                    shared.replace(key);
+                    shared
+                }
+                None => Arc::new(LatestSessionKey::new(key)),
+            })
+            .into_value()
     }
 
     pub fn get(&self, token: &SessionToken) -> Option<Arc<Session>> {
@@ -72,7 +98,7 @@ impl MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::ManualClock;
+    use crate::clock::ManualClock;
     use crate::wechat::{OpenId, SessionKey};
 
     fn store(max_sessions: u64, clock: ManualClock) -> MemoryStore {
@@ -84,11 +110,35 @@ mod tests {
     }
 
     fn login(openid: &str) -> WxSession {
+        login_with_key(openid, "AAECAwQFBgcICQoLDA0ODw==")
+    }
+
+    fn login_with_key(openid: &str, key: &str) -> WxSession {
         WxSession {
             openid: OpenId::parse(openid).expect("openid"),
-            session_key: SessionKey::parse_base64("AAECAwQFBgcICQoLDA0ODw==").expect("key"),
+            session_key: SessionKey::parse_base64(key).expect("key"),
             unionid: None,
         }
+    }
+
+    #[test]
+    fn a_new_login_gives_every_session_of_the_openid_the_new_session_key() {
+        let store = store(10, ManualClock::starting_at(1000));
+        let first = store.create(login_with_key("oA", "AAECAwQFBgcICQoLDA0ODw=="));
+        let other_user = store.create(login_with_key("oB", "AAECAwQFBgcICQoLDA0ODw=="));
+        let second = store.create(login_with_key("oA", "EBESExQVFhcYGRobHB0eHw=="));
+
+        let rotated = SessionKey::parse_base64("EBESExQVFhcYGRobHB0eHw==").expect("key");
+        for token in [&first.token, &second.token] {
+            let session = store.get(token).expect("live");
+            assert_eq!(session.session_key(), rotated);
+        }
+        let untouched = store.get(&other_user.token).expect("live");
+        assert_eq!(
+            untouched.session_key().bytes()[0],
+            0,
+            "another openid keeps its key"
+        );
     }
 
     #[test]

@@ -1,16 +1,15 @@
 //! Sessions: what a token stands for, and the stores that keep them. Backends sit behind
 //! the [`SessionStore`] enum and are chosen in one place, at start-up.
 
-mod clock;
 mod memory;
 mod token;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-pub use clock::{Clock, ManualClock};
 pub use memory::MemoryStore;
 pub use token::{SessionToken, TokenHash};
 
+use crate::clock::Clock;
 use crate::config::SessionSettings;
 use crate::wechat::{OpenId, SessionKey, UnionId, WxSession};
 
@@ -19,16 +18,43 @@ use crate::wechat::{OpenId, SessionKey, UnionId, WxSession};
 pub struct Session {
     pub openid: OpenId,
     pub unionid: Option<UnionId>,
-    /// Kept for the user-data features (signatures, decryption); never sent to a client.
-    pub session_key: SessionKey,
+    /// Shared by all of this openid's sessions in a store (see [`LatestSessionKey`]).
+    session_key: Arc<LatestSessionKey>,
     /// Seconds since the Unix epoch.
     pub expires_at: u64,
 }
 
 impl Session {
+    /// The newest session_key WeChat gave this user, for verifying and decrypting the
+    /// user's data. It never leaves the server.
+    pub fn session_key(&self) -> SessionKey {
+        self.session_key.get()
+    }
+
     /// Seconds left at `now`; 0 once expired.
     pub fn expires_in(&self, now: u64) -> u64 {
         self.expires_at.saturating_sub(now)
+    }
+}
+
+/// The session_key of one openid. Each `code2Session` call makes WeChat issue a new key
+/// and invalidate the old one, so every live session of the openid must move to the new
+/// key at once: they all share this cell, and a login replaces its content.
+#[derive(Debug)]
+pub struct LatestSessionKey(Mutex<SessionKey>);
+
+impl LatestSessionKey {
+    pub fn new(key: SessionKey) -> Self {
+        Self(Mutex::new(key))
+    }
+
+    pub fn get(&self) -> SessionKey {
+        // A 16-byte copy cannot be left half-done, so a poisoned lock still holds a whole key.
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn replace(&self, key: SessionKey) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = key;
     }
 }
 

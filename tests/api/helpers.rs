@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 use tracing_subscriber::fmt::MakeWriter;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
+use wxlogin::clock::{Clock, ManualClock};
 use wxlogin::config::{LogFormat, Mode, Settings};
-use wxlogin::session::{Clock, ManualClock};
 use wxlogin::startup::Application;
 
 pub const APPID: &str = "wx_test_appid";

@@ -9,8 +9,8 @@ use axum::Router;
 use axum::routing::get;
 use serde_json::json;
 use tokio::sync::{Notify, mpsc, oneshot};
+use wxlogin::clock::Clock;
 use wxlogin::config::{Mode, Settings};
-use wxlogin::session::Clock;
 use wxlogin::startup::Application;
 
 use crate::helpers::SESSION_KEY;

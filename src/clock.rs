@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Where the session stores read the time: the system clock, or a manual one that tests
+/// Where the session stores and the access_token cache read the time: the system clock, or a manual one that tests
 /// move forward to expire sessions without waiting.
 #[derive(Debug, Clone, Default)]
 pub enum Clock {
