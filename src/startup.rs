@@ -11,8 +11,8 @@ use crate::config::Settings;
 use crate::http::{AppState, router};
 use crate::login::LoginService;
 use crate::session::SessionStore;
-use crate::wechat::WeChatClient;
 use crate::wechat::emulator::Emulator;
+use crate::wechat::{AccessTokens, WeChatClient};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -39,11 +39,16 @@ pub struct Application {
 impl Application {
     /// Binds the listener and builds the app against the WeChat in `settings`.
     pub async fn build(settings: Settings, clock: Clock) -> Result<Self, StartupError> {
-        let sessions = SessionStore::memory(&settings.sessions, clock);
+        let sessions = SessionStore::memory(&settings.sessions, clock.clone());
         let wechat = WeChatClient::new(&settings.wechat)?;
+        // A refresh is at most two stable_token calls (normal, then forced), each bounded
+        // by the WeChat timeout.
+        let token_wait_limit = settings.wechat.timeout * 2;
         let state = AppState {
-            logins: Arc::new(LoginService::new(wechat, sessions.clone())),
+            logins: Arc::new(LoginService::new(wechat.clone(), sessions.clone())),
             sessions,
+            access_tokens: AccessTokens::local(wechat.clone(), clock, token_wait_limit),
+            wechat,
         };
         let listener =
             TcpListener::bind(settings.listen)

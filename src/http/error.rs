@@ -10,21 +10,28 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::wechat::{ErrCode, InvalidJsCode, WeChatError};
+use crate::wechat::open_data::DecryptError;
+use crate::wechat::{ErrCode, InvalidCode, WeChatError};
 
 /// Seconds a client should wait after WeChat's per-user limit (counted per minute).
 const RATE_LIMITED_RETRY_AFTER: &str = "60";
 /// Seconds a client should wait after WeChat said it is busy, even on our retry.
 const BUSY_RETRY_AFTER: &str = "2";
+/// Seconds a client should wait when no access_token could be had.
+const ACCESS_TOKEN_RETRY_AFTER: &str = "5";
 
 #[derive(Debug)]
 pub enum ApiError {
     /// 400 `missing_code` or `malformed_code`.
-    BadCode(InvalidJsCode),
+    BadCode(InvalidCode),
     /// 400 `malformed_json`: the body is not JSON.
     MalformedJson(String),
     /// 400 `invalid_body`: JSON or a form of the wrong shape, or a bad query string.
-    InvalidBody(String),
+    /// `expected` describes the right shape to the client; `detail` is the parser's.
+    InvalidBody {
+        detail: String,
+        expected: &'static str,
+    },
     /// 413 `payload_too_large`.
     PayloadTooLarge,
     /// 415 `unsupported_media_type`.
@@ -37,6 +44,10 @@ pub enum ApiError {
     MissingToken,
     /// 401 `invalid_token`: unknown, expired, revoked or malformed.
     InvalidToken,
+    /// 400 `invalid_signature`: rawData and signature do not match the session_key.
+    InvalidSignature,
+    /// 400 `malformed_base64`, `invalid_length`, `decryption_failed` or `watermark_mismatch`.
+    Decrypt(DecryptError),
     /// WeChat said no, or could not be asked: 401, 403, 409, 429, 500, 502, 503 or 504.
     WeChat(Arc<WeChatError>),
     /// 500 `internal_error`: a bug (a caught panic).
@@ -63,18 +74,33 @@ struct ErrorBody<'a> {
 }
 
 impl ApiError {
+    /// A body of the wrong shape, before the route has said what it expects.
+    fn invalid_body(detail: String) -> Self {
+        Self::InvalidBody {
+            detail,
+            expected: "the JSON body this route documents",
+        }
+    }
+
+    /// Names the shape the route expects, in the message of an `invalid_body` error.
+    pub fn expecting(self, shape: &'static str) -> Self {
+        match self {
+            Self::InvalidBody { detail, .. } => Self::InvalidBody {
+                detail,
+                expected: shape,
+            },
+            other => other,
+        }
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, Cow<'static, str>) {
         use StatusCode as S;
         match self {
-            Self::BadCode(InvalidJsCode::Missing) => (S::BAD_REQUEST, "missing_code", msg(InvalidJsCode::Missing)),
+            Self::BadCode(InvalidCode::Missing) => (S::BAD_REQUEST, "missing_code", msg(InvalidCode::Missing)),
             Self::BadCode(e) => (S::BAD_REQUEST, "malformed_code", msg(e)),
             // The parser's own words name internal types; they go to the log instead.
             Self::MalformedJson(_) => (S::BAD_REQUEST, "malformed_json", "The body is not valid JSON.".into()),
-            Self::InvalidBody(_) => (
-                S::BAD_REQUEST,
-                "invalid_body",
-                r#"Send the code from wx.login() as {"code": "…"}, a form field code=…, or ?code=… on GET."#.into(),
-            ),
+            Self::InvalidBody { expected, .. } => (S::BAD_REQUEST, "invalid_body", format!("Send {expected}.").into()),
             Self::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, "payload_too_large", format!("The body is larger than {} KiB.", super::MAX_BODY_BYTES / 1024).into()),
             Self::UnsupportedMediaType => (
                 S::UNSUPPORTED_MEDIA_TYPE,
@@ -93,6 +119,23 @@ impl ApiError {
                 "invalid_token",
                 "The session token is unknown, expired or revoked: log in again.".into(),
             ),
+            Self::InvalidSignature => (
+                S::BAD_REQUEST,
+                "invalid_signature",
+                "signature is not the SHA-1 of rawData and this session's session_key. Send rawData exactly as wx.getUserInfo returned it; if it is, log in again.".into(),
+            ),
+            Self::Decrypt(DecryptError::Base64(field)) => (S::BAD_REQUEST, "malformed_base64", format!("{field} is not valid base64.").into()),
+            Self::Decrypt(DecryptError::Length(what)) => (S::BAD_REQUEST, "invalid_length", format!("{what}.").into()),
+            Self::Decrypt(DecryptError::Garbled(_)) => (
+                S::BAD_REQUEST,
+                "decryption_failed",
+                "The data does not decrypt with this session's session_key. It most often means wx.login() was called again after the data was fetched: re-login and fetch the data again.".into(),
+            ),
+            Self::Decrypt(DecryptError::Watermark) => (
+                S::BAD_REQUEST,
+                "watermark_mismatch",
+                "The data decrypts, but it was sealed for another mini-program.".into(),
+            ),
             Self::WeChat(err) => wechat_parts(err),
             Self::Internal => (S::INTERNAL_SERVER_ERROR, "internal_error", "Something went wrong on our side.".into()),
         }
@@ -100,12 +143,17 @@ impl ApiError {
 
     fn report(&self, kind: &'static str) -> ErrorReport {
         let (detail, wechat_errcode, wechat_rid) = match self {
-            Self::WeChat(err) => (
-                Some(error_chain(err.as_ref())),
-                err.raw_errcode(),
-                err.rid().map(str::to_owned),
-            ),
-            Self::MalformedJson(e) | Self::InvalidBody(e) => (Some(e.clone()), None, None),
+            Self::WeChat(err) => {
+                let answered = err.access_token_failure().unwrap_or(err);
+                (
+                    Some(error_chain(err.as_ref())),
+                    answered.raw_errcode(),
+                    answered.rid().map(str::to_owned),
+                )
+            }
+            Self::MalformedJson(detail) | Self::InvalidBody { detail, .. } => {
+                (Some(detail.clone()), None, None)
+            }
             _ => (None, None, None),
         };
         ErrorReport {
@@ -123,6 +171,16 @@ fn msg(e: impl ToString) -> Cow<'static, str> {
 
 fn wechat_parts(err: &WeChatError) -> (StatusCode, &'static str, Cow<'static, str>) {
     use StatusCode as S;
+    if let Some(cause) = err.access_token_failure() {
+        return match cause.errcode() {
+            Some(ErrCode::Misconfigured(_)) => misconfigured(),
+            _ => (
+                S::SERVICE_UNAVAILABLE,
+                "access_token_unavailable",
+                "wxlogin could not get an access_token from WeChat. Try again shortly.".into(),
+            ),
+        };
+    }
     let Some(errcode) = err.errcode() else {
         return match err {
             WeChatError::Timeout => (
@@ -141,9 +199,13 @@ fn wechat_parts(err: &WeChatError) -> (StatusCode, &'static str, Cow<'static, st
         ErrCode::InvalidCode => (
             S::UNAUTHORIZED,
             "invalid_code",
-            "WeChat rejected the code: it is invalid, expired or from another app. Call wx.login() again.".into(),
+            "WeChat rejected the code: it is invalid, expired or from another app. Get a new one (from wx.login(), or the getPhoneNumber button) and try again.".into(),
         ),
-        ErrCode::CodeUsed => (S::CONFLICT, "code_used", "This code has been used already. Call wx.login() again.".into()),
+        ErrCode::CodeUsed => (
+            S::CONFLICT,
+            "code_used",
+            "This code has been used already. Get a new one (from wx.login(), or the getPhoneNumber button).".into(),
+        ),
         ErrCode::UserBlocked => (S::FORBIDDEN, "user_blocked", "WeChat blocked this login: the user is rated high-risk.".into()),
         ErrCode::RateLimited => (
             S::TOO_MANY_REQUESTS,
@@ -151,14 +213,18 @@ fn wechat_parts(err: &WeChatError) -> (StatusCode, &'static str, Cow<'static, st
             "WeChat's login limit for this user was reached. Try again in a minute.".into(),
         ),
         ErrCode::Busy => (S::SERVICE_UNAVAILABLE, "upstream_busy", "WeChat is busy. Try again shortly.".into()),
-        // Our appid, secret or IP whitelist is wrong. The details go to the log, not the client.
-        ErrCode::Misconfigured(_) => (
-            S::INTERNAL_SERVER_ERROR,
-            "misconfigured",
-            "The login service is misconfigured; its operators can see why in its logs.".into(),
-        ),
+        ErrCode::Misconfigured(_) => misconfigured(),
         ErrCode::Other(_) => (S::BAD_GATEWAY, "upstream_error", "WeChat answered with an error wxlogin does not know.".into()),
     }
+}
+
+/// Our appid, secret or IP whitelist is wrong. The details go to the log, not the client.
+fn misconfigured() -> (StatusCode, &'static str, Cow<'static, str>) {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "misconfigured",
+        "The login service is misconfigured; its operators can see why in its logs.".into(),
+    )
 }
 
 /// The error and its sources on one line, for the log.
@@ -218,6 +284,12 @@ impl IntoResponse for ApiError {
                         HeaderValue::from_static(BUSY_RETRY_AFTER),
                     );
                 }
+                _ if err.access_token_failure().is_some() => {
+                    headers.insert(
+                        header::RETRY_AFTER,
+                        HeaderValue::from_static(ACCESS_TOKEN_RETRY_AFTER),
+                    );
+                }
                 _ => {}
             },
             _ => {}
@@ -232,7 +304,7 @@ impl From<JsonRejection> for ApiError {
         match rejection {
             JsonRejection::MissingJsonContentType(_) => Self::UnsupportedMediaType,
             JsonRejection::JsonSyntaxError(e) => Self::MalformedJson(e.body_text()),
-            JsonRejection::JsonDataError(e) => Self::InvalidBody(e.body_text()),
+            JsonRejection::JsonDataError(e) => Self::invalid_body(e.body_text()),
             other => body_failure(other.status(), other.body_text()),
         }
     }
@@ -249,7 +321,7 @@ impl From<FormRejection> for ApiError {
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
-        Self::InvalidBody(rejection.body_text())
+        Self::invalid_body(rejection.body_text())
     }
 }
 
@@ -258,13 +330,25 @@ fn body_failure(status: StatusCode, text: String) -> ApiError {
     match status {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
-        _ => ApiError::InvalidBody(text),
+        _ => ApiError::invalid_body(text),
     }
 }
 
-impl From<InvalidJsCode> for ApiError {
-    fn from(e: InvalidJsCode) -> Self {
+impl From<InvalidCode> for ApiError {
+    fn from(e: InvalidCode) -> Self {
         Self::BadCode(e)
+    }
+}
+
+impl From<WeChatError> for ApiError {
+    fn from(e: WeChatError) -> Self {
+        Self::WeChat(Arc::new(e))
+    }
+}
+
+impl From<DecryptError> for ApiError {
+    fn from(e: DecryptError) -> Self {
+        Self::Decrypt(e)
     }
 }
 

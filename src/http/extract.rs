@@ -1,13 +1,19 @@
 //! Extractors that parse requests at the edge and reject in our error format.
 
-use axum::extract::{Form, FromRequest, FromRequestParts, Json, Query, Request};
+use std::sync::Arc;
+
+use axum::extract::{Form, FromRef, FromRequest, FromRequestParts, Json, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{Method, header};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use crate::session::SessionToken;
+use crate::session::{Session, SessionStore, SessionToken};
 use crate::wechat::JsCode;
+
+const LOGIN_SHAPE: &str =
+    r#"the code from wx.login() as {"code": "…"}, a form field code=…, or ?code=… on GET"#;
 
 /// The `wx.login()` code of a login request, from `?code=` on GET, or from a JSON or
 /// form body on POST: the three shapes the popular tutorials use.
@@ -22,13 +28,22 @@ impl<S: Send + Sync> FromRequest<S> for LoginCode {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let shape = |err: ApiError| err.expecting(LOGIN_SHAPE);
         let CodeField { code } = if req.method() == Method::GET {
-            Query::<CodeField>::try_from_uri(req.uri())?.0
+            Query::<CodeField>::try_from_uri(req.uri())
+                .map_err(|e| shape(e.into()))?
+                .0
         } else if is_form(&req) {
-            Form::<CodeField>::from_request(req, state).await?.0
+            Form::<CodeField>::from_request(req, state)
+                .await
+                .map_err(|e| shape(e.into()))?
+                .0
         } else {
             // Json rejects any other content type with 415.
-            Json::<CodeField>::from_request(req, state).await?.0
+            Json::<CodeField>::from_request(req, state)
+                .await
+                .map_err(|e| shape(e.into()))?
+                .0
         };
         Ok(Self(JsCode::parse(code.as_deref())?))
     }
@@ -64,5 +79,43 @@ impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
         SessionToken::parse(token.trim())
             .map(Self)
             .ok_or(ApiError::InvalidToken)
+    }
+}
+
+/// The live session behind the request's bearer token: 401 when there is none.
+pub struct LiveSession(pub Arc<Session>);
+
+impl<S> FromRequestParts<S> for LiveSession
+where
+    S: Send + Sync,
+    SessionStore: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let BearerToken(token) = BearerToken::from_request_parts(parts, state).await?;
+        let sessions = SessionStore::from_ref(state);
+        let session = sessions.get(&token).await.ok_or(ApiError::InvalidToken)?;
+        Ok(Self(session))
+    }
+}
+
+/// A JSON request body whose shape the client is told about when it sends another.
+pub trait JsonShape: DeserializeOwned {
+    /// Completes "Send …" in the `invalid_body` message.
+    const EXPECTED: &'static str;
+}
+
+/// A JSON body (`Content-Type: application/json`, else 415) of the shape `T`.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: JsonShape> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(body)) => Ok(Self(body)),
+            Err(rejection) => Err(ApiError::from(rejection).expecting(T::EXPECTED)),
+        }
     }
 }

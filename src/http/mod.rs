@@ -4,6 +4,7 @@ mod error;
 mod extract;
 mod health;
 mod login;
+mod open_data;
 mod session;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub use error::{ApiError, ErrorReport};
 
 use crate::login::LoginService;
 use crate::session::SessionStore;
+use crate::wechat::{AccessTokens, WeChatClient};
 
 /// Login codes and tokens are tiny; nothing a client sends us needs more.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -32,6 +34,8 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 pub struct AppState {
     pub logins: Arc<LoginService>,
     pub sessions: SessionStore,
+    pub wechat: WeChatClient,
+    pub access_tokens: AccessTokens,
 }
 
 /// The whole HTTP surface, with its middleware. Tests drive exactly this.
@@ -56,6 +60,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(login::router())
         .merge(session::router())
+        .merge(open_data::router())
         .merge(health::router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::BearerToken;
+use super::extract::{BearerToken, LiveSession};
 use crate::session::SessionStore;
 
 pub fn router() -> Router<AppState> {
@@ -25,9 +25,8 @@ struct SessionResponse<'a> {
 /// Who the token belongs to: for the mini-program, and for backends that check tokens.
 async fn who_is_it(
     State(sessions): State<SessionStore>,
-    BearerToken(token): BearerToken,
+    LiveSession(session): LiveSession,
 ) -> Result<Response, ApiError> {
-    let session = sessions.get(&token).await.ok_or(ApiError::InvalidToken)?;
     let body = SessionResponse {
         openid: session.openid.as_ref(),
         unionid: session.unionid.as_ref().map(AsRef::as_ref),

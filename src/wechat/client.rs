@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use super::error::{ErrCode, WeChatError};
 use super::types::{JsCode, OpenId, SessionKey, UnionId, WxSession};
@@ -13,10 +14,11 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// The process's one WeChat client: one pooled `reqwest::Client`, cheap to clone.
 #[derive(Clone)]
 pub struct WeChatClient {
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
+    base_url: String,
     code2session_url: reqwest::Url,
-    appid: String,
-    secret: SecretString,
+    pub(super) appid: String,
+    pub(super) secret: SecretString,
     busy_retry_delay: Duration,
 }
 
@@ -27,61 +29,110 @@ impl WeChatClient {
             .timeout(settings.timeout)
             .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        let code2session_url = format!("{}/sns/jscode2session", settings.base_url)
-            .parse()
-            .expect("base_url was validated as a URL when the settings were loaded");
         Ok(Self {
             http,
-            code2session_url,
+            base_url: settings.base_url.clone(),
+            code2session_url: endpoint(&settings.base_url, "/sns/jscode2session"),
             appid: settings.credentials.appid.clone(),
             secret: settings.credentials.secret.clone(),
             busy_retry_delay: settings.busy_retry_delay,
         })
     }
 
+    /// The mini-program this client speaks for.
+    pub fn appid(&self) -> &str {
+        &self.appid
+    }
+
+    /// The URL of one WeChat API, such as `/cgi-bin/stable_token`.
+    pub(super) fn url(&self, path: &str) -> reqwest::Url {
+        endpoint(&self.base_url, path)
+    }
+
     /// `auth.code2Session`: trades a `wx.login()` code for the user's openid and session_key.
-    /// A busy answer (errcode -1) is retried once after a short pause, as WeChat advises.
+    /// It needs no access_token, so login keeps working when the token endpoint does not.
     pub async fn code2session(&self, code: &JsCode) -> Result<WxSession, WeChatError> {
-        match self.code2session_once(code).await {
+        self.retry_if_busy(|| async {
+            let response = self
+                .http
+                .get(self.code2session_url.clone())
+                .query(&[
+                    ("appid", self.appid.as_str()),
+                    ("secret", self.secret.expose_secret()),
+                    ("js_code", code.as_ref()),
+                    ("grant_type", "authorization_code"),
+                ])
+                .send()
+                .await;
+            read_answer::<Code2SessionAnswer>(response)
+                .await?
+                .try_into()
+        })
+        .await
+    }
+
+    /// Makes `call`, and once more after a short pause if WeChat said it is busy
+    /// (errcode -1), as WeChat advises. Never more: a busy WeChat needs less traffic.
+    pub(super) async fn retry_if_busy<T, F, Fut>(&self, call: F) -> Result<T, WeChatError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, WeChatError>>,
+    {
+        match call().await {
             Err(err) if err.errcode() == Some(ErrCode::Busy) => {
                 tracing::warn!(
                     wechat_rid = err.rid(),
                     "WeChat is busy (errcode -1); retrying once"
                 );
                 tokio::time::sleep(self.busy_retry_delay).await;
-                self.code2session_once(code).await
+                call().await
             }
             other => other,
         }
     }
+}
 
-    async fn code2session_once(&self, code: &JsCode) -> Result<WxSession, WeChatError> {
-        let response = self
-            .http
-            .get(self.code2session_url.clone())
-            .query(&[
-                ("appid", self.appid.as_str()),
-                ("secret", self.secret.expose_secret()),
-                ("js_code", code.as_ref()),
-                ("grant_type", "authorization_code"),
-            ])
-            .send()
-            .await
-            .map_err(WeChatError::transport)?;
-        if response.status() != reqwest::StatusCode::OK {
-            return Err(WeChatError::Status(response.status()));
-        }
-        if response
-            .content_length()
-            .is_some_and(|len| len > MAX_ANSWER_BYTES as u64)
-        {
-            return Err(WeChatError::Malformed("the answer is too large"));
-        }
-        // WeChat labels JSON as text/plain, or not at all: parse whatever the Content-Type says.
-        let body = response.bytes().await.map_err(WeChatError::transport)?;
-        let answer: Code2SessionAnswer = serde_json::from_slice(&body)
-            .map_err(|_| WeChatError::Malformed("the answer is not JSON"))?;
-        answer.try_into()
+fn endpoint(base_url: &str, path: &str) -> reqwest::Url {
+    format!("{base_url}{path}")
+        .parse()
+        .expect("base_url was validated as a URL when the settings were loaded")
+}
+
+/// Reads a WeChat answer: HTTP 200 and a JSON body of at most [`MAX_ANSWER_BYTES`], whatever
+/// its Content-Type says (WeChat labels JSON as text/plain, or not at all). Transport
+/// errors lose their URL here, since ours carry the secret or the access_token.
+pub(super) async fn read_answer<T: DeserializeOwned>(
+    response: Result<reqwest::Response, reqwest::Error>,
+) -> Result<T, WeChatError> {
+    let response = response.map_err(WeChatError::transport)?;
+    if response.status() != reqwest::StatusCode::OK {
+        return Err(WeChatError::Status(response.status()));
+    }
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(WeChatError::Malformed("the answer is too large"));
+    }
+    let body = response.bytes().await.map_err(WeChatError::transport)?;
+    if body.len() > MAX_ANSWER_BYTES {
+        return Err(WeChatError::Malformed("the answer is too large"));
+    }
+    serde_json::from_slice(&body)
+        .map_err(|_| WeChatError::Malformed("the answer is not the JSON WeChat documents"))
+}
+
+/// A non-zero errcode is a failure; a missing one is as good as 0.
+pub(super) fn check_errcode(
+    errcode: Option<i64>,
+    errmsg: Option<String>,
+) -> Result<(), WeChatError> {
+    match errcode.unwrap_or(0) {
+        0 => Ok(()),
+        errcode => Err(WeChatError::Api {
+            errcode,
+            errmsg: errmsg.unwrap_or_default(),
+        }),
     }
 }
 
@@ -100,15 +151,7 @@ impl TryFrom<Code2SessionAnswer> for WxSession {
     type Error = WeChatError;
 
     fn try_from(answer: Code2SessionAnswer) -> Result<Self, Self::Error> {
-        match answer.errcode.unwrap_or(0) {
-            0 => {}
-            errcode => {
-                return Err(WeChatError::Api {
-                    errcode,
-                    errmsg: answer.errmsg.unwrap_or_default(),
-                });
-            }
-        }
+        check_errcode(answer.errcode, answer.errmsg)?;
         let openid =
             answer
                 .openid

@@ -19,6 +19,9 @@ pub enum WeChatError {
     /// A 200 whose body is not the JSON WeChat documents (an HTML page, garbage…).
     #[error("WeChat sent an unreadable answer: {0}")]
     Malformed(&'static str),
+    /// The call needed an access_token, and none could be had: the cause says why.
+    #[error("could not get an access_token")]
+    AccessToken(#[source] Box<WeChatError>),
 }
 
 impl WeChatError {
@@ -28,6 +31,19 @@ impl WeChatError {
             Self::Timeout
         } else {
             Self::Unreachable(err.without_url())
+        }
+    }
+
+    /// 40001 (invalid or overwritten) or 42001 (expired): the access_token needs replacing.
+    pub fn rejects_access_token(&self) -> bool {
+        matches!(self.raw_errcode(), Some(40001 | 42001))
+    }
+
+    /// The failure to get an access_token, when that is what went wrong.
+    pub fn access_token_failure(&self) -> Option<&WeChatError> {
+        match self {
+            Self::AccessToken(cause) => Some(cause),
+            _ => None,
         }
     }
 
@@ -53,7 +69,7 @@ impl WeChatError {
     }
 }
 
-/// The errcodes of `code2Session` that wxlogin tells apart (see `shared/wechat-api.md`).
+/// The errcodes that wxlogin tells apart (see `shared/wechat-api.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrCode {
     /// -1: system busy, worth one retry.
@@ -66,7 +82,8 @@ pub enum ErrCode {
     UserBlocked,
     /// 45011: the per-user rate limit.
     RateLimited,
-    /// Our own appid, secret or IP whitelist is wrong: an operator must act.
+    /// Our own appid, secret or IP whitelist is wrong, or the secret is frozen: an
+    /// operator must act.
     Misconfigured(i64),
     /// Anything else.
     Other(i64),
@@ -80,7 +97,9 @@ impl From<i64> for ErrCode {
             40163 => Self::CodeUsed,
             40226 => Self::UserBlocked,
             45011 => Self::RateLimited,
-            40013 | 40125 | 41002 | 41004 | 40164 => Self::Misconfigured(code),
+            40013 | 40125 | 41002 | 41004 | 40164 | 40243 | 89501 | 89503 | 89506 | 89507 => {
+                Self::Misconfigured(code)
+            }
             other => Self::Other(other),
         }
     }
@@ -116,6 +135,9 @@ mod tests {
             (41002, ErrCode::Misconfigured(41002)),
             (41004, ErrCode::Misconfigured(41004)),
             (40164, ErrCode::Misconfigured(40164)),
+            (40243, ErrCode::Misconfigured(40243)),
+            (89503, ErrCode::Misconfigured(89503)),
+            (40001, ErrCode::Other(40001)),
             (61024, ErrCode::Other(61024)),
         ] {
             assert_eq!(ErrCode::from(code), kind, "{code}");

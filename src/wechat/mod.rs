@@ -1,12 +1,16 @@
 //! WeChat's server API as wxlogin speaks it: the client, what it answers, and an emulator
 //! that stands in for `api.weixin.qq.com` in development and tests.
 
+pub mod access_token;
 mod client;
 pub mod emulator;
 mod error;
 pub mod open_data;
+mod server_api;
 mod types;
 
+pub use access_token::{AccessToken, AccessTokens};
 pub use client::WeChatClient;
 pub use error::{ErrCode, WeChatError};
-pub use types::{InvalidJsCode, JsCode, OpenId, SessionKey, UnionId, WxSession};
+pub use server_api::PhoneNumber;
+pub use types::{InvalidCode, JsCode, OpenId, PhoneCode, SessionKey, UnionId, WxSession};

@@ -70,11 +70,11 @@ pub fn decrypt(
     let iv: [u8; BLOCK] = decode_base64(iv)
         .ok_or(DecryptError::Base64("iv"))?
         .try_into()
-        .map_err(|_| DecryptError::Length("the iv is not 16 bytes"))?;
+        .map_err(|_| DecryptError::Length("The iv is not 16 bytes"))?;
     let mut buffer = decode_base64(encrypted_data).ok_or(DecryptError::Base64("encryptedData"))?;
     if buffer.is_empty() || buffer.len() % BLOCK != 0 {
         return Err(DecryptError::Length(
-            "encryptedData is not a whole number of 16-byte blocks",
+            "The encryptedData is not a whole number of 16-byte blocks",
         ));
     }
     let plaintext = Aes128CbcDec::new(key.bytes().into(), &iv.into())

@@ -6,7 +6,7 @@ use std::fmt;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-/// The longest `wx.login()` code we accept. Real ones are 32 characters.
+/// The longest one-time code we accept. Real ones are 32 characters (login) or 64 (phone).
 pub const MAX_JS_CODE_LEN: usize = 128;
 /// openids and unionids are about 28 characters; this leaves room without allowing junk.
 const MAX_ID_LEN: usize = 128;
@@ -15,9 +15,11 @@ const MAX_ID_LEN: usize = 128;
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct JsCode(Box<str>);
 
+/// Why a one-time code (from `wx.login()` or the phone button) was refused before any
+/// WeChat call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum InvalidJsCode {
-    #[error("The request has no code: send the code from wx.login().")]
+pub enum InvalidCode {
+    #[error("The request has no code.")]
     Missing,
     #[error("The code is longer than {MAX_JS_CODE_LEN} characters.")]
     TooLong,
@@ -26,19 +28,23 @@ pub enum InvalidJsCode {
 }
 
 impl JsCode {
-    pub fn parse(raw: Option<&str>) -> Result<Self, InvalidJsCode> {
-        let raw = raw.unwrap_or_default();
-        if raw.trim().is_empty() {
-            return Err(InvalidJsCode::Missing);
-        }
-        if raw.len() > MAX_JS_CODE_LEN {
-            return Err(InvalidJsCode::TooLong);
-        }
-        if !raw.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(InvalidJsCode::BadCharacters);
-        }
-        Ok(Self(raw.into()))
+    pub fn parse(raw: Option<&str>) -> Result<Self, InvalidCode> {
+        check_code(raw).map(|code| Self(code.into()))
     }
+}
+
+fn check_code(raw: Option<&str>) -> Result<&str, InvalidCode> {
+    let raw = raw.unwrap_or_default();
+    if raw.trim().is_empty() {
+        return Err(InvalidCode::Missing);
+    }
+    if raw.len() > MAX_JS_CODE_LEN {
+        return Err(InvalidCode::TooLong);
+    }
+    if !raw.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(InvalidCode::BadCharacters);
+    }
+    Ok(raw)
 }
 
 impl AsRef<str> for JsCode {
@@ -51,6 +57,29 @@ impl AsRef<str> for JsCode {
 impl fmt::Debug for JsCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("JsCode(<redacted>)")
+    }
+}
+
+/// The one-time code from the `getPhoneNumber` button: the same shape as a [`JsCode`],
+/// but good only for `getuserphonenumber`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PhoneCode(Box<str>);
+
+impl PhoneCode {
+    pub fn parse(raw: Option<&str>) -> Result<Self, InvalidCode> {
+        check_code(raw).map(|code| Self(code.into()))
+    }
+}
+
+impl AsRef<str> for PhoneCode {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PhoneCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PhoneCode(<redacted>)")
     }
 }
 
@@ -116,6 +145,10 @@ impl SessionKey {
         Some(Self(bytes.try_into().ok()?))
     }
 
+    pub(crate) fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+
     pub fn bytes(&self) -> &[u8; 16] {
         &self.0
     }
@@ -151,13 +184,13 @@ mod tests {
         assert!(JsCode::parse(Some("081AbCdE-x_y.z")).is_ok());
         assert!(JsCode::parse(Some(&"a".repeat(128))).is_ok());
         for (raw, expected) in [
-            (None, InvalidJsCode::Missing),
-            (Some(""), InvalidJsCode::Missing),
-            (Some("   \t"), InvalidJsCode::Missing),
-            (Some(&*"a".repeat(129)), InvalidJsCode::TooLong),
-            (Some("with space"), InvalidJsCode::BadCharacters),
-            (Some("tab\there"), InvalidJsCode::BadCharacters),
-            (Some("non-ascii-码"), InvalidJsCode::BadCharacters),
+            (None, InvalidCode::Missing),
+            (Some(""), InvalidCode::Missing),
+            (Some("   \t"), InvalidCode::Missing),
+            (Some(&*"a".repeat(129)), InvalidCode::TooLong),
+            (Some("with space"), InvalidCode::BadCharacters),
+            (Some("tab\there"), InvalidCode::BadCharacters),
+            (Some("non-ascii-码"), InvalidCode::BadCharacters),
         ] {
             assert_eq!(JsCode::parse(raw), Err(expected), "{raw:?}");
         }

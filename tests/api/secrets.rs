@@ -71,7 +71,7 @@ async fn upstream_garbage_and_errors_leak_nothing() {
         (
             ResponseTemplate::new(200).set_body_raw("<html>oops</html>", "text/html"),
             502,
-            "not JSON",
+            "not the JSON WeChat documents",
         ),
         (errcode(40125), 500, "misconfigured"),
     ] {

@@ -1,7 +1,8 @@
 //! A WeChat stand-in for development: a real HTTP server on a loopback port that answers
-//! `GET /sns/jscode2session` with WeChat's semantics, so the client under test is the
+//! the APIs wxlogin calls with WeChat's semantics, so the client under test is the
 //! production client, unchanged.
 //!
+//! Login (`/sns/jscode2session`):
 //! - Any code of 1–128 printable characters logs a user in. The openid comes from the code's
 //!   *user part*, the text before the first `@` (the whole code if there is none), so
 //!   `alice@1` and `alice@2` are the same user, while random codes are distinct users.
@@ -10,26 +11,34 @@
 //! - Each code works once; using it again answers 40163.
 //! - The magic codes in [`MAGIC_CODES`] answer a fixed failure every time.
 //! - Answers are JSON labelled `text/plain`, as WeChat's are.
+//!
+//! The APIs behind an access_token (`/cgi-bin/stable_token`, `getuserphonenumber`,
+//! `checksession`) are in `server_api.rs`, and the routes that only a developer needs
+//! (`/dev/user_info` for encryptedData, `/dev/stats`) in `dev.rs`.
+
+mod code2session;
+mod dev;
+mod server_api;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Query, State};
-use axum::http::{Method, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
+use axum::routing::{any, get, post};
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use moka::sync::Cache;
 use rand::Rng;
-use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use secrecy::SecretString;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::config::Credentials;
-use crate::wechat::types::MAX_JS_CODE_LEN;
+use crate::wechat::SessionKey;
 
 /// The appid `--dev` runs under. Shaped like a real one, and obviously not one.
 pub const EMULATOR_APPID: &str = "wx0000000000000dev";
@@ -123,85 +132,61 @@ impl Drop for Emulator {
 struct EmulatorState {
     appid: String,
     secret: SecretString,
-    used_codes: moka::sync::Cache<Box<str>, ()>,
+    /// Login and phone codes that were used, as `login:…` and `phone:…`.
+    used_codes: Cache<Box<str>, ()>,
+    /// What the emulator last issued to each openid, for the APIs that check it.
+    users: Cache<Box<str>, IssuedUser>,
+    /// The stable access_token, while it lasts.
+    access_token: Mutex<Option<server_api::IssuedToken>>,
+    stable_token_requests: AtomicU64,
+}
+
+#[derive(Clone)]
+struct IssuedUser {
+    /// The newest one: issuing a new one retires the old, as WeChat does.
+    session_key: SessionKey,
+    unionid: Option<String>,
+}
+
+impl EmulatorState {
+    /// Marks `code` used for `api`; false if it had been used already.
+    fn first_use(&self, api: &str, code: &str) -> bool {
+        self.used_codes
+            .entry(format!("{api}:{code}").into())
+            .or_insert(())
+            .is_fresh()
+    }
 }
 
 pub fn router(credentials: Credentials) -> Router {
+    let remembered = || {
+        Cache::builder()
+            .max_capacity(1_000_000)
+            .time_to_live(USED_CODE_MEMORY)
+            .build()
+    };
     let state = EmulatorState {
         appid: credentials.appid,
         secret: credentials.secret,
-        used_codes: moka::sync::Cache::builder()
-            .max_capacity(1_000_000)
-            .time_to_live(USED_CODE_MEMORY)
-            .build(),
+        used_codes: remembered(),
+        users: Cache::builder().max_capacity(1_000_000).build(),
+        access_token: Mutex::new(None),
+        stable_token_requests: AtomicU64::new(0),
     };
     Router::new()
-        .route("/sns/jscode2session", any(jscode2session))
+        .route("/sns/jscode2session", any(code2session::jscode2session))
+        .route("/cgi-bin/stable_token", post(server_api::stable_token))
+        .route(
+            "/wxa/business/getuserphonenumber",
+            post(server_api::phone_number),
+        )
+        .route("/wxa/checksession", get(server_api::check_session))
+        .route("/dev/user_info", get(dev::user_info))
+        .route("/dev/stats", get(dev::stats))
         .with_state(Arc::new(state))
 }
 
-#[derive(Deserialize)]
-struct Code2SessionQuery {
-    appid: Option<String>,
-    secret: Option<String>,
-    js_code: Option<String>,
-    grant_type: Option<String>,
-}
-
-async fn jscode2session(
-    method: Method,
-    State(state): State<Arc<EmulatorState>>,
-    Query(query): Query<Code2SessionQuery>,
-) -> Response {
-    if method != Method::GET {
-        return failure(43001, "require GET method");
-    }
-    let Some(appid) = query.appid else {
-        return failure(41002, "appid missing");
-    };
-    let Some(secret) = query.secret else {
-        return failure(41004, "appsecret missing");
-    };
-    if appid != state.appid {
-        return failure(40013, "invalid appid");
-    }
-    if secret != state.secret.expose_secret() {
-        return failure(40125, "invalid appsecret");
-    }
-    if query.grant_type.as_deref() != Some("authorization_code") {
-        return failure(40002, "invalid grant_type");
-    }
-    let Some(code) = query.js_code.filter(|c| !c.is_empty()) else {
-        return failure(41008, "missing code");
-    };
-    if code.len() > MAX_JS_CODE_LEN || !code.bytes().all(|b| b.is_ascii_graphic()) {
-        return failure(40029, "invalid code");
-    }
-    if let Some(answer) = magic(&code).await {
-        return answer;
-    }
-    if !state
-        .used_codes
-        .entry(code.as_str().into())
-        .or_insert(())
-        .is_fresh()
-    {
-        return failure(40163, "code been used");
-    }
-    let user = code.split('@').next().unwrap_or(&code);
-    let mut session_key = [0u8; 16];
-    rand::rng().fill_bytes(&mut session_key);
-    let mut answer = json!({
-        "openid": derived_id('o', "openid", &state.appid, user),
-        "session_key": STANDARD.encode(session_key),
-    });
-    if user.starts_with("union") {
-        // A unionid is the same in every app of one Open Platform account: no appid in it.
-        answer["unionid"] = derived_id('u', "unionid", "", user).into();
-    }
-    text_plain(answer.to_string())
-}
-
+/// The fixed answer of a magic code, if `code` is one.
 async fn magic(code: &str) -> Option<Response> {
     let (_, answer) = MAGIC_CODES.iter().find(|(magic, _)| *magic == code)?;
     Some(match *answer {

@@ -1,0 +1,300 @@
+//! The access_token that every WeChat server API except `code2Session` needs: fetched from
+//! `stable_token`, cached until shortly before it expires, refreshed by one caller at a
+//! time, and replaced once when an API rejects it.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+use super::client::{WeChatClient, check_errcode, read_answer};
+use super::error::WeChatError;
+use crate::clock::Clock;
+
+/// WeChat documents force_refresh as limited to 20 a day, at least 30 seconds apart.
+const FORCE_REFRESH_PER_DAY: usize = 20;
+const FORCE_REFRESH_SPACING_SECS: u64 = 30;
+const DAY_SECS: u64 = 24 * 60 * 60;
+/// Refresh this long before WeChat's expiry (or at half-life, for short-lived tokens), so a
+/// token never expires between our check and WeChat's.
+const EXPIRY_MARGIN_SECS: u64 = 5 * 60;
+
+/// An access_token. It is a credential for the whole mini-program, so it is kept out of
+/// `Debug` output and logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken(Arc<str>);
+
+impl AccessToken {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessToken(<redacted>)")
+    }
+}
+
+/// A token from `stable_token`, and how many seconds WeChat gives it.
+#[derive(Debug)]
+pub struct Grant {
+    pub token: AccessToken,
+    pub expires_in: u64,
+}
+
+#[derive(Serialize)]
+struct StableTokenRequest<'a> {
+    grant_type: &'static str,
+    appid: &'a str,
+    secret: &'a str,
+    force_refresh: bool,
+}
+
+#[derive(Deserialize)]
+struct StableTokenAnswer {
+    errcode: Option<i64>,
+    errmsg: Option<String>,
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+}
+
+impl WeChatClient {
+    /// `POST /cgi-bin/stable_token`, with a JSON body (a form gets 41002). Unlike the classic
+    /// `/cgi-bin/token`, it does not invalidate the tokens other instances hold.
+    pub async fn stable_token(&self, force_refresh: bool) -> Result<Grant, WeChatError> {
+        self.retry_if_busy(|| async {
+            let response = self
+                .http
+                .post(self.url("/cgi-bin/stable_token"))
+                .json(&StableTokenRequest {
+                    grant_type: "client_credential",
+                    appid: &self.appid,
+                    secret: self.secret.expose_secret(),
+                    force_refresh,
+                })
+                .send()
+                .await;
+            let answer: StableTokenAnswer = read_answer(response).await?;
+            check_errcode(answer.errcode, answer.errmsg)?;
+            match (answer.access_token, answer.expires_in) {
+                (Some(token), Some(expires_in)) if !token.is_empty() && expires_in > 0 => {
+                    Ok(Grant {
+                        token: AccessToken(token.into()),
+                        expires_in,
+                    })
+                }
+                _ => Err(WeChatError::Malformed(
+                    "no access_token and expires_in in a success answer",
+                )),
+            }
+        })
+        .await
+    }
+}
+
+/// Where the access_token is kept between calls. Behind this enum so that a store shared
+/// by several replicas can take the place of one process's memory.
+#[derive(Clone)]
+pub enum AccessTokens {
+    Local(Arc<LocalAccessTokens>),
+}
+
+impl AccessTokens {
+    /// A token cache in this process. `wait_limit` bounds how long any caller waits for a
+    /// refresh, its own or another caller's.
+    pub fn local(wechat: WeChatClient, clock: Clock, wait_limit: Duration) -> Self {
+        Self::Local(Arc::new(LocalAccessTokens {
+            wechat,
+            clock,
+            wait_limit,
+            current: RwLock::new(None),
+            refreshing: tokio::sync::Mutex::new(ForceRefreshes::default()),
+        }))
+    }
+
+    /// Makes `call` with a valid access_token. If WeChat rejects the token (40001 invalid,
+    /// 42001 expired), the token is replaced and `call` is made once more. Never more.
+    pub async fn call<T, F, Fut>(&self, call: F) -> Result<T, WeChatError>
+    where
+        F: Fn(AccessToken) -> Fut,
+        Fut: Future<Output = Result<T, WeChatError>>,
+    {
+        let token = self.get().await?;
+        match call(token.clone()).await {
+            Err(err) if err.rejects_access_token() => {
+                tracing::warn!(
+                    wechat_errcode = err.raw_errcode(),
+                    wechat_rid = err.rid(),
+                    "WeChat rejected the access_token; replacing it and retrying once"
+                );
+                let replacement = self.replace_rejected(&token).await?;
+                if replacement == token {
+                    return Err(err);
+                }
+                call(replacement).await
+            }
+            other => other,
+        }
+    }
+
+    /// A token that is valid for a while yet: the cached one, or a fresh one.
+    pub async fn get(&self) -> Result<AccessToken, WeChatError> {
+        match self {
+            Self::Local(local) => local.get().await,
+        }
+    }
+
+    /// A token other than `rejected`, if WeChat will give one.
+    pub async fn replace_rejected(
+        &self,
+        rejected: &AccessToken,
+    ) -> Result<AccessToken, WeChatError> {
+        match self {
+            Self::Local(local) => local.replace_rejected(rejected).await,
+        }
+    }
+}
+
+/// The token cache of one process.
+pub struct LocalAccessTokens {
+    wechat: WeChatClient,
+    clock: Clock,
+    wait_limit: Duration,
+    /// Read on every call without waiting on anything.
+    current: RwLock<Option<Cached>>,
+    /// Held while refreshing, so that however many callers find the token stale, one of
+    /// them asks WeChat and the others take its answer.
+    refreshing: tokio::sync::Mutex<ForceRefreshes>,
+}
+
+#[derive(Clone)]
+struct Cached {
+    token: AccessToken,
+    /// When to stop using it: WeChat's expiry minus a margin.
+    refresh_at: u64,
+}
+
+impl LocalAccessTokens {
+    async fn get(&self) -> Result<AccessToken, WeChatError> {
+        let now = self.clock.now();
+        if let Some(cached) = self.cached().filter(|c| c.refresh_at > now) {
+            return Ok(cached.token);
+        }
+        self.refresh(
+            |cached| cached.is_none_or(|c| c.refresh_at <= self.clock.now()),
+            None,
+        )
+        .await
+    }
+
+    async fn replace_rejected(&self, rejected: &AccessToken) -> Result<AccessToken, WeChatError> {
+        self.refresh(
+            |cached| cached.is_none_or(|c| c.token == *rejected),
+            Some(rejected),
+        )
+        .await
+    }
+
+    /// Refreshes the token if `needed` still says so once this caller has the refresh
+    /// lock: the caller before it may have refreshed already. When `rejected` is the token
+    /// WeChat just refused and stable_token hands it out again, one forced refresh is
+    /// made, within WeChat's limits.
+    async fn refresh(
+        &self,
+        needed: impl Fn(Option<&Cached>) -> bool,
+        rejected: Option<&AccessToken>,
+    ) -> Result<AccessToken, WeChatError> {
+        let refresh = async {
+            let mut force_refreshes = self.refreshing.lock().await;
+            let cached = self.cached();
+            if let Some(cached) = cached.as_ref().filter(|c| !needed(Some(c))) {
+                return Ok(cached.token.clone());
+            }
+            let mut grant = self.wechat.stable_token(false).await?;
+            if rejected == Some(&grant.token) {
+                if force_refreshes.allow(self.clock.now()) {
+                    tracing::warn!(
+                        "stable_token handed out the rejected access_token again; forcing a refresh"
+                    );
+                    grant = self.wechat.stable_token(true).await?;
+                } else {
+                    tracing::error!(
+                        "stable_token hands out an access_token WeChat rejects, and WeChat's force_refresh limit (20 a day, 30 s apart) allows no forced refresh now"
+                    );
+                }
+            }
+            let margin = EXPIRY_MARGIN_SECS.min(grant.expires_in / 2);
+            let fresh = Cached {
+                token: grant.token,
+                refresh_at: self.clock.now() + grant.expires_in - margin,
+            };
+            *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(fresh.clone());
+            tracing::info!(expires_in = grant.expires_in, "fetched a new access_token");
+            Ok(fresh.token)
+        };
+        match tokio::time::timeout(self.wait_limit, refresh).await {
+            Ok(Ok(token)) => Ok(token),
+            Ok(Err(err)) => Err(WeChatError::AccessToken(Box::new(err))),
+            Err(_) => Err(WeChatError::AccessToken(Box::new(WeChatError::Timeout))),
+        }
+    }
+
+    fn cached(&self) -> Option<Cached> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// When this process last forced a refresh, to keep within WeChat's limits.
+#[derive(Default)]
+struct ForceRefreshes(VecDeque<u64>);
+
+impl ForceRefreshes {
+    /// Records a forced refresh at `now` and returns true, if WeChat's limits allow one.
+    fn allow(&mut self, now: u64) -> bool {
+        while self.0.front().is_some_and(|&at| at + DAY_SECS <= now) {
+            self.0.pop_front();
+        }
+        let spaced = self
+            .0
+            .back()
+            .is_none_or(|&last| last + FORCE_REFRESH_SPACING_SECS <= now);
+        if spaced && self.0.len() < FORCE_REFRESH_PER_DAY {
+            self.0.push_back(now);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forced_refreshes_keep_to_20_a_day_30_seconds_apart() {
+        let mut log = ForceRefreshes::default();
+        assert!(log.allow(1000));
+        assert!(!log.allow(1029), "29 s after the last one");
+        let mut now = 1030;
+        for _ in 1..FORCE_REFRESH_PER_DAY {
+            assert!(log.allow(now));
+            now += 30;
+        }
+        assert!(!log.allow(now), "the 21st within a day");
+        assert!(log.allow(1000 + DAY_SECS), "the first has aged out");
+    }
+
+    #[test]
+    fn an_access_token_never_shows_in_debug_output() {
+        let token = AccessToken("ACCESS_TOKEN_SECRET".into());
+        assert!(!format!("{token:?}").contains("SECRET"));
+    }
+}

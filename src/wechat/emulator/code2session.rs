@@ -1,0 +1,83 @@
+//! `auth.code2Session`, emulated.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::Method;
+use axum::response::Response;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rand::Rng;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{EmulatorState, IssuedUser, derived_id, failure, magic, text_plain};
+use crate::wechat::SessionKey;
+use crate::wechat::types::MAX_JS_CODE_LEN;
+
+#[derive(Deserialize)]
+pub(super) struct Code2SessionQuery {
+    appid: Option<String>,
+    secret: Option<String>,
+    js_code: Option<String>,
+    grant_type: Option<String>,
+}
+
+pub(super) async fn jscode2session(
+    method: Method,
+    State(state): State<Arc<EmulatorState>>,
+    Query(query): Query<Code2SessionQuery>,
+) -> Response {
+    if method != Method::GET {
+        return failure(43001, "require GET method");
+    }
+    let Some(appid) = query.appid else {
+        return failure(41002, "appid missing");
+    };
+    let Some(secret) = query.secret else {
+        return failure(41004, "appsecret missing");
+    };
+    if appid != state.appid {
+        return failure(40013, "invalid appid");
+    }
+    if secret != state.secret.expose_secret() {
+        return failure(40125, "invalid appsecret");
+    }
+    if query.grant_type.as_deref() != Some("authorization_code") {
+        return failure(40002, "invalid grant_type");
+    }
+    let Some(code) = query.js_code.filter(|c| !c.is_empty()) else {
+        return failure(41008, "missing code");
+    };
+    if code.len() > MAX_JS_CODE_LEN || !code.bytes().all(|b| b.is_ascii_graphic()) {
+        return failure(40029, "invalid code");
+    }
+    if let Some(answer) = magic(&code).await {
+        return answer;
+    }
+    if !state.first_use("login", &code) {
+        return failure(40163, "code been used");
+    }
+    let user = code.split('@').next().unwrap_or(&code);
+    let mut session_key = [0u8; 16];
+    rand::rng().fill_bytes(&mut session_key);
+    let openid = derived_id('o', "openid", &state.appid, user);
+    let mut answer = json!({
+        "openid": openid,
+        "session_key": STANDARD.encode(session_key),
+    });
+    // A unionid is the same in every app of one Open Platform account: no appid in it.
+    let unionid = user
+        .starts_with("union")
+        .then(|| derived_id('u', "unionid", "", user));
+    if let Some(unionid) = &unionid {
+        answer["unionid"] = unionid.as_str().into();
+    }
+    let issued = IssuedUser {
+        session_key: SessionKey::from_bytes(session_key),
+        unionid,
+    };
+    state.users.insert(openid.into(), issued);
+    text_plain(answer.to_string())
+}

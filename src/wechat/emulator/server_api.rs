@@ -1,0 +1,186 @@
+//! The APIs behind an access_token, emulated: `stable_token` issues one (and counts the
+//! requests), `getuserphonenumber` and `checksession` insist on it.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use rand::Rng;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{EmulatorState, failure, magic, text_plain};
+use crate::wechat::open_data::check_session_signature;
+use crate::wechat::types::MAX_JS_CODE_LEN;
+
+/// WeChat's tokens last two hours.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(7200);
+
+pub(super) struct IssuedToken {
+    token: String,
+    expires: Instant,
+}
+
+#[derive(Deserialize)]
+pub(super) struct StableTokenRequest {
+    grant_type: Option<String>,
+    appid: Option<String>,
+    secret: Option<String>,
+    #[serde(default)]
+    force_refresh: bool,
+}
+
+/// `POST /cgi-bin/stable_token`. In normal mode it hands out the current token while it
+/// lasts, so every caller gets the same one; `force_refresh` replaces it.
+pub(super) async fn stable_token(State(state): State<Arc<EmulatorState>>, body: Bytes) -> Response {
+    state.stable_token_requests.fetch_add(1, Ordering::Relaxed);
+    // WeChat reads only a JSON body: a form arrives as "no appid".
+    let Ok(request) = serde_json::from_slice::<StableTokenRequest>(&body) else {
+        return failure(41002, "appid missing");
+    };
+    let Some(appid) = request.appid else {
+        return failure(41002, "appid missing");
+    };
+    let Some(secret) = request.secret else {
+        return failure(41004, "appsecret missing");
+    };
+    if appid != state.appid {
+        return failure(40013, "invalid appid");
+    }
+    if secret != state.secret.expose_secret() {
+        return failure(40125, "invalid appsecret");
+    }
+    if request.grant_type.as_deref() != Some("client_credential") {
+        return failure(40002, "invalid grant_type");
+    }
+    let now = Instant::now();
+    let mut current = state
+        .access_token
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let issued = match current.as_ref() {
+        Some(issued) if issued.expires > now && !request.force_refresh => issued,
+        _ => current.insert(IssuedToken {
+            token: format!("EMULATED_ACCESS_TOKEN_{:016x}", rand::rng().next_u64()),
+            expires: now + TOKEN_LIFETIME,
+        }),
+    };
+    let expires_in = issued.expires.saturating_duration_since(now).as_secs();
+    text_plain(json!({ "access_token": issued.token, "expires_in": expires_in }).to_string())
+}
+
+/// The errcode answer for a missing, unknown or expired access_token, if it is one.
+fn reject_token(state: &EmulatorState, token: Option<&str>) -> Option<Response> {
+    let Some(token) = token else {
+        return Some(failure(41001, "access_token missing"));
+    };
+    let current = state
+        .access_token
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    match current.as_ref() {
+        Some(issued) if issued.token == token && issued.expires > Instant::now() => None,
+        Some(issued) if issued.token == token => Some(failure(42001, "access_token expired")),
+        _ => Some(failure(
+            40001,
+            "invalid credential, access_token is invalid or not latest",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct TokenQuery {
+    access_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct PhoneCodeBody {
+    code: Option<String>,
+}
+
+/// `POST /wxa/business/getuserphonenumber`: a made-up mainland number, the same for the
+/// same code, with the watermark of this app. The magic codes fail as they do at login.
+pub(super) async fn phone_number(
+    State(state): State<Arc<EmulatorState>>,
+    Query(query): Query<TokenQuery>,
+    body: Bytes,
+) -> Response {
+    if let Some(rejected) = reject_token(&state, query.access_token.as_deref()) {
+        return rejected;
+    }
+    let code = serde_json::from_slice::<PhoneCodeBody>(&body)
+        .ok()
+        .and_then(|body| body.code)
+        .filter(|code| !code.is_empty());
+    let Some(code) = code else {
+        return failure(47001, "data format error");
+    };
+    if code.len() > MAX_JS_CODE_LEN || !code.bytes().all(|b| b.is_ascii_graphic()) {
+        return failure(40029, "invalid code");
+    }
+    if let Some(answer) = magic(&code).await {
+        return answer;
+    }
+    if !state.first_use("phone", &code) {
+        return failure(40163, "code been used");
+    }
+    let digest = Sha256::digest(format!("wxlogin-emulator/phone/{code}"));
+    let mut eight = [0u8; 8];
+    eight.copy_from_slice(&digest[..8]);
+    let number = format!("138{:08}", u64::from_be_bytes(eight) % 100_000_000);
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    text_plain(
+        json!({
+            "errcode": 0,
+            "errmsg": "ok",
+            "phone_info": {
+                "phoneNumber": number,
+                "purePhoneNumber": number,
+                "countryCode": "86",
+                "watermark": { "timestamp": timestamp, "appid": state.appid },
+            },
+        })
+        .to_string(),
+    )
+}
+
+#[derive(Deserialize)]
+pub(super) struct CheckSessionQuery {
+    access_token: Option<String>,
+    openid: Option<String>,
+    signature: Option<String>,
+    sig_method: Option<String>,
+}
+
+/// `GET /wxa/checksession`: 0 when the signature is the HMAC of the openid's newest
+/// session_key, 87009 when it is not.
+pub(super) async fn check_session(
+    State(state): State<Arc<EmulatorState>>,
+    Query(query): Query<CheckSessionQuery>,
+) -> Response {
+    if let Some(rejected) = reject_token(&state, query.access_token.as_deref()) {
+        return rejected;
+    }
+    if query.sig_method.as_deref() != Some("hmac_sha256") {
+        return failure(40097, "invalid args, sig_method");
+    }
+    let Some(user) = query
+        .openid
+        .and_then(|openid| state.users.get(openid.as_str()))
+    else {
+        return failure(40003, "invalid openid");
+    };
+    let expected = check_session_signature(&user.session_key);
+    if query.signature.as_deref() == Some(expected.as_str()) {
+        text_plain(json!({ "errcode": 0, "errmsg": "ok" }).to_string())
+    } else {
+        failure(87009, "invalid signature")
+    }
+}

@@ -1,0 +1,144 @@
+//! The server APIs that take an access_token: the phone number behind a `getPhoneNumber`
+//! code, and `checkSessionKey`.
+
+use serde::{Deserialize, Serialize};
+
+use super::access_token::AccessToken;
+use super::client::{WeChatClient, check_errcode, read_answer};
+use super::error::WeChatError;
+use super::open_data::{Watermark, check_session_signature};
+use super::{OpenId, PhoneCode, SessionKey};
+
+/// checkSessionKey's answer when the session_key is not the user's current one.
+const STALE_SESSION_KEY: i64 = 87009;
+
+/// A user's phone number, as WeChat vouches for it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhoneNumber {
+    /// With the country code for numbers outside mainland China.
+    pub phone_number: String,
+    pub pure_phone_number: String,
+    /// Always a string here, whether WeChat sent a string or a number.
+    pub country_code: String,
+}
+
+#[derive(Serialize)]
+struct PhoneNumberRequest<'a> {
+    code: &'a str,
+}
+
+#[derive(Deserialize)]
+struct PhoneNumberAnswer {
+    errcode: Option<i64>,
+    errmsg: Option<String>,
+    phone_info: Option<PhoneInfo>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PhoneInfo {
+    phone_number: Option<String>,
+    pure_phone_number: Option<String>,
+    country_code: Option<CountryCode>,
+    watermark: Option<Watermark>,
+}
+
+/// WeChat sends countryCode as `"86"` or as `86`, depending on the day.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum CountryCode {
+    Text(String),
+    Number(u64),
+}
+
+#[derive(Deserialize)]
+struct BareAnswer {
+    errcode: Option<i64>,
+    errmsg: Option<String>,
+}
+
+impl WeChatClient {
+    /// `POST /wxa/business/getuserphonenumber`: the phone number behind a code from the
+    /// `getPhoneNumber` button. The answer's watermark must name our appid.
+    pub async fn phone_number(
+        &self,
+        token: &AccessToken,
+        code: &PhoneCode,
+    ) -> Result<PhoneNumber, WeChatError> {
+        self.retry_if_busy(|| async {
+            let response = self
+                .http
+                .post(self.url("/wxa/business/getuserphonenumber"))
+                .query(&[("access_token", token.expose())])
+                .json(&PhoneNumberRequest {
+                    code: code.as_ref(),
+                })
+                .send()
+                .await;
+            let answer: PhoneNumberAnswer = read_answer(response).await?;
+            check_errcode(answer.errcode, answer.errmsg)?;
+            let info = answer
+                .phone_info
+                .ok_or(WeChatError::Malformed("no phone_info in a success answer"))?;
+            self.phone_number_from(info)
+        })
+        .await
+    }
+
+    fn phone_number_from(&self, info: PhoneInfo) -> Result<PhoneNumber, WeChatError> {
+        match info.watermark.and_then(|w| w.appid) {
+            Some(appid) if appid == self.appid => {}
+            _ => {
+                return Err(WeChatError::Malformed(
+                    "the phone number's watermark names another appid, or none",
+                ));
+            }
+        }
+        let (Some(phone_number), Some(pure_phone_number), Some(country_code)) =
+            (info.phone_number, info.pure_phone_number, info.country_code)
+        else {
+            return Err(WeChatError::Malformed(
+                "phone_info lacks phoneNumber, purePhoneNumber or countryCode",
+            ));
+        };
+        let country_code = match country_code {
+            CountryCode::Text(text) => text,
+            CountryCode::Number(number) => number.to_string(),
+        };
+        Ok(PhoneNumber {
+            phone_number,
+            pure_phone_number,
+            country_code,
+        })
+    }
+
+    /// `GET /wxa/checksession`: whether `key` is still the user's current session_key.
+    pub async fn check_session(
+        &self,
+        token: &AccessToken,
+        openid: &OpenId,
+        key: &SessionKey,
+    ) -> Result<bool, WeChatError> {
+        let signature = check_session_signature(key);
+        self.retry_if_busy(|| async {
+            let response = self
+                .http
+                .get(self.url("/wxa/checksession"))
+                .query(&[
+                    ("access_token", token.expose()),
+                    ("openid", openid.as_ref()),
+                    ("signature", signature.as_str()),
+                    ("sig_method", "hmac_sha256"),
+                ])
+                .send()
+                .await;
+            let answer: BareAnswer = read_answer(response).await?;
+            match answer.errcode {
+                Some(STALE_SESSION_KEY) => Ok(false),
+                errcode => check_errcode(errcode, answer.errmsg).map(|()| true),
+            }
+        })
+        .await
+    }
+}
