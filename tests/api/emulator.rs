@@ -9,7 +9,7 @@ use wxlogin::wechat::emulator::{EMULATOR_APPID, Emulator, MAGIC_CODES, MagicAnsw
 
 use crate::helpers::*;
 
-async fn dev_login(app: &DevApp, code: &str) -> Reply {
+pub async fn dev_login(app: &DevApp, code: &str) -> Reply {
     let request = app
         .http
         .post(format!("{}/openid", app.address))
@@ -72,7 +72,7 @@ async fn magic_codes_trigger_each_failure_through_the_whole_stack() {
 }
 
 /// An emulator with known credentials, called directly as wxlogin's client would.
-async fn emulator() -> Emulator {
+pub async fn emulator() -> Emulator {
     let credentials = Credentials {
         appid: EMULATOR_APPID.to_owned(),
         secret: SecretString::from("emu-secret"),
@@ -82,7 +82,10 @@ async fn emulator() -> Emulator {
         .expect("emulator starts")
 }
 
-async fn code2session(emulator: &Emulator, query: &[(&str, String)]) -> (Option<String>, Value) {
+pub async fn code2session(
+    emulator: &Emulator,
+    query: &[(&str, String)],
+) -> (Option<String>, Value) {
     let response = reqwest::Client::new()
         .get(format!("{}/sns/jscode2session", emulator.base_url()))
         .query(query)
@@ -103,7 +106,7 @@ async fn code2session(emulator: &Emulator, query: &[(&str, String)]) -> (Option<
     (content_type, body)
 }
 
-fn login_query(code: &str) -> Vec<(&'static str, String)> {
+pub fn login_query(code: &str) -> Vec<(&'static str, String)> {
     vec![
         ("appid", EMULATOR_APPID.to_owned()),
         ("secret", "emu-secret".to_owned()),
@@ -178,4 +181,47 @@ async fn the_emulator_checks_credentials_method_and_parameters_as_wechat_does() 
         .expect("answers");
     let body: Value = serde_json::from_slice(&post.bytes().await.expect("body")).expect("JSON");
     assert_eq!(body["errcode"], 43001);
+}
+
+#[tokio::test]
+async fn the_emulators_token_apis_check_body_shape_credentials_and_token() {
+    let emulator = emulator().await;
+    let http = reqwest::Client::new();
+    let stable_token = format!("{}/cgi-bin/stable_token", emulator.base_url());
+    let answer = |response: reqwest::Response| async move {
+        serde_json::from_slice::<Value>(&response.bytes().await.expect("body")).expect("JSON")
+    };
+    let form = http
+        .post(&stable_token)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=client_credential&appid={EMULATOR_APPID}&secret=emu-secret"
+        ))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(
+        answer(form).await["errcode"],
+        41002,
+        "a form body is not read"
+    );
+    let wrong_secret = http
+        .post(&stable_token)
+        .json(&json!({ "grant_type": "client_credential", "appid": EMULATOR_APPID, "secret": "guess" }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(answer(wrong_secret).await["errcode"], 40125);
+
+    let phone = format!("{}/wxa/business/getuserphonenumber", emulator.base_url());
+    for (query, errcode) in [(vec![], 41001), (vec![("access_token", "forged")], 40001)] {
+        let reply = http
+            .post(&phone)
+            .query(&query)
+            .json(&json!({ "code": "p1" }))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(answer(reply).await["errcode"], errcode);
+    }
 }

@@ -12,6 +12,9 @@ use wxlogin::startup::Application;
 
 pub const APPID: &str = "wx_test_appid";
 pub const CODE2SESSION: &str = "/sns/jscode2session";
+pub const STABLE_TOKEN: &str = "/cgi-bin/stable_token";
+pub const PHONE_NUMBER: &str = "/wxa/business/getuserphonenumber";
+pub const CHECK_SESSION: &str = "/wxa/checksession";
 /// A valid session_key: base64 of the bytes 0..16.
 pub const SESSION_KEY: &str = "AAECAwQFBgcICQoLDA0ODw==";
 /// The manual clock's starting time; any fixed instant will do.
@@ -67,6 +70,8 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
 /// A wxlogin in development mode, with the built-in emulator as its WeChat.
 pub struct DevApp {
     pub address: String,
+    /// The built-in emulator's base URL, for its `/dev/*` routes.
+    pub emulator: String,
     pub http: reqwest::Client,
 }
 
@@ -78,9 +83,11 @@ pub async fn spawn_dev_app() -> DevApp {
         .await
         .expect("dev app builds");
     let address = format!("http://{}", app.local_addr().expect("bound"));
+    let emulator = app.emulator_url().expect("an emulator").to_owned();
     tokio::spawn(app.run_until(std::future::pending()));
     DevApp {
         address,
+        emulator,
         http: http_client(),
     }
 }
@@ -160,6 +167,26 @@ impl TestApp {
         .await
     }
 
+    /// POSTs `body` as JSON to `route` with `token` as the bearer token.
+    pub async fn post_as(&self, token: &str, route: &str, body: &Value) -> Reply {
+        self.send(
+            self.http
+                .post(format!("{}{route}", self.address))
+                .bearer_auth(token)
+                .json(body),
+        )
+        .await
+    }
+
+    pub async fn get_as(&self, token: &str, route: &str) -> Reply {
+        self.send(
+            self.http
+                .get(format!("{}{route}", self.address))
+                .bearer_auth(token),
+        )
+        .await
+    }
+
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
         Reply::read(request.send().await.expect("wxlogin answers")).await
     }
@@ -181,6 +208,28 @@ pub async fn wechat_answers(wechat: &MockServer, response: ResponseTemplate) {
         .respond_with(response)
         .mount(wechat)
         .await;
+}
+
+/// Makes the stub's `stable_token` hand out `token`, valid for `expires_in` seconds.
+pub async fn stable_token_answers(wechat: &MockServer, token: &str, expires_in: u64) {
+    Mock::given(method("POST"))
+        .and(path(STABLE_TOKEN))
+        .respond_with(wechat_json(
+            json!({ "access_token": token, "expires_in": expires_in }),
+        ))
+        .mount(wechat)
+        .await;
+}
+
+/// How many requests the stub has had for `api`.
+pub async fn calls_to(wechat: &MockServer, api: &str) -> usize {
+    wechat
+        .received_requests()
+        .await
+        .expect("the stub records requests")
+        .iter()
+        .filter(|request| request.url.path() == api)
+        .count()
 }
 
 /// A WeChat answer: JSON labelled `text/plain`, as WeChat sends it.

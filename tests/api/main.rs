@@ -4,9 +4,12 @@
 mod bad_input;
 mod coalescing;
 mod emulator;
+mod emulator_open_data;
 mod helpers;
 mod login;
+mod open_data;
 mod secrets;
+mod server_apis;
 mod session;
 mod shutdown;
 mod startup;
