@@ -77,7 +77,8 @@ fn announce(app: &Application) {
                  Log in (each code works once; `alice@1`, `alice@2`… are all the user alice):\n\n  \
                  curl -s -X POST http://{addr}/openid -H 'Content-Type: application/json' -d '{{\"code\":\"alice@1\"}}'\n\n\
                  Then: curl -s http://{addr}/session -H 'Authorization: Bearer <token>'\n\
-                 Magic codes that fail on purpose: {magic}\n",
+                 Magic codes that fail on purpose: {magic}\n\
+                 Sealed user info for /wechat/decrypt: curl -s '{emulator}/dev/user_info?openid=<openid>'\n",
                 version = env!("CARGO_PKG_VERSION"),
                 magic = wxlogin::wechat::emulator::MAGIC_CODES
                     .iter()
