@@ -58,7 +58,31 @@ pub struct Credentials {
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
     pub ttl: Duration,
+    /// The memory store's bound; Redis is bounded by its own `maxmemory`.
     pub max_sessions: u64,
+    pub store: StoreSettings,
+}
+
+/// Where sessions and the access_token live.
+#[derive(Debug, Clone)]
+pub enum StoreSettings {
+    Memory,
+    Redis(RedisSettings),
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// Holds the password, if any: kept out of `Debug` output and logs.
+    pub url: SecretString,
+    pub timeout: Duration,
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum StoreKind {
+    Memory,
+    Redis,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -85,6 +109,8 @@ pub enum ConfigError {
     },
     #[error("WXLOGIN_SECRET_FILE {0} is empty")]
     EmptySecretFile(PathBuf),
+    #[error("missing WXLOGIN_REDIS_URL: it is required with WXLOGIN_SESSION_STORE=redis")]
+    MissingRedisUrl,
     #[error("invalid {key}: {reason}")]
     Invalid { key: &'static str, reason: String },
     #[error("invalid configuration: {0}")]
@@ -104,6 +130,10 @@ struct RawSettings {
     wechat_busy_retry_ms: u64,
     session_ttl_secs: u64,
     session_max: u64,
+    session_store: StoreKind,
+    redis_url: Option<SecretString>,
+    redis_timeout_ms: u64,
+    redis_key_prefix: String,
     log_format: LogFormat,
     shutdown_timeout_secs: u64,
 }
@@ -169,6 +199,14 @@ impl RawSettings {
             Mode::Development => crate::wechat::emulator::dev_credentials(),
         };
         let base_url = parse_base_url(&self.wechat_base_url)?;
+        let store = match self.session_store {
+            StoreKind::Memory => StoreSettings::Memory,
+            StoreKind::Redis => StoreSettings::Redis(RedisSettings {
+                url: redis_url(self.redis_url)?,
+                timeout: positive_ms("redis_timeout_ms", self.redis_timeout_ms)?,
+                key_prefix: self.redis_key_prefix,
+            }),
+        };
         Ok(Settings {
             listen: self.listen,
             wechat: WeChatSettings {
@@ -187,6 +225,7 @@ impl RawSettings {
                     0 => return Err(invalid("session_max", "must be at least 1")),
                     n => n,
                 },
+                store,
             },
             log_format: self.log_format,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
@@ -239,6 +278,22 @@ fn resolve_secret(
             }
             Ok(Some(SecretString::from(trimmed)))
         }
+    }
+}
+
+/// Checks that the Redis URL parses, without ever putting it in the message: it may hold
+/// a password.
+fn redis_url(url: Option<SecretString>) -> Result<SecretString, ConfigError> {
+    use secrecy::ExposeSecret;
+    let url = url
+        .filter(|u| !u.expose_secret().trim().is_empty())
+        .ok_or(ConfigError::MissingRedisUrl)?;
+    match redis::Client::open(url.expose_secret()) {
+        Ok(_) => Ok(url),
+        Err(_) => Err(invalid(
+            "WXLOGIN_REDIS_URL",
+            "expected redis://[user:password@]host:port[/db] or rediss://…",
+        )),
     }
 }
 
@@ -303,6 +358,31 @@ mod tests {
         assert_eq!(s.sessions.ttl, Duration::from_secs(7 * 24 * 3600));
         assert_eq!(s.log_format, LogFormat::Pretty);
         assert_eq!(s.wechat.credentials.secret.expose_secret(), "s3cr3t");
+        assert!(matches!(s.sessions.store, StoreSettings::Memory));
+    }
+
+    #[test]
+    fn the_redis_store_needs_a_url_and_never_echoes_it() {
+        let base = [("WXLOGIN_APPID", "wx1"), ("WXLOGIN_SECRET", "s")];
+        let redis = [base.as_slice(), &[("WXLOGIN_SESSION_STORE", "redis")]].concat();
+        let err = load(&redis).expect_err("no URL");
+        assert!(err.to_string().contains("WXLOGIN_REDIS_URL"), "{err}");
+
+        let bad = [redis.as_slice(), &[("WXLOGIN_REDIS_URL", "http://user:hunter2@x")]].concat();
+        let err = load(&bad).expect_err("not a Redis URL");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+
+        let good = [
+            redis.as_slice(),
+            &[("WXLOGIN_REDIS_URL", "rediss://user:hunter2@redis.internal:6380/2")],
+        ]
+        .concat();
+        let s = load(&good).expect("settings");
+        let StoreSettings::Redis(settings) = &s.sessions.store else {
+            panic!("a Redis store");
+        };
+        assert_eq!(settings.key_prefix, "wxlogin:");
+        assert!(!format!("{s:?}").contains("hunter2"), "Debug hides the URL");
     }
 
     #[test]

@@ -6,8 +6,30 @@ use std::time::Duration;
 
 use moka::future::Cache;
 
-use crate::session::{IssuedSession, SessionStore};
+use crate::session::{IssuedSession, SessionStore, StoreError};
 use crate::wechat::{JsCode, WeChatClient, WeChatError};
+
+/// Why a login failed: WeChat said no (or could not be asked), or the session could not
+/// be stored.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoginError {
+    #[error(transparent)]
+    WeChat(Arc<WeChatError>),
+    #[error(transparent)]
+    Store(Arc<StoreError>),
+}
+
+impl From<WeChatError> for LoginError {
+    fn from(err: WeChatError) -> Self {
+        Self::WeChat(Arc::new(err))
+    }
+}
+
+impl From<StoreError> for LoginError {
+    fn from(err: StoreError) -> Self {
+        Self::Store(Arc::new(err))
+    }
+}
 
 /// Entries leave the in-flight table as soon as their login completes. This backstop only
 /// matters when the caller went away between completion and clean-up: then the finished
@@ -41,12 +63,12 @@ impl LoginService {
 
     /// Trades `code` for a new session. Every concurrent caller with the same code gets the
     /// same session (or the same error) from one WeChat call.
-    pub async fn login(&self, code: JsCode) -> Result<Arc<IssuedSession>, Arc<WeChatError>> {
+    pub async fn login(&self, code: JsCode) -> Result<Arc<IssuedSession>, Arc<LoginError>> {
         let outcome = self
             .in_flight
             .try_get_with_by_ref(&code, async {
                 let login = self.wechat.code2session(&code).await?;
-                Ok::<_, WeChatError>(Arc::new(self.sessions.create(login).await))
+                Ok::<_, LoginError>(Arc::new(self.sessions.create(login).await?))
             })
             .await;
         // Coalesce only requests that overlap: a later request with a spent code must reach

@@ -7,10 +7,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::clock::Clock;
-use crate::config::Settings;
+use crate::config::{Settings, StoreSettings};
 use crate::http::{AppState, router};
 use crate::login::LoginService;
-use crate::session::SessionStore;
+use crate::session::{Redis, RedisStore, SessionStore, StoreError};
 use crate::wechat::emulator::Emulator;
 use crate::wechat::{AccessTokens, WeChatClient};
 
@@ -25,6 +25,8 @@ pub enum StartupError {
     Emulator(std::io::Error),
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(#[from] reqwest::Error),
+    #[error("cannot set up the Redis client: {0}")]
+    Redis(#[from] StoreError),
 }
 
 /// A bound, ready-to-run wxlogin.
@@ -39,15 +41,32 @@ pub struct Application {
 impl Application {
     /// Binds the listener and builds the app against the WeChat in `settings`.
     pub async fn build(settings: Settings, clock: Clock) -> Result<Self, StartupError> {
-        let sessions = SessionStore::memory(&settings.sessions, clock.clone());
         let wechat = WeChatClient::new(&settings.wechat)?;
         // A refresh is at most two stable_token calls (normal, then forced), each bounded
         // by the WeChat timeout.
         let token_wait_limit = settings.wechat.timeout * 2;
+        let (sessions, access_tokens) = match &settings.sessions.store {
+            StoreSettings::Memory => (
+                SessionStore::memory(&settings.sessions, clock.clone()),
+                AccessTokens::local(wechat.clone(), clock, token_wait_limit),
+            ),
+            StoreSettings::Redis(redis_settings) => {
+                let redis = Redis::connect(redis_settings)?;
+                if let Err(err) = redis.ping().await {
+                    // Not fatal: Redis may still be starting. /readyz says when it answers.
+                    tracing::warn!(error = %err, "Redis does not answer yet; requests that need it get 503 until it does");
+                }
+                let store = RedisStore::new(redis.clone(), settings.sessions.ttl, clock);
+                (
+                    SessionStore::Redis(store),
+                    AccessTokens::shared(wechat.clone(), redis, token_wait_limit),
+                )
+            }
+        };
         let state = AppState {
             logins: Arc::new(LoginService::new(wechat.clone(), sessions.clone())),
             sessions,
-            access_tokens: AccessTokens::local(wechat.clone(), clock, token_wait_limit),
+            access_tokens,
             wechat,
         };
         let listener =

@@ -10,6 +10,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::login::LoginError;
+use crate::session::StoreError;
 use crate::wechat::open_data::DecryptError;
 use crate::wechat::{ErrCode, InvalidCode, WeChatError};
 
@@ -17,6 +19,8 @@ use crate::wechat::{ErrCode, InvalidCode, WeChatError};
 const RATE_LIMITED_RETRY_AFTER: &str = "60";
 /// Seconds a client should wait after WeChat said it is busy, even on our retry.
 const BUSY_RETRY_AFTER: &str = "2";
+/// Seconds a client should wait when the session store is unreachable.
+const STORE_RETRY_AFTER: &str = "2";
 /// Seconds a client should wait when no access_token could be had.
 const ACCESS_TOKEN_RETRY_AFTER: &str = "5";
 
@@ -50,6 +54,8 @@ pub enum ApiError {
     Decrypt(DecryptError),
     /// WeChat said no, or could not be asked: 401, 403, 409, 429, 500, 502, 503 or 504.
     WeChat(Arc<WeChatError>),
+    /// 503 `store_unavailable`: the session store (Redis) failed or did not answer in time.
+    StoreUnavailable(Arc<StoreError>),
     /// 500 `internal_error`: a bug (a caught panic).
     Internal,
 }
@@ -137,6 +143,7 @@ impl ApiError {
                 "The data decrypts, but it was sealed for another mini-program.".into(),
             ),
             Self::WeChat(err) => wechat_parts(err),
+            Self::StoreUnavailable(_) => store_unavailable(),
             Self::Internal => (S::INTERNAL_SERVER_ERROR, "internal_error", "Something went wrong on our side.".into()),
         }
     }
@@ -154,6 +161,7 @@ impl ApiError {
             Self::MalformedJson(detail) | Self::InvalidBody { detail, .. } => {
                 (Some(detail.clone()), None, None)
             }
+            Self::StoreUnavailable(err) => (Some(error_chain(err.as_ref())), None, None),
             _ => (None, None, None),
         };
         ErrorReport {
@@ -173,6 +181,7 @@ fn wechat_parts(err: &WeChatError) -> (StatusCode, &'static str, Cow<'static, st
     use StatusCode as S;
     if let Some(cause) = err.access_token_failure() {
         return match cause.errcode() {
+            _ if matches!(cause, WeChatError::TokenStore(_)) => store_unavailable(),
             Some(ErrCode::Misconfigured(_)) => misconfigured(),
             _ => (
                 S::SERVICE_UNAVAILABLE,
@@ -216,6 +225,14 @@ fn wechat_parts(err: &WeChatError) -> (StatusCode, &'static str, Cow<'static, st
         ErrCode::Misconfigured(_) => misconfigured(),
         ErrCode::Other(_) => (S::BAD_GATEWAY, "upstream_error", "WeChat answered with an error wxlogin does not know.".into()),
     }
+}
+
+fn store_unavailable() -> (StatusCode, &'static str, Cow<'static, str>) {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "The session store is unreachable. Try again shortly.".into(),
+    )
 }
 
 /// Our appid, secret or IP whitelist is wrong. The details go to the log, not the client.
@@ -269,6 +286,12 @@ impl IntoResponse for ApiError {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static(r#"Bearer realm="wxlogin", error="invalid_token""#),
+                );
+            }
+            Self::StoreUnavailable(_) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(STORE_RETRY_AFTER),
                 );
             }
             Self::WeChat(err) => match err.errcode() {
@@ -349,6 +372,21 @@ impl From<WeChatError> for ApiError {
 impl From<DecryptError> for ApiError {
     fn from(e: DecryptError) -> Self {
         Self::Decrypt(e)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::StoreUnavailable(Arc::new(e))
+    }
+}
+
+impl From<Arc<LoginError>> for ApiError {
+    fn from(e: Arc<LoginError>) -> Self {
+        match &*e {
+            LoginError::WeChat(err) => Self::WeChat(Arc::clone(err)),
+            LoginError::Store(err) => Self::StoreUnavailable(Arc::clone(err)),
+        }
     }
 }
 

@@ -95,7 +95,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let BearerToken(token) = BearerToken::from_request_parts(parts, state).await?;
         let sessions = SessionStore::from_ref(state);
-        let session = sessions.get(&token).await.ok_or(ApiError::InvalidToken)?;
+        let session = sessions.get(&token).await?.ok_or(ApiError::InvalidToken)?;
         Ok(Self(session))
     }
 }

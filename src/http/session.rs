@@ -40,7 +40,7 @@ async fn revoke(
     State(sessions): State<SessionStore>,
     BearerToken(token): BearerToken,
 ) -> Result<StatusCode, ApiError> {
-    match sessions.revoke(&token).await {
+    match sessions.revoke(&token).await? {
         true => Ok(StatusCode::NO_CONTENT),
         false => Err(ApiError::InvalidToken),
     }

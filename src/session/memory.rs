@@ -105,6 +105,7 @@ mod tests {
         let settings = SessionSettings {
             ttl: Duration::from_secs(100),
             max_sessions,
+            store: crate::config::StoreSettings::Memory,
         };
         MemoryStore::new(&settings, Clock::Manual(clock))
     }

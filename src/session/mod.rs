@@ -2,11 +2,13 @@
 //! the [`SessionStore`] enum and are chosen in one place, at start-up.
 
 mod memory;
+pub mod redis;
 mod token;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 pub use memory::MemoryStore;
+pub use redis::{Redis, RedisStore, StoreError};
 pub use token::{SessionToken, TokenHash};
 
 use crate::clock::Clock;
@@ -69,6 +71,7 @@ pub struct IssuedSession {
 #[derive(Clone)]
 pub enum SessionStore {
     Memory(MemoryStore),
+    Redis(RedisStore),
 }
 
 impl SessionStore {
@@ -76,25 +79,37 @@ impl SessionStore {
         Self::Memory(MemoryStore::new(settings, clock))
     }
 
-    /// Starts a session for a user WeChat has just vouched for, under a fresh token.
-    pub async fn create(&self, login: WxSession) -> IssuedSession {
+    /// Starts a session for a user WeChat has just vouched for, under a fresh token, and
+    /// gives the user's other live sessions the new session_key.
+    pub async fn create(&self, login: WxSession) -> Result<IssuedSession, StoreError> {
         match self {
-            Self::Memory(store) => store.create(login),
+            Self::Memory(store) => Ok(store.create(login)),
+            Self::Redis(store) => store.create(login).await,
         }
     }
 
     /// The live session behind `token`, if there is one: `None` for unknown, expired and
     /// revoked tokens alike.
-    pub async fn get(&self, token: &SessionToken) -> Option<Arc<Session>> {
+    pub async fn get(&self, token: &SessionToken) -> Result<Option<Arc<Session>>, StoreError> {
         match self {
-            Self::Memory(store) => store.get(token),
+            Self::Memory(store) => Ok(store.get(token)),
+            Self::Redis(store) => store.get(token).await,
         }
     }
 
     /// Ends the session behind `token`. Returns whether there was a live one.
-    pub async fn revoke(&self, token: &SessionToken) -> bool {
+    pub async fn revoke(&self, token: &SessionToken) -> Result<bool, StoreError> {
         match self {
-            Self::Memory(store) => store.revoke(token),
+            Self::Memory(store) => Ok(store.revoke(token)),
+            Self::Redis(store) => store.revoke(token).await,
+        }
+    }
+
+    /// Whether the store can serve requests: always, in memory; Redis must answer a PING.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(_) => Ok(()),
+            Self::Redis(store) => store.ping().await,
         }
     }
 
@@ -102,6 +117,7 @@ impl SessionStore {
     pub fn now(&self) -> u64 {
         match self {
             Self::Memory(store) => store.now(),
+            Self::Redis(store) => store.now(),
         }
     }
 }

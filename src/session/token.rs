@@ -54,6 +54,13 @@ impl fmt::Debug for SessionToken {
     }
 }
 
+impl TokenHash {
+    /// Lower-case hex, as store keys spell it.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 impl fmt::Debug for TokenHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use super::client::{WeChatClient, check_errcode, read_answer};
 use super::error::WeChatError;
+use super::shared_access_token::SharedAccessTokens;
 use crate::clock::Clock;
+use crate::session::Redis;
 
 /// WeChat documents force_refresh as limited to 20 a day, at least 30 seconds apart.
 const FORCE_REFRESH_PER_DAY: usize = 20;
@@ -31,6 +33,18 @@ impl AccessToken {
     pub fn expose(&self) -> &str {
         &self.0
     }
+}
+
+impl From<String> for AccessToken {
+    fn from(token: String) -> Self {
+        Self(token.into())
+    }
+}
+
+/// How many seconds to use a token WeChat gives `expires_in` seconds: until
+/// [`EXPIRY_MARGIN_SECS`] before its expiry, or half its life for short-lived ones.
+pub(super) fn cache_for(expires_in: u64) -> u64 {
+    expires_in - EXPIRY_MARGIN_SECS.min(expires_in / 2)
 }
 
 impl fmt::Debug for AccessToken {
@@ -96,11 +110,12 @@ impl WeChatClient {
     }
 }
 
-/// Where the access_token is kept between calls. Behind this enum so that a store shared
-/// by several replicas can take the place of one process's memory.
+/// Where the access_token is kept between calls: this process's memory, or Redis, shared
+/// by every replica (so they neither fetch one each nor knock each other's out).
 #[derive(Clone)]
 pub enum AccessTokens {
     Local(Arc<LocalAccessTokens>),
+    Shared(Arc<SharedAccessTokens>),
 }
 
 impl AccessTokens {
@@ -114,6 +129,11 @@ impl AccessTokens {
             current: RwLock::new(None),
             refreshing: tokio::sync::Mutex::new(ForceRefreshes::default()),
         }))
+    }
+
+    /// A token cache in Redis, shared by the replicas that use the same Redis and appid.
+    pub fn shared(wechat: WeChatClient, redis: Redis, wait_limit: Duration) -> Self {
+        Self::Shared(Arc::new(SharedAccessTokens::new(wechat, redis, wait_limit)))
     }
 
     /// Makes `call` with a valid access_token. If WeChat rejects the token (40001 invalid,
@@ -145,6 +165,7 @@ impl AccessTokens {
     pub async fn get(&self) -> Result<AccessToken, WeChatError> {
         match self {
             Self::Local(local) => local.get().await,
+            Self::Shared(shared) => shared.obtain(None).await,
         }
     }
 
@@ -155,6 +176,7 @@ impl AccessTokens {
     ) -> Result<AccessToken, WeChatError> {
         match self {
             Self::Local(local) => local.replace_rejected(rejected).await,
+            Self::Shared(shared) => shared.obtain(Some(rejected)).await,
         }
     }
 }
@@ -227,10 +249,9 @@ impl LocalAccessTokens {
                     );
                 }
             }
-            let margin = EXPIRY_MARGIN_SECS.min(grant.expires_in / 2);
             let fresh = Cached {
                 token: grant.token,
-                refresh_at: self.clock.now() + grant.expires_in - margin,
+                refresh_at: self.clock.now() + cache_for(grant.expires_in),
             };
             *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(fresh.clone());
             tracing::info!(expires_in = grant.expires_in, "fetched a new access_token");

@@ -19,6 +19,9 @@ pub enum WeChatError {
     /// A 200 whose body is not the JSON WeChat documents (an HTML page, garbage…).
     #[error("WeChat sent an unreadable answer: {0}")]
     Malformed(&'static str),
+    /// The store that replicas share the access_token through (Redis) failed.
+    #[error("the shared access_token store failed")]
+    TokenStore(#[source] crate::session::StoreError),
     /// The call needed an access_token, and none could be had: the cause says why.
     #[error("could not get an access_token")]
     AccessToken(#[source] Box<WeChatError>),

@@ -7,6 +7,7 @@ pub mod emulator;
 mod error;
 pub mod open_data;
 mod server_api;
+mod shared_access_token;
 mod types;
 
 pub use access_token::{AccessToken, AccessTokens};

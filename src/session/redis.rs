@@ -1,0 +1,219 @@
+//! Sessions in Redis (or Valkey, or a managed Redis), shared by every replica and kept
+//! across restarts. Keys, under the configured prefix:
+//!
+//! - `session:<sha256(token) hex>`: a hash of openid, unionid, session_key and expires_at,
+//!   with a Redis TTL. A dump of Redis yields no usable token.
+//! - `openid:<openid>`: the set of that openid's session hashes, so a login can give every
+//!   live session of the user WeChat's new session_key. Members of expired sessions are
+//!   dropped on the openid's next login.
+//!
+//! Every command has a deadline; past it the request fails with `store_unavailable`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{FromRedisValue, RedisResult, Script};
+use secrecy::ExposeSecret;
+
+use super::{IssuedSession, LatestSessionKey, Session, SessionToken};
+use crate::clock::Clock;
+use crate::config::RedisSettings;
+use crate::wechat::{OpenId, SessionKey, UnionId, WxSession};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the session store did not answer in time")]
+    Timeout,
+    #[error("the session store failed: {0}")]
+    Redis(#[source] redis::RedisError),
+    #[error("the session store holds a record wxlogin cannot read: {0}")]
+    Corrupt(&'static str),
+}
+
+/// One pooled, self-reconnecting, multiplexed connection to Redis, with a deadline on
+/// every command. Cheap to clone.
+#[derive(Clone)]
+pub struct Redis {
+    connection: ConnectionManager,
+    timeout: Duration,
+    prefix: Arc<str>,
+}
+
+impl Redis {
+    /// Connects lazily: wxlogin starts while Redis is still coming up, and `/readyz` says
+    /// whether it is reachable.
+    pub fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
+        let client =
+            redis::Client::open(settings.url.expose_secret()).map_err(StoreError::Redis)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.timeout))
+            .set_response_timeout(Some(settings.timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let connection =
+            ConnectionManager::new_lazy_with_config(client, config).map_err(StoreError::Redis)?;
+        Ok(Self {
+            connection,
+            timeout: settings.timeout,
+            prefix: settings.key_prefix.as_str().into(),
+        })
+    }
+
+    /// The full name of a key: the prefix, then `name`.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    pub async fn query<T: FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, StoreError> {
+        let mut connection = self.connection.clone();
+        self.within_deadline(command.query_async(&mut connection))
+            .await
+    }
+
+    pub async fn run_script<T: FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let mut connection = self.connection.clone();
+        self.within_deadline(invocation.invoke_async(&mut connection))
+            .await
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.query::<String>(&redis::cmd("PING")).await.map(drop)
+    }
+
+    async fn within_deadline<T>(
+        &self,
+        command: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, command).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(StoreError::Redis(err)),
+            Err(_) => Err(StoreError::Timeout),
+        }
+    }
+}
+
+/// Stores a session and gives all of the openid's live sessions its session_key, in one
+/// atomic step. KEYS: the session, the openid's index. ARGV: openid, unionid ("" for
+/// none), session_key, expires_at, ttl seconds, the session hash, the session key prefix.
+const CREATE: &str = r"
+for _, hash in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local other = ARGV[7] .. hash
+  if redis.call('EXISTS', other) == 1 then
+    redis.call('HSET', other, 'session_key', ARGV[3])
+  else
+    redis.call('SREM', KEYS[2], hash)
+  end
+end
+redis.call('HSET', KEYS[1], 'openid', ARGV[1], 'unionid', ARGV[2], 'session_key', ARGV[3], 'expires_at', ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('SADD', KEYS[2], ARGV[6])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+return 1
+";
+
+#[derive(Clone)]
+pub struct RedisStore {
+    redis: Redis,
+    create: Arc<Script>,
+    ttl: Duration,
+    clock: Clock,
+}
+
+impl RedisStore {
+    pub fn new(redis: Redis, ttl: Duration, clock: Clock) -> Self {
+        Self {
+            redis,
+            create: Arc::new(Script::new(CREATE)),
+            ttl,
+            clock,
+        }
+    }
+
+    pub async fn create(&self, login: WxSession) -> Result<IssuedSession, StoreError> {
+        let token = SessionToken::generate();
+        let hash = token.hash().to_hex();
+        let expires_at = self.clock.now() + self.ttl.as_secs();
+        let mut invocation = self.create.prepare_invoke();
+        invocation
+            .key(self.redis.key(&format!("session:{hash}")))
+            .key(self.redis.key(&format!("openid:{}", login.openid.as_ref())))
+            .arg(login.openid.as_ref())
+            .arg(login.unionid.as_ref().map_or("", AsRef::as_ref))
+            .arg(login.session_key.to_base64())
+            .arg(expires_at)
+            .arg(self.ttl.as_secs())
+            .arg(&hash)
+            .arg(self.redis.key("session:"));
+        self.redis.run_script::<i64>(&invocation).await?;
+        let session = Session {
+            openid: login.openid,
+            unionid: login.unionid,
+            session_key: Arc::new(LatestSessionKey::new(login.session_key)),
+            expires_at,
+        };
+        Ok(IssuedSession {
+            token,
+            session: Arc::new(session),
+            expires_in: self.ttl.as_secs(),
+        })
+    }
+
+    pub async fn get(&self, token: &SessionToken) -> Result<Option<Arc<Session>>, StoreError> {
+        let key = self.redis.key(&format!("session:{}", token.hash().to_hex()));
+        let fields: Vec<Option<String>> = self
+            .redis
+            .query(
+                redis::cmd("HMGET")
+                    .arg(&key)
+                    .arg("openid")
+                    .arg("unionid")
+                    .arg("session_key")
+                    .arg("expires_at"),
+            )
+            .await?;
+        let [openid, unionid, session_key, expires_at] = <[Option<String>; 4]>::try_from(fields)
+            .map_err(|_| StoreError::Corrupt("HMGET answered the wrong number of fields"))?;
+        let Some(openid) = openid else {
+            return Ok(None);
+        };
+        let session = Session {
+            openid: OpenId::parse(&openid).ok_or(StoreError::Corrupt("an invalid openid"))?,
+            unionid: match unionid.as_deref() {
+                None | Some("") => None,
+                Some(raw) => Some(UnionId::parse(raw).ok_or(StoreError::Corrupt("an invalid unionid"))?),
+            },
+            session_key: Arc::new(LatestSessionKey::new(
+                session_key
+                    .as_deref()
+                    .and_then(SessionKey::parse_base64)
+                    .ok_or(StoreError::Corrupt("an invalid session_key"))?,
+            )),
+            expires_at: expires_at
+                .and_then(|e| e.parse().ok())
+                .ok_or(StoreError::Corrupt("an invalid expires_at"))?,
+        };
+        // Redis expires the key itself; this also honours a clock that tests move.
+        if session.expires_at <= self.clock.now() {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(session)))
+    }
+
+    pub async fn revoke(&self, token: &SessionToken) -> Result<bool, StoreError> {
+        let key = self.redis.key(&format!("session:{}", token.hash().to_hex()));
+        let removed: i64 = self.redis.query(redis::cmd("DEL").arg(&key)).await?;
+        Ok(removed > 0)
+    }
+
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.redis.ping().await
+    }
+}

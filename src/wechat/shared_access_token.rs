@@ -1,0 +1,180 @@
+//! The access_token shared by every replica through Redis. One replica refreshes at a time,
+//! under a lock that expires (`SET NX PX`), so a replica that dies mid-refresh cannot wedge
+//! the others; the rest poll briefly for the token it writes.
+
+use std::time::Duration;
+
+use rand::Rng;
+use redis::Script;
+
+use super::access_token::{AccessToken, Grant, cache_for};
+use super::client::WeChatClient;
+use super::error::WeChatError;
+use crate::session::Redis;
+
+/// How often a replica that is not refreshing looks for the token another one writes.
+const POLL_INTERVAL: Duration = Duration::from_millis(25);
+/// WeChat's force_refresh limits: 20 a day, 30 seconds apart, counted for the whole app.
+const FORCE_REFRESH_PER_DAY: i64 = 20;
+const FORCE_REFRESH_SPACING_SECS: u64 = 30;
+const DAY_SECS: u64 = 24 * 60 * 60;
+/// Deletes the lock only if this replica still holds it: after expiry, another may.
+const UNLOCK: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+pub struct SharedAccessTokens {
+    wechat: WeChatClient,
+    redis: Redis,
+    /// `access_token:<appid>`: the token, with a Redis TTL that ends where its use should.
+    token_key: String,
+    lock_key: String,
+    force_spacing_key: String,
+    force_count_key: String,
+    wait_limit: Duration,
+}
+
+impl SharedAccessTokens {
+    pub fn new(wechat: WeChatClient, redis: Redis, wait_limit: Duration) -> Self {
+        let base = redis.key(&format!("access_token:{}", wechat.appid()));
+        Self {
+            token_key: base.clone(),
+            lock_key: format!("{base}:lock"),
+            force_spacing_key: format!("{base}:forced"),
+            force_count_key: format!("{base}:forced_today"),
+            wechat,
+            redis,
+            wait_limit,
+        }
+    }
+
+    /// A token other than `rejected` (any token, when `None`), from Redis or, by this
+    /// replica holding the lock, from WeChat.
+    pub async fn obtain(&self, rejected: Option<&AccessToken>) -> Result<AccessToken, WeChatError> {
+        let attempt = async {
+            loop {
+                if let Some(token) = self.read().await? {
+                    if Some(&token) != rejected {
+                        return Ok(token);
+                    }
+                }
+                let owner = format!("{:016x}", rand::rng().next_u64());
+                if self.try_lock(&owner).await? {
+                    let refreshed = self.refresh_locked(rejected).await;
+                    // Best effort: if this fails, the lock expires by itself.
+                    let _ = self
+                        .redis
+                        .run_script::<i64>(&Script::new(UNLOCK).key(&self.lock_key).arg(&owner))
+                        .await;
+                    return refreshed;
+                }
+                tokio::time::sleep(POLL_INTERVAL).await;
+            }
+        };
+        match tokio::time::timeout(self.wait_limit, attempt).await {
+            Ok(Ok(token)) => Ok(token),
+            Ok(Err(err)) => Err(WeChatError::AccessToken(Box::new(err))),
+            Err(_) => Err(WeChatError::AccessToken(Box::new(WeChatError::Timeout))),
+        }
+    }
+
+    async fn refresh_locked(&self, rejected: Option<&AccessToken>) -> Result<AccessToken, WeChatError> {
+        // The replica before us may have written a token while we waited for the lock.
+        if let Some(token) = self.read().await? {
+            if Some(&token) != rejected {
+                return Ok(token);
+            }
+        }
+        let mut grant = self.wechat.stable_token(false).await?;
+        if rejected == Some(&grant.token) {
+            if self.allow_forced_refresh().await? {
+                tracing::warn!("stable_token handed out the rejected access_token again; forcing a refresh");
+                grant = self.wechat.stable_token(true).await?;
+            } else {
+                tracing::error!(
+                    "stable_token hands out an access_token WeChat rejects, and WeChat's force_refresh limit (20 a day, 30 s apart) allows no forced refresh now"
+                );
+            }
+        }
+        self.write(&grant).await?;
+        tracing::info!(expires_in = grant.expires_in, "fetched a new access_token for all replicas");
+        Ok(grant.token)
+    }
+
+    async fn read(&self) -> Result<Option<AccessToken>, WeChatError> {
+        let token: Option<String> = self
+            .redis
+            .query(redis::cmd("GET").arg(&self.token_key))
+            .await
+            .map_err(WeChatError::TokenStore)?;
+        Ok(token.map(AccessToken::from))
+    }
+
+    async fn write(&self, grant: &Grant) -> Result<(), WeChatError> {
+        let ttl_ms = cache_for(grant.expires_in).max(1) * 1000;
+        self.redis
+            .query::<()>(
+                redis::cmd("SET")
+                    .arg(&self.token_key)
+                    .arg(grant.token.expose())
+                    .arg("PX")
+                    .arg(ttl_ms),
+            )
+            .await
+            .map_err(WeChatError::TokenStore)
+    }
+
+    async fn try_lock(&self, owner: &str) -> Result<bool, WeChatError> {
+        let set: Option<String> = self
+            .redis
+            .query(
+                redis::cmd("SET")
+                    .arg(&self.lock_key)
+                    .arg(owner)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis(self.wait_limit)),
+            )
+            .await
+            .map_err(WeChatError::TokenStore)?;
+        Ok(set.is_some())
+    }
+
+    /// Counts a forced refresh for the whole app, if WeChat's limits allow one now.
+    async fn allow_forced_refresh(&self) -> Result<bool, WeChatError> {
+        let spaced: Option<String> = self
+            .redis
+            .query(
+                redis::cmd("SET")
+                    .arg(&self.force_spacing_key)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(FORCE_REFRESH_SPACING_SECS),
+            )
+            .await
+            .map_err(WeChatError::TokenStore)?;
+        if spaced.is_none() {
+            return Ok(false);
+        }
+        let count: i64 = self
+            .redis
+            .query(redis::cmd("INCR").arg(&self.force_count_key))
+            .await
+            .map_err(WeChatError::TokenStore)?;
+        if count == 1 {
+            self.redis
+                .query::<i64>(redis::cmd("EXPIRE").arg(&self.force_count_key).arg(DAY_SECS))
+                .await
+                .map_err(WeChatError::TokenStore)?;
+        }
+        Ok(count <= FORCE_REFRESH_PER_DAY)
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
