@@ -368,13 +368,20 @@ mod tests {
         let err = load(&redis).expect_err("no URL");
         assert!(err.to_string().contains("WXLOGIN_REDIS_URL"), "{err}");
 
-        let bad = [redis.as_slice(), &[("WXLOGIN_REDIS_URL", "http://user:hunter2@x")]].concat();
+        let bad = [
+            redis.as_slice(),
+            &[("WXLOGIN_REDIS_URL", "http://user:hunter2@x")],
+        ]
+        .concat();
         let err = load(&bad).expect_err("not a Redis URL");
         assert!(!err.to_string().contains("hunter2"), "{err}");
 
         let good = [
             redis.as_slice(),
-            &[("WXLOGIN_REDIS_URL", "rediss://user:hunter2@redis.internal:6380/2")],
+            &[(
+                "WXLOGIN_REDIS_URL",
+                "rediss://user:hunter2@redis.internal:6380/2",
+            )],
         ]
         .concat();
         let s = load(&good).expect("settings");

@@ -163,7 +163,9 @@ impl RedisStore {
     }
 
     pub async fn get(&self, token: &SessionToken) -> Result<Option<Arc<Session>>, StoreError> {
-        let key = self.redis.key(&format!("session:{}", token.hash().to_hex()));
+        let key = self
+            .redis
+            .key(&format!("session:{}", token.hash().to_hex()));
         let fields: Vec<Option<String>> = self
             .redis
             .query(
@@ -184,7 +186,9 @@ impl RedisStore {
             openid: OpenId::parse(&openid).ok_or(StoreError::Corrupt("an invalid openid"))?,
             unionid: match unionid.as_deref() {
                 None | Some("") => None,
-                Some(raw) => Some(UnionId::parse(raw).ok_or(StoreError::Corrupt("an invalid unionid"))?),
+                Some(raw) => {
+                    Some(UnionId::parse(raw).ok_or(StoreError::Corrupt("an invalid unionid"))?)
+                }
             },
             session_key: Arc::new(LatestSessionKey::new(
                 session_key
@@ -204,7 +208,9 @@ impl RedisStore {
     }
 
     pub async fn revoke(&self, token: &SessionToken) -> Result<bool, StoreError> {
-        let key = self.redis.key(&format!("session:{}", token.hash().to_hex()));
+        let key = self
+            .redis
+            .key(&format!("session:{}", token.hash().to_hex()));
         let removed: i64 = self.redis.query(redis::cmd("DEL").arg(&key)).await?;
         Ok(removed > 0)
     }

@@ -81,7 +81,10 @@ impl SharedAccessTokens {
         }
     }
 
-    async fn refresh_locked(&self, rejected: Option<&AccessToken>) -> Result<AccessToken, WeChatError> {
+    async fn refresh_locked(
+        &self,
+        rejected: Option<&AccessToken>,
+    ) -> Result<AccessToken, WeChatError> {
         // The replica before us may have written a token while we waited for the lock.
         if let Some(token) = self.read().await? {
             if Some(&token) != rejected {
@@ -91,7 +94,9 @@ impl SharedAccessTokens {
         let mut grant = self.wechat.stable_token(false).await?;
         if rejected == Some(&grant.token) {
             if self.allow_forced_refresh().await? {
-                tracing::warn!("stable_token handed out the rejected access_token again; forcing a refresh");
+                tracing::warn!(
+                    "stable_token handed out the rejected access_token again; forcing a refresh"
+                );
                 grant = self.wechat.stable_token(true).await?;
             } else {
                 tracing::error!(
@@ -100,7 +105,10 @@ impl SharedAccessTokens {
             }
         }
         self.write(&grant).await?;
-        tracing::info!(expires_in = grant.expires_in, "fetched a new access_token for all replicas");
+        tracing::info!(
+            expires_in = grant.expires_in,
+            "fetched a new access_token for all replicas"
+        );
         Ok(grant.token)
     }
 
@@ -167,7 +175,11 @@ impl SharedAccessTokens {
             .map_err(WeChatError::TokenStore)?;
         if count == 1 {
             self.redis
-                .query::<i64>(redis::cmd("EXPIRE").arg(&self.force_count_key).arg(DAY_SECS))
+                .query::<i64>(
+                    redis::cmd("EXPIRE")
+                        .arg(&self.force_count_key)
+                        .arg(DAY_SECS),
+                )
                 .await
                 .map_err(WeChatError::TokenStore)?;
         }

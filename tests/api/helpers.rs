@@ -27,6 +27,8 @@ pub struct TestApp {
     pub clock: ManualClock,
     /// Unique to this app, so a test can search all captured logs for it.
     pub secret: String,
+    /// Dropping it (with the app) shuts the app down, as SIGTERM would.
+    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -57,13 +59,17 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         .await
         .expect("app builds");
     let address = format!("http://{}", app.local_addr().expect("bound"));
-    tokio::spawn(app.run_until(std::future::pending()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
     TestApp {
         address,
         wechat,
         http: http_client(),
         clock,
         secret,
+        _stop: stop,
     }
 }
 

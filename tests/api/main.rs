@@ -8,6 +8,8 @@ mod emulator_open_data;
 mod helpers;
 mod login;
 mod open_data;
+mod redis_server;
+mod redis_store;
 mod secrets;
 mod server_apis;
 mod session;

@@ -1,0 +1,108 @@
+//! A real `redis-server` for the tests that need one: on a free loopback port, in a
+//! temporary directory, stopped when dropped. In CI (`CI=true`) a missing redis-server is
+//! a failure; elsewhere those tests are skipped with a note.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+pub struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    process: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts one, or returns `None` (outside CI) when redis-server is not installed.
+    pub fn start() -> Option<Self> {
+        let installed = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !installed {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "redis-server is not installed, and CI needs these tests: install it (apt-get install -y redis-server)"
+            );
+            eprintln!("skipped: redis-server is not installed (apt-get install -y redis-server)");
+            return None;
+        }
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("wxlogin-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory for Redis");
+        let mut server = Self {
+            port,
+            dir,
+            process: None,
+        };
+        server.restart();
+        Some(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server, as a crash or a network cut would look to wxlogin.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+
+    /// Starts the server (again) on the same port and directory, and returns once it says
+    /// it accepts connections. Every write is fsynced to the append-only file, so the data
+    /// survives a kill.
+    pub fn restart(&mut self) {
+        self.stop();
+        let mut process = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let stdout = process.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = lines.any(|line| line.is_ok_and(|l| l.contains("Ready to accept connections")));
+        assert!(ready, "redis-server exited before it was ready");
+        // Keep draining its output so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        self.process = Some(process);
+    }
+
+    /// Every key in the server, for tests that look at what is stored.
+    pub fn keys(&self) -> Vec<String> {
+        let output = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--raw", "KEYS", "*"])
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}

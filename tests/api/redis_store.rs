@@ -1,0 +1,213 @@
+//! Redis as the store: several wxlogin instances act as one, sessions outlive every
+//! instance, a Redis outage is a clear 503 that heals by itself, and the access_token is
+//! fetched once for all instances. Against a real redis-server, no mocks.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use wiremock::Mock;
+use wiremock::matchers::{method, path};
+
+use crate::helpers::*;
+use crate::redis_server::RedisServer;
+
+/// An instance on `redis`, whose WeChat is `wechat_url` if given (else its own stub).
+async fn instance(redis: &RedisServer, wechat_url: Option<&str>) -> TestApp {
+    let url = redis.url();
+    let mut env = vec![
+        ("WXLOGIN_SESSION_STORE", "redis"),
+        ("WXLOGIN_REDIS_URL", url.as_str()),
+        ("WXLOGIN_REDIS_TIMEOUT_MS", "500"),
+    ];
+    if let Some(wechat_url) = wechat_url {
+        env.push(("WXLOGIN_WECHAT_BASE_URL", wechat_url));
+    }
+    spawn_app_with(&env).await
+}
+
+#[tokio::test]
+async fn a_token_from_one_instance_works_on_another_and_logout_reaches_both() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = instance(&redis, None).await;
+    let b = instance(&redis, None).await;
+
+    let token = a.login_as("code-a", "oShared").await;
+    let on_b = b.get_session(&token).await;
+    assert_eq!(on_b.status, 200, "{}", on_b.text);
+    assert_eq!(on_b.json()["openid"], "oShared");
+
+    assert_eq!(b.delete_session(&token).await.status, 204);
+    a.get_session(&token)
+        .await
+        .assert_error(401, "invalid_token");
+    b.get_session(&token)
+        .await
+        .assert_error(401, "invalid_token");
+}
+
+#[tokio::test]
+async fn sessions_outlive_every_instance() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let first = instance(&redis, None).await;
+    let token = first.login_as("code-1", "oDurable").await;
+    drop(first);
+
+    let second = instance(&redis, None).await;
+    let reply = second.get_session(&token).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json()["openid"], "oDurable");
+}
+
+#[tokio::test]
+async fn redis_keys_hold_a_hash_of_the_token_never_the_token() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let app = instance(&redis, None).await;
+    let token = app.login_as("code-1", "oHashed").await;
+
+    let keys = redis.keys();
+    let hash: String = Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(
+        keys.contains(&format!("wxlogin:session:{hash}")),
+        "{keys:?}"
+    );
+    assert!(keys.iter().all(|k| !k.contains(&token)), "{keys:?}");
+}
+
+#[tokio::test]
+async fn a_re_login_gives_the_users_sessions_on_every_instance_the_new_key() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = instance(&redis, None).await;
+    let b = instance(&redis, None).await;
+    // The first login's key is not the one the vector below was sealed with.
+    wechat_answers(
+        &a.wechat,
+        wechat_json(
+            json!({ "openid": "oTestUser0001", "session_key": "EBESExQVFhcYGRobHB0eHw==" }),
+        ),
+    )
+    .await;
+    let old = a.post_openid(&json!({ "code": "first" })).await.json()["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let _new = b.login_as("second", "oTestUser0001").await;
+
+    // Sealed by Python's `cryptography` under the key of the second login (see open_data.rs).
+    let sealed = json!({
+        "encryptedData": "AEF1Q3woI5VkZ9H+FS6Do/rmTCB3Nos//6EH4m8C6uhqySl7QA9QvJ49RP2EJL6AhMYdQoRr9iIXXuol7ODJ6XfUaVJXn7l2IWfvonys5xjfKbOxoML3Nc1CO38IQI42xLMt2LhAXuocYgufe+1GOlTOpndD0nucBanMnGv/OHU=",
+        "iv": "EBESExQVFhcYGRobHB0eHw==",
+    });
+    let reply = a.post_as(&old, "/wechat/decrypt", &sealed).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+}
+
+#[tokio::test]
+async fn a_redis_outage_is_a_prompt_503_and_service_comes_back_by_itself() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let app = instance(&redis, None).await;
+    let token = app.login_as("code-1", "oOutage").await;
+
+    redis.stop();
+    let down = app.get_session(&token).await;
+    down.assert_error(503, "store_unavailable");
+    assert_eq!(down.header("retry-after"), Some("2"));
+    app.post_openid(&json!({ "code": "code-2" }))
+        .await
+        .assert_error(503, "store_unavailable");
+    app.get_as("", "/readyz")
+        .await
+        .assert_error(503, "store_unavailable");
+    let alive = app.get_as("", "/healthz").await;
+    assert_eq!(alive.status, 200, "liveness does not depend on Redis");
+
+    redis.restart();
+    // The connection manager reconnects in the background; the first command after the
+    // restart may still find the old, dead connection. Ask until it has healed.
+    let mut healed = None;
+    for _ in 0..50 {
+        let reply = app.get_session(&token).await;
+        if reply.status != 503 {
+            healed = Some(reply);
+            break;
+        }
+    }
+    let healed = healed.expect("wxlogin recovers once Redis is back, with no restart");
+    assert_eq!(healed.status, 200, "{}", healed.text);
+    assert_eq!(app.get_as("", "/readyz").await.status, 200);
+}
+
+#[tokio::test]
+async fn two_instances_fetch_one_access_token_between_them() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = instance(&redis, None).await;
+    let b = instance(&redis, Some(&a.wechat.uri())).await;
+    let token = a.login_as("code-1", "oTokenUser").await;
+    Mock::given(method("POST"))
+        .and(path(STABLE_TOKEN))
+        .respond_with(
+            wechat_json(json!({ "access_token": "AT-shared", "expires_in": 7200 }))
+                .set_delay(Duration::from_millis(300)),
+        )
+        .mount(&a.wechat)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(CHECK_SESSION))
+        .respond_with(wechat_json(json!({ "errcode": 0, "errmsg": "ok" })))
+        .mount(&a.wechat)
+        .await;
+
+    let checks = join_all((0..40).map(|i| {
+        let app = if i % 2 == 0 { &a } else { &b };
+        app.get_as(&token, "/wechat/check_session")
+    }))
+    .await;
+    for check in &checks {
+        assert_eq!(check.status, 200, "{}", check.text);
+    }
+    assert_eq!(calls_to(&a.wechat, STABLE_TOKEN).await, 1);
+    assert_eq!(calls_to(&a.wechat, CHECK_SESSION).await, 40);
+}
+
+#[tokio::test]
+async fn the_redis_password_never_reaches_a_log_line_or_a_reply() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
+    // This server has no password, so AUTH fails: the error path is what is checked.
+    let url = redis
+        .url()
+        .replace("redis://", &format!("redis://:{password}@"));
+    let app = spawn_app_with(&[
+        ("WXLOGIN_SESSION_STORE", "redis"),
+        ("WXLOGIN_REDIS_URL", &url),
+        ("WXLOGIN_REDIS_TIMEOUT_MS", "500"),
+    ])
+    .await;
+    wechat_answers(&app.wechat, success("oLocked", None)).await;
+    let reply = app.post_openid(&json!({ "code": "c" })).await;
+    reply.assert_error(503, "store_unavailable");
+    let ready = app.get_as("", "/readyz").await;
+    ready.assert_error(503, "store_unavailable");
+    let logs = captured_logs();
+    assert!(logs.contains("store_unavailable"));
+    assert!(!logs.contains(&password), "the Redis password was logged");
+    assert!(!reply.text.contains(&password) && !ready.text.contains(&password));
+}
