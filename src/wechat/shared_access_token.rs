@@ -56,10 +56,8 @@ impl SharedAccessTokens {
     pub async fn obtain(&self, rejected: Option<&AccessToken>) -> Result<AccessToken, WeChatError> {
         let attempt = async {
             loop {
-                if let Some(token) = self.read().await? {
-                    if Some(&token) != rejected {
-                        return Ok(token);
-                    }
+                if let Some(token) = self.read().await?.filter(|t| Some(t) != rejected) {
+                    return Ok(token);
                 }
                 let owner = format!("{:016x}", rand::rng().next_u64());
                 if self.try_lock(&owner).await? {
@@ -67,7 +65,7 @@ impl SharedAccessTokens {
                     // Best effort: if this fails, the lock expires by itself.
                     let _ = self
                         .redis
-                        .run_script::<i64>(&Script::new(UNLOCK).key(&self.lock_key).arg(&owner))
+                        .run_script::<i64>(Script::new(UNLOCK).key(&self.lock_key).arg(&owner))
                         .await;
                     return refreshed;
                 }
@@ -86,10 +84,8 @@ impl SharedAccessTokens {
         rejected: Option<&AccessToken>,
     ) -> Result<AccessToken, WeChatError> {
         // The replica before us may have written a token while we waited for the lock.
-        if let Some(token) = self.read().await? {
-            if Some(&token) != rejected {
-                return Ok(token);
-            }
+        if let Some(token) = self.read().await?.filter(|t| Some(t) != rejected) {
+            return Ok(token);
         }
         let mut grant = self.wechat.stable_token(false).await?;
         if rejected == Some(&grant.token) {
