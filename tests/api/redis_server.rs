@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 
 pub struct RedisServer {
     port: u16,
+    password: Option<String>,
     dir: PathBuf,
     process: Option<Child>,
 }
@@ -15,6 +16,15 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts one, or returns `None` (outside CI) when redis-server is not installed.
     pub fn start() -> Option<Self> {
+        Self::start_with(None)
+    }
+
+    /// Starts one that requires `password` (AUTH) from its clients.
+    pub fn start_with_password(password: &str) -> Option<Self> {
+        Self::start_with(Some(password.to_owned()))
+    }
+
+    fn start_with(password: Option<String>) -> Option<Self> {
         let installed = Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -33,6 +43,7 @@ impl RedisServer {
         std::fs::create_dir_all(&dir).expect("a temporary directory for Redis");
         let mut server = Self {
             port,
+            password,
             dir,
             process: None,
         };
@@ -40,8 +51,12 @@ impl RedisServer {
         Some(server)
     }
 
+    /// Its URL, with the password when it has one.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            None => format!("redis://127.0.0.1:{}", self.port),
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
+        }
     }
 
     /// Kills the server, as a crash or a network cut would look to wxlogin.
@@ -57,7 +72,11 @@ impl RedisServer {
     /// survives a kill.
     pub fn restart(&mut self) {
         self.stop();
-        let mut process = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        if let Some(password) = &self.password {
+            command.args(["--requirepass", password]);
+        }
+        let mut process = command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args([
                 "--save",
@@ -85,7 +104,7 @@ impl RedisServer {
     /// Every key in the server, for tests that look at what is stored.
     pub fn keys(&self) -> Vec<String> {
         let output = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "--raw", "KEYS", "*"])
+            .args(["-u", &self.url(), "--no-auth-warning", "--raw", "KEYS", "*"])
             .output()
             .expect("redis-cli runs");
         String::from_utf8_lossy(&output.stdout)

@@ -186,28 +186,33 @@ async fn two_instances_fetch_one_access_token_between_them() {
 }
 
 #[tokio::test]
-async fn the_redis_password_never_reaches_a_log_line_or_a_reply() {
-    let Some(redis) = RedisServer::start() else {
+async fn a_password_url_works_and_the_password_never_reaches_a_log_line_or_a_reply() {
+    let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
+    let Some(redis) = RedisServer::start_with_password(&password) else {
         return;
     };
-    let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
-    // This server has no password, so AUTH fails: the error path is what is checked.
-    let url = redis
-        .url()
-        .replace("redis://", &format!("redis://:{password}@"));
-    let app = spawn_app_with(&[
+    let good = instance(&redis, None).await;
+    let token = good.login_as("code-1", "oAuthed").await;
+    assert_eq!(good.get_session(&token).await.status, 200);
+
+    let wrong = redis.url().replace(&password, "not-the-password");
+    let refused = spawn_app_with(&[
         ("WXLOGIN_SESSION_STORE", "redis"),
-        ("WXLOGIN_REDIS_URL", &url),
+        ("WXLOGIN_REDIS_URL", &wrong),
         ("WXLOGIN_REDIS_TIMEOUT_MS", "500"),
     ])
     .await;
-    wechat_answers(&app.wechat, success("oLocked", None)).await;
-    let reply = app.post_openid(&json!({ "code": "c" })).await;
-    reply.assert_error(503, "store_unavailable");
-    let ready = app.get_as("", "/readyz").await;
+    refused
+        .get_session(&token)
+        .await
+        .assert_error(503, "store_unavailable");
+    let ready = refused.get_as("", "/readyz").await;
     ready.assert_error(503, "store_unavailable");
+
     let logs = captured_logs();
     assert!(logs.contains("store_unavailable"));
-    assert!(!logs.contains(&password), "the Redis password was logged");
-    assert!(!reply.text.contains(&password) && !ready.text.contains(&password));
+    for secret in [password.as_str(), "not-the-password"] {
+        assert!(!logs.contains(secret), "a Redis password was logged");
+        assert!(!ready.text.contains(secret));
+    }
 }
