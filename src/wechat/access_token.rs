@@ -17,9 +17,9 @@ use crate::clock::Clock;
 use crate::session::Redis;
 
 /// WeChat documents force_refresh as limited to 20 a day, at least 30 seconds apart.
-const FORCE_REFRESH_PER_DAY: usize = 20;
-const FORCE_REFRESH_SPACING_SECS: u64 = 30;
-const DAY_SECS: u64 = 24 * 60 * 60;
+pub(super) const FORCE_REFRESH_PER_DAY: u32 = 20;
+pub(super) const FORCE_REFRESH_SPACING_SECS: u64 = 30;
+pub(super) const DAY_SECS: u64 = 24 * 60 * 60;
 /// Refresh this long before WeChat's expiry (or at half-life, for short-lived tokens), so a
 /// token never expires between our check and WeChat's.
 const EXPIRY_MARGIN_SECS: u64 = 5 * 60;
@@ -230,25 +230,16 @@ impl LocalAccessTokens {
         needed: impl Fn(Option<&Cached>) -> bool,
         rejected: Option<&AccessToken>,
     ) -> Result<AccessToken, WeChatError> {
-        let refresh = async {
+        within_wait_limit(self.wait_limit, async {
             let mut force_refreshes = self.refreshing.lock().await;
             let cached = self.cached();
             if let Some(cached) = cached.as_ref().filter(|c| !needed(Some(c))) {
                 return Ok(cached.token.clone());
             }
-            let mut grant = self.wechat.stable_token(false).await?;
-            if rejected == Some(&grant.token) {
-                if force_refreshes.allow(self.clock.now()) {
-                    tracing::warn!(
-                        "stable_token handed out the rejected access_token again; forcing a refresh"
-                    );
-                    grant = self.wechat.stable_token(true).await?;
-                } else {
-                    tracing::error!(
-                        "stable_token hands out an access_token WeChat rejects, and WeChat's force_refresh limit (20 a day, 30 s apart) allows no forced refresh now"
-                    );
-                }
-            }
+            let grant = fetch_replacing(&self.wechat, rejected, async || {
+                Ok(force_refreshes.allow(self.clock.now()))
+            })
+            .await?;
             let fresh = Cached {
                 token: grant.token,
                 refresh_at: self.clock.now() + cache_for(grant.expires_in),
@@ -256,12 +247,8 @@ impl LocalAccessTokens {
             *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(fresh.clone());
             tracing::info!(expires_in = grant.expires_in, "fetched a new access_token");
             Ok(fresh.token)
-        };
-        match tokio::time::timeout(self.wait_limit, refresh).await {
-            Ok(Ok(token)) => Ok(token),
-            Ok(Err(err)) => Err(WeChatError::AccessToken(Box::new(err))),
-            Err(_) => Err(WeChatError::AccessToken(Box::new(WeChatError::Timeout))),
-        }
+        })
+        .await
     }
 
     fn cached(&self) -> Option<Cached> {
@@ -269,6 +256,44 @@ impl LocalAccessTokens {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+}
+
+/// Asks `stable_token` for a token. When `rejected` is the token WeChat just refused and
+/// stable_token hands it out again, makes one forced refresh, if `allow_forced` (which
+/// counts it against WeChat's limits) says one may be made now.
+pub(super) async fn fetch_replacing(
+    wechat: &WeChatClient,
+    rejected: Option<&AccessToken>,
+    allow_forced: impl AsyncFnOnce() -> Result<bool, WeChatError>,
+) -> Result<Grant, WeChatError> {
+    let grant = wechat.stable_token(false).await?;
+    if rejected != Some(&grant.token) {
+        return Ok(grant);
+    }
+    if allow_forced().await? {
+        tracing::warn!(
+            "stable_token handed out the rejected access_token again; forcing a refresh"
+        );
+        wechat.stable_token(true).await
+    } else {
+        tracing::error!(
+            "stable_token hands out an access_token WeChat rejects, and WeChat's force_refresh limit (20 a day, 30 s apart) allows no forced refresh now"
+        );
+        Ok(grant)
+    }
+}
+
+/// Runs `obtain` for at most `limit`. Every failure to get a token, running out of time
+/// included, becomes `WeChatError::AccessToken`, so callers see a clear 5xx, never a hang.
+pub(super) async fn within_wait_limit(
+    limit: Duration,
+    obtain: impl Future<Output = Result<AccessToken, WeChatError>>,
+) -> Result<AccessToken, WeChatError> {
+    match tokio::time::timeout(limit, obtain).await {
+        Ok(Ok(token)) => Ok(token),
+        Ok(Err(err)) => Err(WeChatError::AccessToken(Box::new(err))),
+        Err(_) => Err(WeChatError::AccessToken(Box::new(WeChatError::Timeout))),
     }
 }
 
@@ -286,7 +311,7 @@ impl ForceRefreshes {
             .0
             .back()
             .is_none_or(|&last| last + FORCE_REFRESH_SPACING_SECS <= now);
-        if spaced && self.0.len() < FORCE_REFRESH_PER_DAY {
+        if spaced && self.0.len() < FORCE_REFRESH_PER_DAY as usize {
             self.0.push_back(now);
             true
         } else {

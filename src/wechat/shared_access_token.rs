@@ -7,17 +7,16 @@ use std::time::Duration;
 use rand::Rng;
 use redis::Script;
 
-use super::access_token::{AccessToken, Grant, cache_for};
+use super::access_token::{
+    AccessToken, DAY_SECS, FORCE_REFRESH_PER_DAY, FORCE_REFRESH_SPACING_SECS, Grant, cache_for,
+    fetch_replacing, within_wait_limit,
+};
 use super::client::WeChatClient;
 use super::error::WeChatError;
 use crate::session::Redis;
 
 /// How often a replica that is not refreshing looks for the token another one writes.
 const POLL_INTERVAL: Duration = Duration::from_millis(25);
-/// WeChat's force_refresh limits: 20 a day, 30 seconds apart, counted for the whole app.
-const FORCE_REFRESH_PER_DAY: i64 = 20;
-const FORCE_REFRESH_SPACING_SECS: u64 = 30;
-const DAY_SECS: u64 = 24 * 60 * 60;
 /// Deletes the lock only if this replica still holds it: after expiry, another may.
 const UNLOCK: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -54,7 +53,7 @@ impl SharedAccessTokens {
     /// A token other than `rejected` (any token, when `None`), from Redis or, by this
     /// replica holding the lock, from WeChat.
     pub async fn obtain(&self, rejected: Option<&AccessToken>) -> Result<AccessToken, WeChatError> {
-        let attempt = async {
+        within_wait_limit(self.wait_limit, async {
             loop {
                 if let Some(token) = self.read().await?.filter(|t| Some(t) != rejected) {
                     return Ok(token);
@@ -71,12 +70,8 @@ impl SharedAccessTokens {
                 }
                 tokio::time::sleep(POLL_INTERVAL).await;
             }
-        };
-        match tokio::time::timeout(self.wait_limit, attempt).await {
-            Ok(Ok(token)) => Ok(token),
-            Ok(Err(err)) => Err(WeChatError::AccessToken(Box::new(err))),
-            Err(_) => Err(WeChatError::AccessToken(Box::new(WeChatError::Timeout))),
-        }
+        })
+        .await
     }
 
     async fn refresh_locked(
@@ -87,19 +82,10 @@ impl SharedAccessTokens {
         if let Some(token) = self.read().await?.filter(|t| Some(t) != rejected) {
             return Ok(token);
         }
-        let mut grant = self.wechat.stable_token(false).await?;
-        if rejected == Some(&grant.token) {
-            if self.allow_forced_refresh().await? {
-                tracing::warn!(
-                    "stable_token handed out the rejected access_token again; forcing a refresh"
-                );
-                grant = self.wechat.stable_token(true).await?;
-            } else {
-                tracing::error!(
-                    "stable_token hands out an access_token WeChat rejects, and WeChat's force_refresh limit (20 a day, 30 s apart) allows no forced refresh now"
-                );
-            }
-        }
+        let grant = fetch_replacing(&self.wechat, rejected, async || {
+            self.allow_forced_refresh().await
+        })
+        .await?;
         self.write(&grant).await?;
         tracing::info!(
             expires_in = grant.expires_in,
@@ -147,7 +133,8 @@ impl SharedAccessTokens {
         Ok(set.is_some())
     }
 
-    /// Counts a forced refresh for the whole app, if WeChat's limits allow one now.
+    /// Counts a forced refresh for the whole app, if WeChat's limits (20 a day, 30 s apart)
+    /// allow one now.
     async fn allow_forced_refresh(&self) -> Result<bool, WeChatError> {
         let spaced: Option<String> = self
             .redis
@@ -179,7 +166,7 @@ impl SharedAccessTokens {
                 .await
                 .map_err(WeChatError::TokenStore)?;
         }
-        Ok(count <= FORCE_REFRESH_PER_DAY)
+        Ok(count <= i64::from(FORCE_REFRESH_PER_DAY))
     }
 }
 
