@@ -24,13 +24,19 @@ const BLOCK: usize = 16;
 /// base64 text. `raw_data` must be the exact string the client received: re-serialising
 /// it changes the bytes and breaks the signature. The comparison is constant-time.
 pub fn signature_matches(raw_data: &str, signature: &str, key: &SessionKey) -> bool {
+    let expected = raw_data_signature(raw_data, key);
+    let given = signature.trim().to_ascii_lowercase();
+    expected.as_bytes().ct_eq(given.as_bytes()).into()
+}
+
+/// `hex(sha1(raw_data + session_key))`, as WeChat signs rawData: what a client's signature
+/// is checked against, and what the emulator, playing WeChat, hands out.
+pub(crate) fn raw_data_signature(raw_data: &str, key: &SessionKey) -> String {
     let digest = Sha1::new()
         .chain_update(raw_data.as_bytes())
         .chain_update(key.to_base64().as_bytes())
         .finalize();
-    let expected = format!("{digest:x}");
-    let given = signature.trim().to_ascii_lowercase();
-    expected.as_bytes().ct_eq(given.as_bytes()).into()
+    format!("{digest:x}")
 }
 
 /// The `signature` of `checkSessionKey`: `hex(hmac_sha256(key, ""))`. The HMAC key is the

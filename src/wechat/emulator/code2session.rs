@@ -8,13 +8,11 @@ use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rand::Rng;
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{EmulatorState, IssuedUser, derived_id, failure, magic, text_plain};
+use super::{EmulatorState, IssuedUser, derived_id, failure, text_plain};
 use crate::wechat::SessionKey;
-use crate::wechat::types::MAX_JS_CODE_LEN;
 
 #[derive(Deserialize)]
 pub(super) struct Code2SessionQuery {
@@ -32,17 +30,9 @@ pub(super) async fn jscode2session(
     if method != Method::GET {
         return failure(43001, "require GET method");
     }
-    let Some(appid) = query.appid else {
-        return failure(41002, "appid missing");
-    };
-    let Some(secret) = query.secret else {
-        return failure(41004, "appsecret missing");
-    };
-    if appid != state.appid {
-        return failure(40013, "invalid appid");
-    }
-    if secret != state.secret.expose_secret() {
-        return failure(40125, "invalid appsecret");
+    if let Some(refused) = state.refuse_credentials(query.appid.as_deref(), query.secret.as_deref())
+    {
+        return refused;
     }
     if query.grant_type.as_deref() != Some("authorization_code") {
         return failure(40002, "invalid grant_type");
@@ -50,14 +40,8 @@ pub(super) async fn jscode2session(
     let Some(code) = query.js_code.filter(|c| !c.is_empty()) else {
         return failure(41008, "missing code");
     };
-    if code.len() > MAX_JS_CODE_LEN || !code.bytes().all(|b| b.is_ascii_graphic()) {
-        return failure(40029, "invalid code");
-    }
-    if let Some(answer) = magic(&code).await {
-        return answer;
-    }
-    if !state.first_use("login", &code) {
-        return failure(40163, "code been used");
+    if let Some(refused) = state.refuse_code("login", &code).await {
+        return refused;
     }
     let user = code.split('@').next().unwrap_or(&code);
     let mut session_key = [0u8; 16];

@@ -19,10 +19,10 @@ use base64::engine::general_purpose::STANDARD;
 use rand::Rng;
 use serde::Deserialize;
 use serde_json::json;
-use sha1::{Digest, Sha1};
 
 use super::EmulatorState;
-use crate::wechat::open_data::encrypt;
+use crate::clock::Clock;
+use crate::wechat::open_data::{encrypt, raw_data_signature};
 
 #[derive(Deserialize)]
 pub(super) struct UserInfoQuery {
@@ -54,25 +54,20 @@ pub(super) async fn user_info(
         "avatarUrl": "https://thirdwx.qlogo.cn/mmopen/vi_32/emulated/132",
     });
     let raw_data = profile.to_string();
-    let signature = Sha1::new()
-        .chain_update(raw_data.as_bytes())
-        .chain_update(user.session_key.to_base64().as_bytes())
-        .finalize();
+    let signature = raw_data_signature(&raw_data, &user.session_key);
     let mut sealed = profile;
     sealed["openId"] = openid.into();
     if let Some(unionid) = user.unionid {
         sealed["unionId"] = unionid.into();
     }
-    let timestamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let timestamp = Clock::System.now();
     sealed["watermark"] = json!({ "timestamp": timestamp, "appid": state.appid });
     let mut iv = [0u8; 16];
     rand::rng().fill_bytes(&mut iv);
     let encrypted = encrypt(sealed.to_string().as_bytes(), &user.session_key, &iv);
     Json(json!({
         "rawData": raw_data,
-        "signature": format!("{signature:x}"),
+        "signature": signature,
         "encryptedData": STANDARD.encode(encrypted),
         "iv": STANDARD.encode(iv),
     }))

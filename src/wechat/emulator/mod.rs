@@ -33,12 +33,13 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use moka::sync::Cache;
 use rand::Rng;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::config::Credentials;
 use crate::wechat::SessionKey;
+use crate::wechat::types::MAX_JS_CODE_LEN;
 
 /// The appid `--dev` runs under. Shaped like a real one, and obviously not one.
 pub const EMULATOR_APPID: &str = "wx0000000000000dev";
@@ -149,12 +150,38 @@ struct IssuedUser {
 }
 
 impl EmulatorState {
-    /// Marks `code` used for `api`; false if it had been used already.
-    fn first_use(&self, api: &str, code: &str) -> bool {
-        self.used_codes
+    /// WeChat's answer to missing or wrong credentials, if they are.
+    fn refuse_credentials(&self, appid: Option<&str>, secret: Option<&str>) -> Option<Response> {
+        let Some(appid) = appid else {
+            return Some(failure(41002, "appid missing"));
+        };
+        let Some(secret) = secret else {
+            return Some(failure(41004, "appsecret missing"));
+        };
+        if appid != self.appid {
+            return Some(failure(40013, "invalid appid"));
+        }
+        if secret != self.secret.expose_secret() {
+            return Some(failure(40125, "invalid appsecret"));
+        }
+        None
+    }
+
+    /// WeChat's answer to a one-time `code` for `api` that is malformed, magic or used,
+    /// if it is any of those; otherwise marks it used.
+    async fn refuse_code(&self, api: &str, code: &str) -> Option<Response> {
+        if code.len() > MAX_JS_CODE_LEN || !code.bytes().all(|b| b.is_ascii_graphic()) {
+            return Some(failure(40029, "invalid code"));
+        }
+        if let Some(answer) = magic(code).await {
+            return Some(answer);
+        }
+        let first_use = self
+            .used_codes
             .entry(format!("{api}:{code}").into())
             .or_insert(())
-            .is_fresh()
+            .is_fresh();
+        (!first_use).then(|| failure(40163, "code been used"))
     }
 }
 

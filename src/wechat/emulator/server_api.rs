@@ -9,14 +9,13 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use rand::Rng;
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{EmulatorState, failure, magic, text_plain};
+use super::{EmulatorState, failure, text_plain};
+use crate::clock::Clock;
 use crate::wechat::open_data::check_session_signature;
-use crate::wechat::types::MAX_JS_CODE_LEN;
 
 /// WeChat's tokens last two hours.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(7200);
@@ -43,17 +42,10 @@ pub(super) async fn stable_token(State(state): State<Arc<EmulatorState>>, body: 
     let Ok(request) = serde_json::from_slice::<StableTokenRequest>(&body) else {
         return failure(41002, "appid missing");
     };
-    let Some(appid) = request.appid else {
-        return failure(41002, "appid missing");
-    };
-    let Some(secret) = request.secret else {
-        return failure(41004, "appsecret missing");
-    };
-    if appid != state.appid {
-        return failure(40013, "invalid appid");
-    }
-    if secret != state.secret.expose_secret() {
-        return failure(40125, "invalid appsecret");
+    if let Some(refused) =
+        state.refuse_credentials(request.appid.as_deref(), request.secret.as_deref())
+    {
+        return refused;
     }
     if request.grant_type.as_deref() != Some("client_credential") {
         return failure(40002, "invalid grant_type");
@@ -120,22 +112,14 @@ pub(super) async fn phone_number(
     let Some(code) = code else {
         return failure(47001, "data format error");
     };
-    if code.len() > MAX_JS_CODE_LEN || !code.bytes().all(|b| b.is_ascii_graphic()) {
-        return failure(40029, "invalid code");
-    }
-    if let Some(answer) = magic(&code).await {
-        return answer;
-    }
-    if !state.first_use("phone", &code) {
-        return failure(40163, "code been used");
+    if let Some(refused) = state.refuse_code("phone", &code).await {
+        return refused;
     }
     let digest = Sha256::digest(format!("wxlogin-emulator/phone/{code}"));
     let mut eight = [0u8; 8];
     eight.copy_from_slice(&digest[..8]);
     let number = format!("138{:08}", u64::from_be_bytes(eight) % 100_000_000);
-    let timestamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let timestamp = Clock::System.now();
     text_plain(
         json!({
             "errcode": 0,
