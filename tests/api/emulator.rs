@@ -10,11 +10,7 @@ use wxlogin::wechat::emulator::{EMULATOR_APPID, Emulator, MAGIC_CODES, MagicAnsw
 use crate::helpers::*;
 
 pub async fn dev_login(app: &DevApp, code: &str) -> Reply {
-    let request = app
-        .http
-        .post(format!("{}/openid", app.address))
-        .json(&json!({ "code": code }));
-    Reply::read(request.send().await.expect("wxlogin answers")).await
+    app.post_openid(&json!({ "code": code })).await
 }
 
 #[tokio::test]

@@ -1,30 +1,13 @@
 //! The user-data routes end to end against the built-in emulator: what a front-end
 //! developer does in `--dev` mode, with no phone and no real WeChat.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::emulator::{code2session, dev_login, emulator, login_query};
 use crate::helpers::*;
 use wxlogin::wechat::emulator::EMULATOR_APPID;
 
 impl DevApp {
-    async fn post_as(&self, token: &str, route: &str, body: &Value) -> Reply {
-        let request = self
-            .http
-            .post(format!("{}{route}", self.address))
-            .bearer_auth(token)
-            .json(body);
-        Reply::read(request.send().await.expect("wxlogin answers")).await
-    }
-
-    async fn get_as(&self, token: &str, route: &str) -> Reply {
-        let request = self
-            .http
-            .get(format!("{}{route}", self.address))
-            .bearer_auth(token);
-        Reply::read(request.send().await.expect("wxlogin answers")).await
-    }
-
     async fn emulator_get(&self, route: &str) -> Reply {
         let request = self.http.get(format!("{}{route}", self.emulator));
         Reply::read(request.send().await.expect("the emulator answers")).await

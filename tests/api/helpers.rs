@@ -17,6 +17,8 @@ pub const PHONE_NUMBER: &str = "/wxa/business/getuserphonenumber";
 pub const CHECK_SESSION: &str = "/wxa/checksession";
 /// A valid session_key: base64 of the bytes 0..16.
 pub const SESSION_KEY: &str = "AAECAwQFBgcICQoLDA0ODw==";
+/// Another valid one, the bytes 16..32: for a login WeChat gives a different key.
+pub const OTHER_SESSION_KEY: &str = "EBESExQVFhcYGRobHB0eHw==";
 /// The manual clock's starting time; any fixed instant will do.
 const CLOCK_START: u64 = 1_800_000_000;
 
@@ -145,16 +147,54 @@ impl Reply {
     }
 }
 
-impl TestApp {
-    pub async fn post_openid(&self, body: &Value) -> Reply {
-        self.send(
-            self.http
-                .post(format!("{}/openid", self.address))
-                .json(body),
-        )
-        .await
+/// Requests to a running wxlogin, from a test: the same for `TestApp` and `DevApp`.
+pub trait Requests {
+    fn address(&self) -> &str;
+    fn http(&self) -> &reqwest::Client;
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        Reply::read(request.send().await.expect("wxlogin answers")).await
     }
 
+    async fn post_openid(&self, body: &Value) -> Reply {
+        let url = format!("{}/openid", self.address());
+        self.send(self.http().post(url).json(body)).await
+    }
+
+    /// POSTs `body` as JSON to `route` with `token` as the bearer token.
+    async fn post_as(&self, token: &str, route: &str, body: &Value) -> Reply {
+        let url = format!("{}{route}", self.address());
+        self.send(self.http().post(url).bearer_auth(token).json(body))
+            .await
+    }
+
+    async fn get_as(&self, token: &str, route: &str) -> Reply {
+        let url = format!("{}{route}", self.address());
+        self.send(self.http().get(url).bearer_auth(token)).await
+    }
+}
+
+impl Requests for TestApp {
+    fn address(&self) -> &str {
+        &self.address
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
+
+impl Requests for DevApp {
+    fn address(&self) -> &str {
+        &self.address
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
+
+impl TestApp {
     pub async fn get_session(&self, token: &str) -> Reply {
         self.send(
             self.http
@@ -173,33 +213,15 @@ impl TestApp {
         .await
     }
 
-    /// POSTs `body` as JSON to `route` with `token` as the bearer token.
-    pub async fn post_as(&self, token: &str, route: &str, body: &Value) -> Reply {
-        self.send(
-            self.http
-                .post(format!("{}{route}", self.address))
-                .bearer_auth(token)
-                .json(body),
-        )
-        .await
-    }
-
-    pub async fn get_as(&self, token: &str, route: &str) -> Reply {
-        self.send(
-            self.http
-                .get(format!("{}{route}", self.address))
-                .bearer_auth(token),
-        )
-        .await
-    }
-
-    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
-        Reply::read(request.send().await.expect("wxlogin answers")).await
-    }
-
     /// Logs in with `code` against a WeChat that vouches for `openid`, and returns the token.
     pub async fn login_as(&self, code: &str, openid: &str) -> String {
-        wechat_answers(&self.wechat, success(openid, None)).await;
+        self.login_with_key(code, openid, SESSION_KEY).await
+    }
+
+    /// As `login_as`, with WeChat handing out `session_key`.
+    pub async fn login_with_key(&self, code: &str, openid: &str, session_key: &str) -> String {
+        let answer = json!({ "openid": openid, "session_key": session_key });
+        wechat_answers(&self.wechat, wechat_json(answer)).await;
         let reply = self.post_openid(&json!({ "code": code })).await;
         assert_eq!(reply.status, 200, "{}", reply.text);
         reply.json()["token"].as_str().expect("a token").to_owned()
@@ -223,6 +245,30 @@ pub async fn stable_token_answers(wechat: &MockServer, token: &str, expires_in: 
         .respond_with(wechat_json(
             json!({ "access_token": token, "expires_in": expires_in }),
         ))
+        .mount(wechat)
+        .await;
+}
+
+/// As `stable_token_answers`, with a 7200 s token, for the first request only: mounted
+/// before another, it makes the first token differ from the next.
+pub async fn stable_token_answers_once(wechat: &MockServer, token: &str) {
+    Mock::given(method("POST"))
+        .and(path(STABLE_TOKEN))
+        .respond_with(wechat_json(
+            json!({ "access_token": token, "expires_in": 7200 }),
+        ))
+        .up_to_n_times(1)
+        .mount(wechat)
+        .await;
+}
+
+/// As `stable_token_answers`, with a 7200 s token, each answer `delay` late.
+pub async fn stable_token_answers_after(wechat: &MockServer, token: &str, delay: Duration) {
+    Mock::given(method("POST"))
+        .and(path(STABLE_TOKEN))
+        .respond_with(
+            wechat_json(json!({ "access_token": token, "expires_in": 7200 })).set_delay(delay),
+        )
         .mount(wechat)
         .await;
 }

@@ -12,8 +12,8 @@ const RAW_DATA_SIGNATURE: &str = "496808cd634b4f856b599ae80c73f6abb1be50fc";
 /// Encrypted with Python's `cryptography` (AES-128-CBC, PKCS7) under key bytes 0..16 and
 /// iv bytes 16..32. The plaintext is
 /// `{"openId":"oTestUser0001","nickName":"测试","gender":0,"watermark":{"timestamp":1800000000,"appid":"wx_test_appid"}}`.
-const ENCRYPTED: &str = "AEF1Q3woI5VkZ9H+FS6Do/rmTCB3Nos//6EH4m8C6uhqySl7QA9QvJ49RP2EJL6AhMYdQoRr9iIXXuol7ODJ6XfUaVJXn7l2IWfvonys5xjfKbOxoML3Nc1CO38IQI42xLMt2LhAXuocYgufe+1GOlTOpndD0nucBanMnGv/OHU=";
-const IV: &str = "EBESExQVFhcYGRobHB0eHw==";
+pub const ENCRYPTED: &str = "AEF1Q3woI5VkZ9H+FS6Do/rmTCB3Nos//6EH4m8C6uhqySl7QA9QvJ49RP2EJL6AhMYdQoRr9iIXXuol7ODJ6XfUaVJXn7l2IWfvonys5xjfKbOxoML3Nc1CO38IQI42xLMt2LhAXuocYgufe+1GOlTOpndD0nucBanMnGv/OHU=";
+pub const IV: &str = "EBESExQVFhcYGRobHB0eHw==";
 /// The same way, with the watermark of another app: `wx_other_app`.
 const ENCRYPTED_FOR_ANOTHER_APP: &str = "AEF1Q3woI5VkZ9H+FS6DozeWFr0cNgS0u11apG6+PKGQjBSVUXc/w5kT6HoGmP+Tv7JXITgLvmOPP07rb89bBRVo5kxoPSUlH27JG6GiIAYfuORjGqNW1pk49oji9+xW";
 
@@ -93,17 +93,9 @@ async fn each_decryption_failure_has_its_own_kind() {
 async fn a_stale_session_key_says_to_log_in_again() {
     let app = spawn_app().await;
     // WeChat gives this login another key than the one the data was sealed with.
-    wechat_answers(
-        &app.wechat,
-        wechat_json(
-            json!({ "openid": "oTestUser0001", "session_key": "EBESExQVFhcYGRobHB0eHw==" }),
-        ),
-    )
-    .await;
-    let token = app.post_openid(&json!({ "code": "c" })).await.json()["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let token = app
+        .login_with_key("c", "oTestUser0001", OTHER_SESSION_KEY)
+        .await;
     let body = json!({ "encryptedData": ENCRYPTED, "iv": IV });
     let reply = app.post_as(&token, "/wechat/decrypt", &body).await;
     reply.assert_error(400, "decryption_failed");
@@ -117,16 +109,9 @@ async fn a_stale_session_key_says_to_log_in_again() {
 #[tokio::test]
 async fn a_new_login_of_the_same_user_rotates_the_key_of_the_older_session() {
     let app = spawn_app().await;
-    let other_key = "EBESExQVFhcYGRobHB0eHw==";
-    wechat_answers(
-        &app.wechat,
-        wechat_json(json!({ "openid": "oTestUser0001", "session_key": other_key })),
-    )
-    .await;
-    let old = app.post_openid(&json!({ "code": "first" })).await.json()["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let old = app
+        .login_with_key("first", "oTestUser0001", OTHER_SESSION_KEY)
+        .await;
     let body = json!({ "encryptedData": ENCRYPTED, "iv": IV });
     app.post_as(&old, "/wechat/decrypt", &body)
         .await

@@ -11,6 +11,7 @@ use wiremock::Mock;
 use wiremock::matchers::{method, path};
 
 use crate::helpers::*;
+use crate::open_data::{ENCRYPTED, IV};
 use crate::redis_server::RedisServer;
 
 /// An instance on `redis`, whose WeChat is `wechat_url` if given (else its own stub).
@@ -92,24 +93,13 @@ async fn a_re_login_gives_the_users_sessions_on_every_instance_the_new_key() {
     let a = instance(&redis, None).await;
     let b = instance(&redis, None).await;
     // The first login's key is not the one the vector below was sealed with.
-    wechat_answers(
-        &a.wechat,
-        wechat_json(
-            json!({ "openid": "oTestUser0001", "session_key": "EBESExQVFhcYGRobHB0eHw==" }),
-        ),
-    )
-    .await;
-    let old = a.post_openid(&json!({ "code": "first" })).await.json()["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let old = a
+        .login_with_key("first", "oTestUser0001", OTHER_SESSION_KEY)
+        .await;
     let _new = b.login_as("second", "oTestUser0001").await;
 
-    // Sealed by Python's `cryptography` under the key of the second login (see open_data.rs).
-    let sealed = json!({
-        "encryptedData": "AEF1Q3woI5VkZ9H+FS6Do/rmTCB3Nos//6EH4m8C6uhqySl7QA9QvJ49RP2EJL6AhMYdQoRr9iIXXuol7ODJ6XfUaVJXn7l2IWfvonys5xjfKbOxoML3Nc1CO38IQI42xLMt2LhAXuocYgufe+1GOlTOpndD0nucBanMnGv/OHU=",
-        "iv": "EBESExQVFhcYGRobHB0eHw==",
-    });
+    // Sealed by Python's `cryptography` under the key of the second login.
+    let sealed = json!({ "encryptedData": ENCRYPTED, "iv": IV });
     let reply = a.post_as(&old, "/wechat/decrypt", &sealed).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
 }
@@ -159,14 +149,7 @@ async fn two_instances_fetch_one_access_token_between_them() {
     let a = instance(&redis, None).await;
     let b = instance(&redis, Some(&a.wechat.uri())).await;
     let token = a.login_as("code-1", "oTokenUser").await;
-    Mock::given(method("POST"))
-        .and(path(STABLE_TOKEN))
-        .respond_with(
-            wechat_json(json!({ "access_token": "AT-shared", "expires_in": 7200 }))
-                .set_delay(Duration::from_millis(300)),
-        )
-        .mount(&a.wechat)
-        .await;
+    stable_token_answers_after(&a.wechat, "AT-shared", Duration::from_millis(300)).await;
     Mock::given(method("GET"))
         .and(path(CHECK_SESSION))
         .respond_with(wechat_json(json!({ "errcode": 0, "errmsg": "ok" })))

@@ -167,14 +167,7 @@ async fn check_session_signs_with_hmac_of_the_base64_key_and_reads_87009_as_stal
 async fn a_hundred_concurrent_callers_share_one_stable_token_request() {
     let (app, token) = logged_in().await;
     // Slow enough that the callers pile up behind the first refresh.
-    Mock::given(method("POST"))
-        .and(path(STABLE_TOKEN))
-        .respond_with(
-            wechat_json(json!({ "access_token": "AT-1", "expires_in": 7200 }))
-                .set_delay(Duration::from_millis(300)),
-        )
-        .mount(&app.wechat)
-        .await;
+    stable_token_answers_after(&app.wechat, "AT-1", Duration::from_millis(300)).await;
     phone_answers(&app.wechat, phone_answer(json!("86"), APPID)).await;
 
     let replies = join_all((0..100).map(|_| ask_phone(&app, &token))).await;
@@ -186,14 +179,7 @@ async fn a_hundred_concurrent_callers_share_one_stable_token_request() {
 #[tokio::test]
 async fn the_token_is_reused_until_shortly_before_it_expires_then_refreshed() {
     let (app, token) = logged_in().await;
-    Mock::given(method("POST"))
-        .and(path(STABLE_TOKEN))
-        .respond_with(wechat_json(
-            json!({ "access_token": "AT-1", "expires_in": 7200 }),
-        ))
-        .up_to_n_times(1)
-        .mount(&app.wechat)
-        .await;
+    stable_token_answers_once(&app.wechat, "AT-1").await;
     stable_token_answers(&app.wechat, "AT-2", 7200).await;
     phone_answers(&app.wechat, phone_answer(json!("86"), APPID)).await;
 
@@ -214,14 +200,7 @@ async fn the_token_is_reused_until_shortly_before_it_expires_then_refreshed() {
 #[tokio::test]
 async fn a_rejected_token_is_replaced_and_the_call_retried_once() {
     let (app, token) = logged_in().await;
-    Mock::given(method("POST"))
-        .and(path(STABLE_TOKEN))
-        .respond_with(wechat_json(
-            json!({ "access_token": "AT-old", "expires_in": 7200 }),
-        ))
-        .up_to_n_times(1)
-        .mount(&app.wechat)
-        .await;
+    stable_token_answers_once(&app.wechat, "AT-old").await;
     stable_token_answers(&app.wechat, "AT-new", 7200).await;
     phone_answers_with_token(&app.wechat, "AT-old", errcode(40001)).await;
     phone_answers_with_token(&app.wechat, "AT-new", phone_answer(json!("86"), APPID)).await;
@@ -238,14 +217,7 @@ async fn a_rejected_token_is_replaced_and_the_call_retried_once() {
 #[tokio::test]
 async fn a_token_rejected_again_after_the_retry_fails_without_a_loop() {
     let (app, token) = logged_in().await;
-    Mock::given(method("POST"))
-        .and(path(STABLE_TOKEN))
-        .respond_with(wechat_json(
-            json!({ "access_token": "AT-old", "expires_in": 7200 }),
-        ))
-        .up_to_n_times(1)
-        .mount(&app.wechat)
-        .await;
+    stable_token_answers_once(&app.wechat, "AT-old").await;
     stable_token_answers(&app.wechat, "AT-new", 7200).await;
     phone_answers(&app.wechat, errcode(42001)).await;
 
@@ -345,14 +317,7 @@ async fn a_failing_token_endpoint_gives_a_clear_5xx() {
 async fn a_hanging_token_endpoint_ends_in_a_503_not_a_hang() {
     let app = spawn_app_with(&[("WXLOGIN_WECHAT_TIMEOUT_MS", "200")]).await;
     let token = app.login_as("login-code", "oPhoneUser").await;
-    Mock::given(method("POST"))
-        .and(path(STABLE_TOKEN))
-        .respond_with(
-            wechat_json(json!({ "access_token": "AT-late", "expires_in": 7200 }))
-                .set_delay(Duration::from_secs(30)),
-        )
-        .mount(&app.wechat)
-        .await;
+    stable_token_answers_after(&app.wechat, "AT-late", Duration::from_secs(30)).await;
     let (first, second) = tokio::join!(ask_phone(&app, &token), ask_phone(&app, &token));
     first.assert_error(503, "access_token_unavailable");
     second.assert_error(503, "access_token_unavailable");
@@ -377,14 +342,7 @@ async fn neither_the_access_token_nor_the_secret_is_logged() {
     let (app, token) = logged_in().await;
     let rejected = format!("AT-{}", uuid::Uuid::new_v4().simple());
     let replacement = format!("AT-{}", uuid::Uuid::new_v4().simple());
-    Mock::given(method("POST"))
-        .and(path(STABLE_TOKEN))
-        .respond_with(wechat_json(
-            json!({ "access_token": rejected, "expires_in": 7200 }),
-        ))
-        .up_to_n_times(1)
-        .mount(&app.wechat)
-        .await;
+    stable_token_answers_once(&app.wechat, &rejected).await;
     stable_token_answers(&app.wechat, &replacement, 7200).await;
     // A rejection and a success: the paths that log about tokens.
     phone_answers_with_token(&app.wechat, &rejected, errcode(40001)).await;
