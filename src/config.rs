@@ -33,6 +33,10 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub shutdown_timeout: Duration,
+    pub limits: LimitSettings,
+    /// The cookie `GET /auth` also reads the session token from, for gateways in front of
+    /// browsers (web views); `None` means the bearer header only.
+    pub auth_cookie: Option<String>,
     /// Settings that were given but mean nothing to wxlogin: typos, or settings of another
     /// version. They are reported at start-up rather than ignored in silence.
     pub unknown: Vec<String>,
@@ -46,6 +50,18 @@ pub struct WeChatSettings {
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub busy_retry_delay: Duration,
+    /// WeChat calls allowed in flight at once; past it, requests are shed with a 503.
+    pub max_concurrent_calls: usize,
+}
+
+/// Inbound rate limiting, per client IP.
+#[derive(Debug, Clone)]
+pub struct LimitSettings {
+    /// Login and phone-number requests per client IP per minute, refilled continuously,
+    /// with a whole minute's worth as the burst. `None`: no limit.
+    pub per_ip_per_min: Option<std::num::NonZeroU32>,
+    /// Peers whose `X-Forwarded-For` is believed: the gateway, the load balancer.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// The mini-program's appid and app secret. `Debug` shows the appid only.
@@ -136,6 +152,10 @@ struct RawSettings {
     redis_key_prefix: String,
     log_format: LogFormat,
     shutdown_timeout_secs: u64,
+    wechat_max_concurrent_calls: usize,
+    rate_limit_per_min: u32,
+    trusted_proxies: String,
+    auth_cookie: String,
 }
 
 impl Settings {
@@ -147,25 +167,9 @@ impl Settings {
         K: Into<std::ffi::OsString>,
         V: Into<std::ffi::OsString>,
     {
-        let env = wxlogin_vars(env);
-        let mut layers = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
-        if let Some(path) = env.get(CONFIG_FILE_VAR) {
-            layers = layers.add_source(config::File::new(path, config::FileFormat::Toml));
-        }
-        let overrides: HashMap<String, String> = env
-            .into_iter()
-            .filter(|(name, _)| name != CONFIG_FILE_VAR)
-            .filter_map(|(name, value)| {
-                let key = name.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase();
-                Some((key, value))
-            })
-            .collect();
-        for (key, value) in overrides {
-            layers = layers.set_override(key, value)?;
-        }
+        let layers = layers(env)?;
         let mut unknown = Vec::new();
-        let raw: RawSettings = serde_ignored::deserialize(layers.build()?, |key| {
+        let raw: RawSettings = serde_ignored::deserialize(layers, |key| {
             let key = key.to_string();
             unknown.push(format!(
                 "{ENV_PREFIX}{} ({key} in a config file)",
@@ -174,6 +178,41 @@ impl Settings {
         })?;
         raw.into_settings(mode, unknown)
     }
+}
+
+/// The address the server listens on, from the same layers as [`Settings::load`], with
+/// nothing else read or checked: what `wxlogin healthcheck` needs to find the server.
+pub fn listen_addr<I, K, V>(env: I) -> Result<SocketAddr, ConfigError>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: Into<std::ffi::OsString>,
+    V: Into<std::ffi::OsString>,
+{
+    Ok(layers(env)?.get::<SocketAddr>("listen")?)
+}
+
+/// The defaults, then the `WXLOGIN_CONFIG` file if named, then the `WXLOGIN_*` variables.
+fn layers<I, K, V>(env: I) -> Result<config::Config, ConfigError>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: Into<std::ffi::OsString>,
+    V: Into<std::ffi::OsString>,
+{
+    let env = wxlogin_vars(env);
+    let mut layers = config::Config::builder()
+        .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+    if let Some(path) = env.get(CONFIG_FILE_VAR) {
+        layers = layers.add_source(config::File::new(path, config::FileFormat::Toml));
+    }
+    for (name, value) in env {
+        if name == CONFIG_FILE_VAR {
+            continue;
+        }
+        if let Some(key) = name.strip_prefix(ENV_PREFIX) {
+            layers = layers.set_override(key.to_ascii_lowercase(), value)?;
+        }
+    }
+    Ok(layers.build()?)
 }
 
 /// Keeps the `WXLOGIN_*` variables whose name and value are valid UTF-8; `std::env::vars`
@@ -218,6 +257,10 @@ impl RawSettings {
                 )?,
                 timeout: positive_ms("wechat_timeout_ms", self.wechat_timeout_ms)?,
                 busy_retry_delay: Duration::from_millis(self.wechat_busy_retry_ms),
+                max_concurrent_calls: match self.wechat_max_concurrent_calls {
+                    0 => return Err(invalid("wechat_max_concurrent_calls", "must be at least 1")),
+                    n => n,
+                },
             },
             sessions: SessionSettings {
                 ttl: positive_secs("session_ttl_secs", self.session_ttl_secs)?,
@@ -229,6 +272,11 @@ impl RawSettings {
             },
             log_format: self.log_format,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+            limits: LimitSettings {
+                per_ip_per_min: std::num::NonZeroU32::new(self.rate_limit_per_min),
+                trusted_proxies: trusted_proxies(&self.trusted_proxies)?,
+            },
+            auth_cookie: Some(self.auth_cookie.trim().to_owned()).filter(|c| !c.is_empty()),
             unknown,
         })
     }
@@ -295,6 +343,23 @@ fn redis_url(url: Option<SecretString>) -> Result<SecretString, ConfigError> {
             "expected redis://[user:password@]host:port[/db] or rediss://…",
         )),
     }
+}
+
+/// A comma- or space-separated list of addresses (`10.0.0.7`) and networks (`10.0.0.0/8`).
+fn trusted_proxies(list: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    list.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    invalid(
+                        "trusted_proxies",
+                        &format!("{item:?} is neither an IP address nor a network like 10.0.0.0/8"),
+                    )
+                })
+        })
+        .collect()
 }
 
 fn parse_base_url(raw: &str) -> Result<String, ConfigError> {
@@ -489,6 +554,45 @@ mod tests {
             let err = load(&vars).expect_err(var).to_string();
             assert!(err.contains(key), "{var}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn limits_parse_addresses_and_networks_and_zero_turns_the_rate_limit_off() {
+        let s = load(&[
+            ("WXLOGIN_APPID", "wx1"),
+            ("WXLOGIN_SECRET", "s"),
+            ("WXLOGIN_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1 ::1"),
+            ("WXLOGIN_RATE_LIMIT_PER_MIN", "0"),
+        ])
+        .expect("settings");
+        let proxies: Vec<String> = s
+            .limits
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "127.0.0.1/32", "::1/128"]);
+        assert_eq!(s.limits.per_ip_per_min, None);
+
+        let defaults =
+            load(&[("WXLOGIN_APPID", "wx1"), ("WXLOGIN_SECRET", "s")]).expect("settings");
+        assert!(
+            defaults
+                .limits
+                .per_ip_per_min
+                .is_some_and(|n| n.get() >= 600)
+        );
+        assert!(defaults.limits.trusted_proxies.is_empty());
+        assert_eq!(defaults.auth_cookie, None);
+
+        let err = load(&[
+            ("WXLOGIN_APPID", "wx1"),
+            ("WXLOGIN_SECRET", "s"),
+            ("WXLOGIN_TRUSTED_PROXIES", "10.0.0.0/8,gateway"),
+        ])
+        .expect_err("not an address");
+        assert!(err.to_string().contains("trusted_proxies"), "{err}");
+        assert!(err.to_string().contains("gateway"), "{err}");
     }
 
     #[test]

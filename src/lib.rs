@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod healthcheck;
 pub mod http;
 pub mod login;
 pub mod session;

@@ -1,8 +1,8 @@
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use wxlogin::clock::Clock;
-use wxlogin::config::{Mode, Settings};
+use wxlogin::config::{self, Mode, Settings};
 use wxlogin::startup::Application;
 use wxlogin::telemetry;
 
@@ -16,11 +16,23 @@ struct Cli {
     /// Never use this in production.
     #[arg(long)]
     dev: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Exit 0 if the wxlogin at WXLOGIN_LISTEN answers GET /healthz with 200, else 1. For a
+    /// container HEALTHCHECK in an image without curl.
+    Healthcheck,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Healthcheck) = cli.command {
+        return healthcheck().await;
+    }
     let mode = if cli.dev {
         Mode::Development
     } else {
@@ -56,6 +68,23 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %err, "the server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn healthcheck() -> ExitCode {
+    let listen = match config::listen_addr(std::env::vars_os()) {
+        Ok(listen) => listen,
+        Err(err) => {
+            eprintln!("wxlogin healthcheck: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match wxlogin::healthcheck::probe(listen).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("wxlogin healthcheck: unhealthy: {err}");
             ExitCode::FAILURE
         }
     }

@@ -8,9 +8,10 @@ use tokio::net::TcpListener;
 
 use crate::clock::Clock;
 use crate::config::{Settings, StoreSettings};
-use crate::http::{AppState, router};
+use crate::http::{AppState, AuthCookie, ClientLimiter, router};
 use crate::login::LoginService;
 use crate::session::{Redis, RedisStore, SessionStore, StoreError};
+use crate::telemetry::metrics::Metrics;
 use crate::wechat::emulator::Emulator;
 use crate::wechat::{AccessTokens, WeChatClient};
 
@@ -41,7 +42,8 @@ pub struct Application {
 impl Application {
     /// Binds the listener and builds the app against the WeChat in `settings`.
     pub async fn build(settings: Settings, clock: Clock) -> Result<Self, StartupError> {
-        let wechat = WeChatClient::new(&settings.wechat)?;
+        let metrics = Metrics::new();
+        let wechat = WeChatClient::new(&settings.wechat, metrics.clone())?;
         // A refresh is at most two stable_token calls (normal, then forced), each bounded
         // by the WeChat timeout.
         let token_wait_limit = settings.wechat.timeout * 2;
@@ -64,10 +66,17 @@ impl Application {
             }
         };
         let state = AppState {
-            logins: Arc::new(LoginService::new(wechat.clone(), sessions.clone())),
+            logins: Arc::new(LoginService::new(
+                wechat.clone(),
+                sessions.clone(),
+                metrics.clone(),
+            )),
             sessions,
             access_tokens,
             wechat,
+            metrics,
+            limiter: ClientLimiter::new(&settings.limits),
+            auth_cookie: AuthCookie(settings.auth_cookie.as_deref().map(Into::into)),
         };
         let listener =
             TcpListener::bind(settings.listen)
@@ -121,7 +130,11 @@ impl Application {
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
-        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+        // The peer address feeds the per-client rate limit.
+        let app = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(self.listener, app).with_graceful_shutdown(async move {
             stop.await;
             tracing::info!("shutting down: no new connections; finishing the requests in flight");
             let _ = stopping_tx.send(true);

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::login::LoginError;
 use crate::session::StoreError;
+use crate::telemetry::error_chain;
 use crate::wechat::open_data::DecryptError;
 use crate::wechat::{ErrCode, InvalidCode, WeChatError};
 
@@ -23,6 +24,8 @@ const BUSY_RETRY_AFTER: &str = "2";
 const STORE_RETRY_AFTER: &str = "2";
 /// Seconds a client should wait when no access_token could be had.
 const ACCESS_TOKEN_RETRY_AFTER: &str = "5";
+/// Seconds a client should wait when its request was shed: load passes in moments.
+const OVERLOADED_RETRY_AFTER: &str = "1";
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -56,6 +59,9 @@ pub enum ApiError {
     WeChat(Arc<WeChatError>),
     /// 503 `store_unavailable`: the session store (Redis) failed or did not answer in time.
     StoreUnavailable(Arc<StoreError>),
+    /// 429 `rate_limited`: this client IP has spent its allowance; it may retry after the
+    /// given number of seconds.
+    RateLimited { retry_after_secs: u64 },
     /// 500 `internal_error`: a bug (a caught panic).
     Internal,
 }
@@ -71,10 +77,15 @@ pub struct ErrorReport {
     pub wechat_rid: Option<String>,
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// Every error answer's body.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
+    /// What went wrong, as a stable snake_case kind for code to match on.
+    #[schema(example = "invalid_token")]
     error: &'static str,
+    /// What went wrong, for people.
     message: &'a str,
+    /// WeChat's errcode, when WeChat answered one that wxlogin does not know.
     #[serde(skip_serializing_if = "Option::is_none")]
     wechat_errcode: Option<i64>,
 }
@@ -144,6 +155,11 @@ impl ApiError {
             ),
             Self::WeChat(err) => wechat_parts(err),
             Self::StoreUnavailable(_) => store_unavailable(),
+            Self::RateLimited { retry_after_secs } => (
+                S::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("Too many requests from this address. Try again in {retry_after_secs} s.").into(),
+            ),
             Self::Internal => (S::INTERNAL_SERVER_ERROR, "internal_error", "Something went wrong on our side.".into()),
         }
     }
@@ -179,6 +195,14 @@ fn msg(e: impl ToString) -> Cow<'static, str> {
 
 fn wechat_parts(err: &WeChatError) -> (StatusCode, &'static str, Cow<'static, str>) {
     use StatusCode as S;
+    if err.is_overloaded() {
+        return (
+            S::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "wxlogin has as many WeChat calls in flight as it allows. Try again in a moment."
+                .into(),
+        );
+    }
     if let Some(cause) = err.access_token_failure() {
         return match cause.errcode() {
             _ if matches!(cause, WeChatError::TokenStore(_)) => store_unavailable(),
@@ -244,18 +268,6 @@ fn misconfigured() -> (StatusCode, &'static str, Cow<'static, str>) {
     )
 }
 
-/// The error and its sources on one line, for the log.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut line = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    line
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind, message) = self.parts();
@@ -292,6 +304,15 @@ impl IntoResponse for ApiError {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from_static(STORE_RETRY_AFTER),
+                );
+            }
+            Self::RateLimited { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            Self::WeChat(err) if err.is_overloaded() => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(OVERLOADED_RETRY_AFTER),
                 );
             }
             Self::WeChat(err) => match err.errcode() {
@@ -393,19 +414,5 @@ impl From<Arc<LoginError>> for ApiError {
 impl From<Arc<WeChatError>> for ApiError {
     fn from(e: Arc<WeChatError>) -> Self {
         Self::WeChat(e)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_error_chain_joins_every_cause() {
-        #[derive(Debug, thiserror::Error)]
-        #[error("outer")]
-        struct Outer(#[source] std::io::Error);
-        let err = Outer(std::io::Error::other("inner"));
-        assert_eq!(error_chain(&err), "outer: inner");
     }
 }

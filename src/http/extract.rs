@@ -19,8 +19,12 @@ const LOGIN_SHAPE: &str =
 /// form body on POST: the three shapes the popular tutorials use.
 pub struct LoginCode(pub JsCode);
 
-#[derive(Deserialize)]
-struct CodeField {
+/// The body of a login request. `code` is optional to serde only, so that a missing one
+/// is answered `missing_code` rather than a parser's complaint.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct CodeField {
+    /// The code from `wx.login()`: single-use, valid for five minutes.
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 128)]
     code: Option<String>,
 }
 

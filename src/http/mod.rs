@@ -1,18 +1,23 @@
 //! Everything axum: routes, extractors, and the mapping from errors to responses.
 
+mod client_ip;
 mod error;
 mod extract;
+pub mod forward_auth;
 mod health;
 mod login;
 mod open_data;
+pub mod openapi;
+mod rate_limit;
 mod session;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath};
+use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, State};
 use axum::http::{Request, Response};
+use axum::middleware::Next;
 use axum::response::IntoResponse;
 use tower_http::ServiceBuilderExt;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -21,9 +26,12 @@ use tower_http::trace::TraceLayer;
 use tracing::Span;
 
 pub use error::{ApiError, ErrorReport};
+pub use forward_auth::AuthCookie;
+pub use rate_limit::ClientLimiter;
 
 use crate::login::LoginService;
 use crate::session::SessionStore;
+use crate::telemetry::metrics::Metrics;
 use crate::wechat::{AccessTokens, WeChatClient};
 
 /// Login codes and tokens are tiny; nothing a client sends us needs more.
@@ -36,7 +44,14 @@ pub struct AppState {
     pub sessions: SessionStore,
     pub wechat: WeChatClient,
     pub access_tokens: AccessTokens,
+    pub metrics: Metrics,
+    pub limiter: ClientLimiter,
+    pub auth_cookie: AuthCookie,
 }
+
+/// The routes that trade a `wx.login()` code for a session: `wxlogin_logins_total` counts
+/// what came of each request to them.
+const LOGIN_ROUTES: [&str; 2] = ["/openid", "/wechat/applet_login"];
 
 /// The whole HTTP surface, with its middleware. Tests drive exactly this.
 pub fn router(state: AppState) -> Router {
@@ -51,6 +66,10 @@ pub fn router(state: AppState) -> Router {
                 .on_failure(()),
         )
         .propagate_x_request_id()
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            count_request,
+        ))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("a handler panicked");
             ApiError::Internal.into_response()
@@ -62,10 +81,36 @@ pub fn router(state: AppState) -> Router {
         .merge(session::router())
         .merge(open_data::router())
         .merge(health::router())
+        .merge(forward_auth::router())
+        .merge(openapi::router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware)
         .with_state(state)
+}
+
+/// Counts the request in flight while it is, then by route and status once answered.
+async fn count_request(
+    State(metrics): State<Metrics>,
+    request: Request<axum::body::Body>,
+    next: Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned());
+    let _in_flight = metrics.request_started();
+    let response = next.run(request).await;
+    let route = route.as_deref().unwrap_or("unmatched");
+    metrics.request_finished(route, response.status().as_u16());
+    if LOGIN_ROUTES.contains(&route) {
+        let outcome = response
+            .extensions()
+            .get::<ErrorReport>()
+            .map_or("ok", |report| report.kind);
+        metrics.login_finished(route, outcome);
+    }
+    response
 }
 
 /// The span every log line of a request is written in. It names the route pattern, never

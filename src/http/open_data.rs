@@ -11,6 +11,8 @@ use serde_json::value::RawValue;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{JsonBody, JsonShape, LiveSession};
+use super::openapi::{OpenDataErrors, ServerApiErrors};
+use super::rate_limit::WithinRateLimit;
 use crate::wechat::open_data::{decrypt, signature_matches};
 use crate::wechat::{AccessTokens, PhoneCode, PhoneNumber, WeChatClient};
 
@@ -22,14 +24,16 @@ pub fn router() -> Router<AppState> {
         .route("/wechat/check_session", get(check_session))
 }
 
-#[derive(Serialize)]
-struct Validity {
+/// Whether a check passed.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Validity {
     valid: bool,
 }
 
-#[derive(Deserialize)]
+/// rawData and signature, as `wx.getUserInfo` returned them.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct SignedData {
+pub struct SignedData {
     raw_data: String,
     signature: String,
 }
@@ -41,7 +45,15 @@ impl JsonShape for SignedData {
 
 /// Whether rawData is what WeChat signed for this user. `raw_data` is the exact string
 /// the client sent: JSON parsing of the outer body keeps its bytes.
-async fn verify_signature(
+#[utoipa::path(
+    post,
+    path = "/wechat/verify_signature",
+    tag = "user data",
+    security(("bearer" = [])),
+    request_body(content = SignedData, content_type = "application/json"),
+    responses((status = 200, description = "The signature matches (a mismatch is a 400 `invalid_signature`).", body = Validity), OpenDataErrors)
+)]
+pub(super) async fn verify_signature(
     LiveSession(session): LiveSession,
     JsonBody(body): JsonBody<SignedData>,
 ) -> Result<Json<Validity>, ApiError> {
@@ -52,9 +64,10 @@ async fn verify_signature(
     }
 }
 
-#[derive(Deserialize)]
+/// encryptedData and iv, as WeChat returned them (base64).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct EncryptedData {
+pub struct EncryptedData {
     encrypted_data: String,
     iv: String,
 }
@@ -63,13 +76,25 @@ impl JsonShape for EncryptedData {
     const EXPECTED: &'static str = r#"{"encryptedData": "…", "iv": "…"} as WeChat returned them"#;
 }
 
-#[derive(Serialize)]
-struct Decrypted {
-    /// The JSON object WeChat sealed, byte for byte.
+/// The opened data.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Decrypted {
+    /// The JSON object WeChat sealed, byte for byte, its watermark included.
+    #[schema(value_type = Object)]
     data: Box<RawValue>,
 }
 
-async fn decrypt_data(
+/// Opens encryptedData with the session's session_key (AES-128-CBC), and checks that its
+/// watermark names this mini-program.
+#[utoipa::path(
+    post,
+    path = "/wechat/decrypt",
+    tag = "user data",
+    security(("bearer" = [])),
+    request_body(content = EncryptedData, content_type = "application/json"),
+    responses((status = 200, description = "Decrypted.", body = Decrypted), OpenDataErrors)
+)]
+pub(super) async fn decrypt_data(
     State(wechat): State<WeChatClient>,
     LiveSession(session): LiveSession,
     JsonBody(body): JsonBody<EncryptedData>,
@@ -83,8 +108,10 @@ async fn decrypt_data(
     Ok(Json(Decrypted { data }))
 }
 
-#[derive(Deserialize)]
-struct PhoneCodeField {
+/// The code from the `getPhoneNumber` button.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct PhoneCodeField {
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 128)]
     code: Option<String>,
 }
 
@@ -94,9 +121,18 @@ impl JsonShape for PhoneCodeField {
 
 /// The phone number behind a `getPhoneNumber` code. It takes a session token as well, so
 /// only logged-in users spend the mini-program's quota.
-async fn phone_number(
+#[utoipa::path(
+    post,
+    path = "/wechat/phone_number",
+    tag = "user data",
+    security(("bearer" = [])),
+    request_body(content = PhoneCodeField, content_type = "application/json"),
+    responses((status = 200, description = "The phone number WeChat vouches for.", body = PhoneNumber), ServerApiErrors)
+)]
+pub(super) async fn phone_number(
     State(wechat): State<WeChatClient>,
     State(access_tokens): State<AccessTokens>,
+    _: WithinRateLimit,
     LiveSession(_): LiveSession,
     JsonBody(body): JsonBody<PhoneCodeField>,
 ) -> Result<Json<PhoneNumber>, ApiError> {
@@ -111,7 +147,14 @@ async fn phone_number(
 }
 
 /// Whether WeChat still holds this session's session_key as the user's current one.
-async fn check_session(
+#[utoipa::path(
+    get,
+    path = "/wechat/check_session",
+    tag = "user data",
+    security(("bearer" = [])),
+    responses((status = 200, description = "`valid` is false when the user has logged in again elsewhere since.", body = Validity), ServerApiErrors)
+)]
+pub(super) async fn check_session(
     State(wechat): State<WeChatClient>,
     State(access_tokens): State<AccessTokens>,
     LiveSession(session): LiveSession,

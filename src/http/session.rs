@@ -8,22 +8,33 @@ use serde::Serialize;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{BearerToken, LiveSession};
+use super::openapi::TokenErrors;
 use crate::session::SessionStore;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/session", get(who_is_it).delete(revoke))
 }
 
-#[derive(Serialize)]
-struct SessionResponse<'a> {
+/// The user a session token stands for.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SessionResponse<'a> {
     openid: &'a str,
+    /// Present when WeChat gave one at login.
     #[serde(skip_serializing_if = "Option::is_none")]
     unionid: Option<&'a str>,
+    /// Seconds until the token expires.
     expires_in: u64,
 }
 
 /// Who the token belongs to: for the mini-program, and for backends that check tokens.
-async fn who_is_it(
+#[utoipa::path(
+    get,
+    path = "/session",
+    tag = "session",
+    security(("bearer" = [])),
+    responses((status = 200, description = "A live session.", body = SessionResponse), TokenErrors)
+)]
+pub(super) async fn who_is_it(
     State(sessions): State<SessionStore>,
     LiveSession(session): LiveSession,
 ) -> Result<Response, ApiError> {
@@ -36,7 +47,14 @@ async fn who_is_it(
 }
 
 /// Logs out: the token is rejected from now on.
-async fn revoke(
+#[utoipa::path(
+    delete,
+    path = "/session",
+    tag = "session",
+    security(("bearer" = [])),
+    responses((status = 204, description = "Logged out."), TokenErrors)
+)]
+pub(super) async fn revoke(
     State(sessions): State<SessionStore>,
     BearerToken(token): BearerToken,
 ) -> Result<StatusCode, ApiError> {

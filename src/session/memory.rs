@@ -93,6 +93,12 @@ impl MemoryStore {
     pub fn now(&self) -> u64 {
         self.clock.now()
     }
+
+    /// How many sessions are held, after moka has applied its pending evictions.
+    pub fn live_count(&self) -> u64 {
+        self.sessions.run_pending_tasks();
+        self.sessions.entry_count()
+    }
 }
 
 #[cfg(test)]

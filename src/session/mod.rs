@@ -113,6 +113,15 @@ impl SessionStore {
         }
     }
 
+    /// How many sessions this process holds: known for the memory store only. Redis keeps
+    /// the count (its `session:*` keys), shared by every replica.
+    pub fn live_count(&self) -> Option<u64> {
+        match self {
+            Self::Memory(store) => Some(store.live_count()),
+            Self::Redis(_) => None,
+        }
+    }
+
     /// The current time as this store sees it, for computing `expires_in`.
     pub fn now(&self) -> u64 {
         match self {

@@ -15,6 +15,7 @@ use super::error::WeChatError;
 use super::shared_access_token::SharedAccessTokens;
 use crate::clock::Clock;
 use crate::session::Redis;
+use crate::telemetry::metrics::WeChatApi;
 
 /// WeChat documents force_refresh as limited to 20 a day, at least 30 seconds apart.
 pub(super) const FORCE_REFRESH_PER_DAY: u32 = 20;
@@ -80,33 +81,36 @@ impl WeChatClient {
     /// `POST /cgi-bin/stable_token`, with a JSON body (a form gets 41002). Unlike the classic
     /// `/cgi-bin/token`, it does not invalidate the tokens other instances hold.
     pub async fn stable_token(&self, force_refresh: bool) -> Result<Grant, WeChatError> {
-        self.retry_if_busy(|| async {
-            let response = self
-                .http
-                .post(self.url("/cgi-bin/stable_token"))
-                .json(&StableTokenRequest {
-                    grant_type: "client_credential",
-                    appid: &self.appid,
-                    secret: self.secret.expose_secret(),
-                    force_refresh,
-                })
-                .send()
-                .await;
-            let answer: StableTokenAnswer = read_answer(response).await?;
-            check_errcode(answer.errcode, answer.errmsg)?;
-            match (answer.access_token, answer.expires_in) {
-                (Some(token), Some(expires_in)) if !token.is_empty() && expires_in > 0 => {
-                    Ok(Grant {
-                        token: AccessToken(token.into()),
-                        expires_in,
+        let grant = self
+            .call(WeChatApi::StableToken, || async {
+                let response = self
+                    .http
+                    .post(self.url("/cgi-bin/stable_token"))
+                    .json(&StableTokenRequest {
+                        grant_type: "client_credential",
+                        appid: &self.appid,
+                        secret: self.secret.expose_secret(),
+                        force_refresh,
                     })
+                    .send()
+                    .await;
+                let answer: StableTokenAnswer = read_answer(response).await?;
+                check_errcode(answer.errcode, answer.errmsg)?;
+                match (answer.access_token, answer.expires_in) {
+                    (Some(token), Some(expires_in)) if !token.is_empty() && expires_in > 0 => {
+                        Ok(Grant {
+                            token: AccessToken(token.into()),
+                            expires_in,
+                        })
+                    }
+                    _ => Err(WeChatError::Malformed(
+                        "no access_token and expires_in in a success answer",
+                    )),
                 }
-                _ => Err(WeChatError::Malformed(
-                    "no access_token and expires_in in a success answer",
-                )),
-            }
-        })
-        .await
+            })
+            .await?;
+        self.metrics.access_token_refreshed(force_refresh);
+        Ok(grant)
     }
 }
 

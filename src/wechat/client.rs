@@ -1,4 +1,5 @@
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -7,6 +8,7 @@ use serde::de::DeserializeOwned;
 use super::error::{ErrCode, WeChatError};
 use super::types::{JsCode, OpenId, SessionKey, UnionId, WxSession};
 use crate::config::WeChatSettings;
+use crate::telemetry::metrics::{Metrics, WeChatApi};
 
 /// WeChat answers are a few hundred bytes; anything much larger is not WeChat.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -20,10 +22,14 @@ pub struct WeChatClient {
     pub(super) appid: String,
     pub(super) secret: SecretString,
     busy_retry_delay: Duration,
+    /// One permit per WeChat call in flight. When none is left the call is not queued but
+    /// refused: a slow WeChat must not make requests pile up without bound.
+    permits: Arc<tokio::sync::Semaphore>,
+    pub(super) metrics: Metrics,
 }
 
 impl WeChatClient {
-    pub fn new(settings: &WeChatSettings) -> Result<Self, reqwest::Error> {
+    pub fn new(settings: &WeChatSettings, metrics: Metrics) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.timeout)
@@ -36,6 +42,8 @@ impl WeChatClient {
             appid: settings.credentials.appid.clone(),
             secret: settings.credentials.secret.clone(),
             busy_retry_delay: settings.busy_retry_delay,
+            permits: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_calls)),
+            metrics,
         })
     }
 
@@ -52,7 +60,7 @@ impl WeChatClient {
     /// `auth.code2Session`: trades a `wx.login()` code for the user's openid and session_key.
     /// It needs no access_token, so login keeps working when the token endpoint does not.
     pub async fn code2session(&self, code: &JsCode) -> Result<WxSession, WeChatError> {
-        self.retry_if_busy(|| async {
+        self.call(WeChatApi::Code2Session, || async {
             let response = self
                 .http
                 .get(self.code2session_url.clone())
@@ -71,21 +79,34 @@ impl WeChatClient {
         .await
     }
 
-    /// Makes `call`, and once more after a short pause if WeChat said it is busy
-    /// (errcode -1), as WeChat advises. Never more: a busy WeChat needs less traffic.
-    pub(super) async fn retry_if_busy<T, F, Fut>(&self, call: F) -> Result<T, WeChatError>
+    /// Every WeChat call goes through here. It takes one of the concurrency permits, or
+    /// fails at once with [`WeChatError::Overloaded`]. Then it makes `attempt`, and once
+    /// more after a short pause if WeChat said it is busy (errcode -1), as WeChat advises.
+    /// Never more: a busy WeChat needs less traffic.
+    pub(super) async fn call<T, F, Fut>(&self, api: WeChatApi, attempt: F) -> Result<T, WeChatError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, WeChatError>>,
     {
-        match call().await {
+        let Ok(_permit) = self.permits.try_acquire() else {
+            self.metrics.wechat_call_shed(api);
+            return Err(WeChatError::Overloaded);
+        };
+        let timed = || async {
+            let started = Instant::now();
+            let result = attempt().await;
+            let outcome = result.as_ref().map(|_| ());
+            self.metrics.wechat_call(api, outcome, started.elapsed());
+            result
+        };
+        match timed().await {
             Err(err) if err.errcode() == Some(ErrCode::Busy) => {
                 tracing::warn!(
                     wechat_rid = err.rid(),
                     "WeChat is busy (errcode -1); retrying once"
                 );
                 tokio::time::sleep(self.busy_retry_delay).await;
-                call().await
+                timed().await
             }
             other => other,
         }

@@ -19,6 +19,9 @@ pub enum WeChatError {
     /// A 200 whose body is not the JSON WeChat documents (an HTML page, garbage…).
     #[error("WeChat sent an unreadable answer: {0}")]
     Malformed(&'static str),
+    /// Not attempted: as many WeChat calls as allowed are in flight already.
+    #[error("too many WeChat calls in flight; this one was not made")]
+    Overloaded,
     /// The store that replicas share the access_token through (Redis) failed.
     #[error("the shared access_token store failed")]
     TokenStore(#[source] crate::session::StoreError),
@@ -40,6 +43,15 @@ impl WeChatError {
     /// 40001 (invalid or overwritten) or 42001 (expired): the access_token needs replacing.
     pub fn rejects_access_token(&self) -> bool {
         matches!(self.raw_errcode(), Some(40001 | 42001))
+    }
+
+    /// The call, or the access_token it needed, was shed under load.
+    pub fn is_overloaded(&self) -> bool {
+        match self {
+            Self::Overloaded => true,
+            Self::AccessToken(cause) => cause.is_overloaded(),
+            _ => false,
+        }
     }
 
     /// The failure to get an access_token, when that is what went wrong.

@@ -8,12 +8,13 @@ use super::client::{WeChatClient, check_errcode, read_answer};
 use super::error::WeChatError;
 use super::open_data::{Watermark, check_session_signature};
 use super::{OpenId, PhoneCode, SessionKey};
+use crate::telemetry::metrics::WeChatApi;
 
 /// checkSessionKey's answer when the session_key is not the user's current one.
 const STALE_SESSION_KEY: i64 = 87009;
 
 /// A user's phone number, as WeChat vouches for it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PhoneNumber {
     /// With the country code for numbers outside mainland China.
@@ -66,7 +67,7 @@ impl WeChatClient {
         token: &AccessToken,
         code: &PhoneCode,
     ) -> Result<PhoneNumber, WeChatError> {
-        self.retry_if_busy(|| async {
+        self.call(WeChatApi::PhoneNumber, || async {
             let response = self
                 .http
                 .post(self.url("/wxa/business/getuserphonenumber"))
@@ -121,7 +122,7 @@ impl WeChatClient {
         key: &SessionKey,
     ) -> Result<bool, WeChatError> {
         let signature = check_session_signature(key);
-        self.retry_if_busy(|| async {
+        self.call(WeChatApi::CheckSession, || async {
             let response = self
                 .http
                 .get(self.url("/wxa/checksession"))

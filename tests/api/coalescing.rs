@@ -27,6 +27,11 @@ async fn two_concurrent_logins_with_one_code_make_one_wechat_call_and_share_its_
     assert_eq!(first.status, 200, "{}", first.text);
     assert_eq!(second.status, 200, "{}", second.text);
     assert_eq!(first.json()["token"], second.json()["token"]);
+    assert!(
+        app.metrics()
+            .await
+            .contains("wxlogin_login_codes_coalesced_total 1")
+    );
     assert_eq!(
         app.get_session(first.json()["token"].as_str().expect("token"))
             .await

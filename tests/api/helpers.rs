@@ -168,6 +168,14 @@ pub trait Requests {
             .await
     }
 
+    /// The `/metrics` text, checked to be a 200.
+    async fn metrics(&self) -> String {
+        let url = format!("{}/metrics", self.address());
+        let reply = self.send(self.http().get(url)).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        reply.text
+    }
+
     async fn get_as(&self, token: &str, route: &str) -> Reply {
         let url = format!("{}{route}", self.address());
         self.send(self.http().get(url).bearer_auth(token)).await

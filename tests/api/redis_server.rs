@@ -1,10 +1,11 @@
 //! A real `redis-server` for the tests that need one: on a free loopback port, in a
-//! temporary directory, stopped when dropped. In CI (`CI=true`) a missing redis-server is
-//! a failure; elsewhere those tests are skipped with a note.
+//! temporary directory, stopped when dropped.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+
+use crate::tools::{self, free_port};
 
 pub struct RedisServer {
     port: u16,
@@ -25,17 +26,11 @@ impl RedisServer {
     }
 
     fn start_with(password: Option<String>) -> Option<Self> {
-        let installed = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success());
-        if !installed {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "redis-server is not installed, and CI needs these tests: install it (apt-get install -y redis-server)"
-            );
-            eprintln!("skipped: redis-server is not installed (apt-get install -y redis-server)");
+        if !tools::available(
+            "redis-server",
+            "--version",
+            "apt-get install -y redis-server",
+        ) {
             return None;
         }
         let port = free_port();
@@ -119,9 +114,4 @@ impl Drop for RedisServer {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
 }

@@ -2,67 +2,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::routing::get;
-use serde_json::json;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use wxlogin::clock::Clock;
 use wxlogin::config::{Mode, Settings};
 use wxlogin::startup::Application;
 
-use crate::helpers::SESSION_KEY;
-
-/// A WeChat that reports each call as it arrives and answers only when released, so a
-/// test knows for certain that a login is in flight.
-struct HeldWeChat {
-    url: String,
-    arrived: mpsc::UnboundedReceiver<()>,
-    release: Arc<Notify>,
-}
-
-async fn held_wechat() -> HeldWeChat {
-    let (arrived_tx, arrived) = mpsc::unbounded_channel();
-    let release = Arc::new(Notify::new());
-    let held = Arc::clone(&release);
-    let app = Router::new().route(
-        "/sns/jscode2session",
-        get(move || async move {
-            arrived_tx.send(()).ok();
-            held.notified().await;
-            json!({ "openid": "oDraining", "session_key": SESSION_KEY }).to_string()
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    HeldWeChat {
-        url,
-        arrived,
-        release,
-    }
-}
-
-impl HeldWeChat {
-    /// Sends a login to the wxlogin at `base_url` and returns once WeChat is holding it.
-    async fn hold_a_login(
-        &mut self,
-        base_url: &str,
-    ) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
-        let login = tokio::spawn(
-            reqwest::Client::new()
-                .post(format!("{base_url}/openid"))
-                .json(&json!({ "code": "held" }))
-                .send(),
-        );
-        self.arrived.recv().await.expect("the login reached WeChat");
-        login
-    }
-}
+use crate::held_wechat::{HeldWeChat, held_wechat};
 
 /// Starts wxlogin against `wechat`; it stops when the returned sender fires.
 async fn start(
@@ -121,7 +68,7 @@ async fn on_sigterm_a_login_in_flight_completes_and_the_process_exits_0() {
             .expect("the bound address")
             .to_owned();
 
-    let login = wechat.hold_a_login(&format!("http://{addr}")).await;
+    let login = wechat.hold_a_login(&format!("http://{addr}"), "held").await;
     let sigterm = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -139,7 +86,7 @@ async fn on_sigterm_a_login_in_flight_completes_and_the_process_exits_0() {
     // Not a synchronisation: a correct drain passes however long WeChat holds the login.
     // The hold gives a process that would exit without draining the time to do so.
     tokio::time::sleep(HOLD_AFTER_SIGTERM).await;
-    wechat.release.notify_one();
+    wechat.release(1);
 
     let response = login
         .await
@@ -185,7 +132,7 @@ async fn wait_for(log: &mut mpsc::UnboundedReceiver<String>, needle: &str) -> St
 async fn shutdown_gives_up_on_requests_that_outlast_the_timeout() {
     let mut wechat = held_wechat().await;
     let (address, stop, server) = start(&wechat, "1").await;
-    let _stuck = wechat.hold_a_login(&address).await;
+    let _stuck = wechat.hold_a_login(&address, "held").await;
 
     stop.send(()).expect("the server is running");
 

@@ -1,5 +1,7 @@
 //! Structured logs: readable for people, one JSON object per line for machines.
 
+pub mod metrics;
+
 use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
@@ -47,4 +49,31 @@ pub fn init(format: LogFormat) {
         DEFAULT_FILTER,
         std::io::stderr,
     ));
+}
+
+/// The error and its sources on one line, for the log ("error sending request" says
+/// little; its causes say "Connection refused").
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_error_chain_joins_every_cause() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let err = Outer(std::io::Error::other("inner"));
+        assert_eq!(error_chain(&err), "outer: inner");
+    }
 }

@@ -1,0 +1,95 @@
+//! `GET /auth`: the gateway's question "who is this?", in the contract of nginx
+//! `auth_request`, Traefik ForwardAuth and Envoy's HTTP ext_authz. 200 with the user in
+//! headers lets the request through; 401 stops it at the gateway.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::BearerToken;
+use crate::session::{SessionStore, SessionToken};
+
+pub const OPENID_HEADER: HeaderName = HeaderName::from_static("x-wxlogin-openid");
+pub const UNIONID_HEADER: HeaderName = HeaderName::from_static("x-wxlogin-unionid");
+
+/// The cookie a token may also come in, when configured (`WXLOGIN_AUTH_COOKIE`).
+#[derive(Clone, Default)]
+pub struct AuthCookie(pub Option<Arc<str>>);
+
+pub fn router() -> Router<AppState> {
+    // Any method: Envoy and Traefik ask with the method of the request they guard.
+    Router::new().route("/auth", any(forward_auth))
+}
+
+/// Who the token belongs to, as headers for the gateway to pass on. The backends behind
+/// the gateway trust `X-WxLogin-OpenId` and never see a token.
+#[utoipa::path(
+    get,
+    path = "/auth",
+    tag = "gateway",
+    description = "Forward-auth for a gateway (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz); it answers any method. The token comes from `Authorization: Bearer`, or from the cookie named by WXLOGIN_AUTH_COOKIE.",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A live session. The body is empty.",
+            headers(
+                ("X-WxLogin-OpenId" = String, description = "The user's openid."),
+                ("X-WxLogin-UnionId" = String, description = "The user's unionid, when WeChat gave one."),
+            )),
+        super::openapi::TokenErrors,
+    )
+)]
+pub async fn forward_auth(
+    State(sessions): State<SessionStore>,
+    State(cookie): State<AuthCookie>,
+    mut parts: Parts,
+) -> Result<Response, ApiError> {
+    let token = token(&mut parts, &cookie).await?;
+    let session = sessions.get(&token).await?.ok_or(ApiError::InvalidToken)?;
+    let mut response = StatusCode::OK.into_response();
+    let headers = response.headers_mut();
+    // Both are validated to [A-Za-z0-9_-] when WeChat hands them over.
+    if let Ok(openid) = HeaderValue::from_str(session.openid.as_ref()) {
+        headers.insert(OPENID_HEADER, openid);
+    }
+    if let Some(unionid) = &session.unionid
+        && let Ok(unionid) = HeaderValue::from_str(unionid.as_ref())
+    {
+        headers.insert(UNIONID_HEADER, unionid);
+    }
+    // A gateway must ask again for every request: a logout takes effect at once.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// The bearer token if there is an `Authorization` header, else the configured cookie.
+async fn token(parts: &mut Parts, cookie: &AuthCookie) -> Result<SessionToken, ApiError> {
+    if parts.headers.contains_key(header::AUTHORIZATION) {
+        return BearerToken::from_request_parts(parts, &())
+            .await
+            .map(|BearerToken(t)| t);
+    }
+    let Some(name) = &cookie.0 else {
+        return Err(ApiError::MissingToken);
+    };
+    let value = cookie_value(parts, name).ok_or(ApiError::MissingToken)?;
+    SessionToken::parse(value).ok_or(ApiError::InvalidToken)
+}
+
+fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.trim().trim_matches('"'))
+}

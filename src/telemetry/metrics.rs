@@ -1,0 +1,305 @@
+//! Prometheus metrics. Each app owns its recorder (no process-global one), so tests that
+//! run several apps in one process read only their own figures.
+//!
+//! No label ever carries an openid, a token or a code: labels are routes, API names,
+//! error kinds and errcodes, all from small fixed sets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Key, Label, Level, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use crate::wechat::{ErrCode, WeChatError};
+
+const LOGINS: &str = "wxlogin_logins_total";
+const HTTP_REQUESTS: &str = "wxlogin_http_requests_total";
+const IN_FLIGHT: &str = "wxlogin_http_requests_in_flight";
+const WECHAT_CALLS: &str = "wxlogin_wechat_calls_total";
+const WECHAT_LATENCY: &str = "wxlogin_wechat_call_duration_seconds";
+const WECHAT_SHED: &str = "wxlogin_wechat_calls_shed_total";
+const COALESCED: &str = "wxlogin_login_codes_coalesced_total";
+const LIVE_SESSIONS: &str = "wxlogin_sessions_live";
+const TOKEN_REFRESHES: &str = "wxlogin_access_token_refreshes_total";
+const RATE_LIMITED: &str = "wxlogin_rate_limited_total";
+
+/// From a fast WeChat answer to the default 5 s timeout; WeChat's own p99 is ~100 ms.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Errcodes worth a label value of their own beyond those `ErrCode` names; any other
+/// becomes "other", so a misbehaving upstream cannot mint new series without end.
+const LABELLED_ERRCODES: &[i64] = &[40001, 41001, 42001, 45009, 87009];
+
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+/// The app's metrics: cheap to clone, shared by every part that records.
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+struct Inner {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    in_flight: Gauge,
+    coalesced: Counter,
+    live_sessions: Gauge,
+}
+
+/// Which WeChat API a call went to.
+#[derive(Debug, Clone, Copy)]
+pub enum WeChatApi {
+    Code2Session,
+    StableToken,
+    PhoneNumber,
+    CheckSession,
+}
+
+impl WeChatApi {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Code2Session => "code2session",
+            Self::StableToken => "stable_token",
+            Self::PhoneNumber => "phone_number",
+            Self::CheckSession => "check_session",
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(WECHAT_LATENCY.to_owned()), LATENCY_BUCKETS)
+            .expect("the bucket list is not empty")
+            .build_recorder();
+        describe(&recorder);
+        let gauge =
+            |name: &'static str| recorder.register_gauge(&Key::from_static_name(name), &METADATA);
+        let inner = Inner {
+            in_flight: gauge(IN_FLIGHT),
+            live_sessions: gauge(LIVE_SESSIONS),
+            coalesced: recorder.register_counter(&Key::from_static_name(COALESCED), &METADATA),
+            handle: recorder.handle(),
+            recorder,
+        };
+        Self(Arc::new(inner))
+    }
+
+    /// The Prometheus text exposition of every series, with the live-session count given.
+    pub fn render(&self, live_sessions: Option<u64>) -> String {
+        if let Some(count) = live_sessions {
+            self.0.live_sessions.set(count as f64);
+        }
+        self.0.handle.run_upkeep();
+        self.0.handle.render()
+    }
+
+    fn counter(&self, name: &'static str, labels: Vec<Label>) -> Counter {
+        self.0
+            .recorder
+            .register_counter(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    /// A request has started; the returned guard marks it finished when dropped, also
+    /// when the client goes away mid-request.
+    pub fn request_started(&self) -> InFlight {
+        self.0.in_flight.increment(1.0);
+        InFlight(self.0.in_flight.clone())
+    }
+
+    /// A request finished with `status`, on `route` (the pattern, never the URI).
+    pub fn request_finished(&self, route: &str, status: u16) {
+        let labels = vec![
+            Label::new("route", route.to_owned()),
+            Label::new("status", status.to_string()),
+        ];
+        self.counter(HTTP_REQUESTS, labels).increment(1);
+    }
+
+    /// A login request ended in `outcome`: "ok" or the error kind of the response.
+    pub fn login_finished(&self, route: &str, outcome: &'static str) {
+        let labels = vec![
+            Label::new("route", route.to_owned()),
+            Label::new("outcome", outcome),
+        ];
+        self.counter(LOGINS, labels).increment(1);
+    }
+
+    /// A request was refused by the per-IP rate limit.
+    pub fn rate_limited(&self, route: &str) {
+        let labels = vec![Label::new("route", route.to_owned())];
+        self.counter(RATE_LIMITED, labels).increment(1);
+    }
+
+    /// A login shared the WeChat call of a concurrent login with the same code.
+    pub fn code_coalesced(&self) {
+        self.0.coalesced.increment(1);
+    }
+
+    /// One attempt at a WeChat call, with what came of it and how long it took.
+    pub fn wechat_call(&self, api: WeChatApi, result: Result<(), &WeChatError>, took: Duration) {
+        let (outcome, errcode) = wechat_outcome(result);
+        let labels = vec![
+            Label::new("api", api.label()),
+            Label::new("outcome", outcome),
+            Label::new("errcode", errcode),
+        ];
+        self.counter(WECHAT_CALLS, labels).increment(1);
+        let key = Key::from_parts(WECHAT_LATENCY, vec![Label::new("api", api.label())]);
+        self.0
+            .recorder
+            .register_histogram(&key, &METADATA)
+            .record(took.as_secs_f64());
+    }
+
+    /// A WeChat call was not made: the cap on concurrent calls was reached.
+    pub fn wechat_call_shed(&self, api: WeChatApi) {
+        self.counter(WECHAT_SHED, vec![Label::new("api", api.label())])
+            .increment(1);
+    }
+
+    /// A new access_token was fetched; `forced` when with `force_refresh`.
+    pub fn access_token_refreshed(&self, forced: bool) {
+        let kind = if forced { "forced" } else { "normal" };
+        self.counter(TOKEN_REFRESHES, vec![Label::new("kind", kind)])
+            .increment(1);
+    }
+}
+
+/// Marks a request finished when dropped.
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+fn wechat_outcome(result: Result<(), &WeChatError>) -> (&'static str, SharedString) {
+    let err = match result {
+        Ok(()) => return ("answered", "0".into()),
+        Err(err) => err,
+    };
+    let outcome = match err {
+        WeChatError::Api { .. } => "answered",
+        WeChatError::Timeout => "timeout",
+        WeChatError::Unreachable(_) => "unreachable",
+        WeChatError::Status(_) => "bad_status",
+        _ => "malformed",
+    };
+    let errcode = match err.raw_errcode() {
+        None => "".into(),
+        Some(code)
+            if matches!(ErrCode::from(code), ErrCode::Other(_))
+                && !LABELLED_ERRCODES.contains(&code) =>
+        {
+            "other".into()
+        }
+        Some(code) => code.to_string().into(),
+    };
+    (outcome, errcode)
+}
+
+fn describe(recorder: &PrometheusRecorder) {
+    let counters = [
+        (
+            LOGINS,
+            "Login requests, by route and outcome (ok, or the error kind answered).",
+        ),
+        (
+            HTTP_REQUESTS,
+            "HTTP requests answered, by route pattern and status.",
+        ),
+        (
+            WECHAT_CALLS,
+            "WeChat API calls, by API, outcome (answered, timeout, unreachable, bad_status, malformed) and errcode (0 on success; empty when WeChat gave no answer).",
+        ),
+        (
+            WECHAT_SHED,
+            "WeChat calls not made because the concurrency cap was reached (the request got 503 overloaded).",
+        ),
+        (
+            COALESCED,
+            "Login requests that shared the WeChat call of a concurrent request with the same code.",
+        ),
+        (
+            TOKEN_REFRESHES,
+            "access_tokens fetched from WeChat, by kind (normal, forced).",
+        ),
+        (
+            RATE_LIMITED,
+            "Requests refused by the per-client-IP rate limit, by route.",
+        ),
+    ];
+    for (name, help) in counters {
+        recorder.describe_counter(name.into(), None, help.into());
+    }
+    recorder.describe_gauge(
+        IN_FLIGHT.into(),
+        None,
+        "HTTP requests being served now.".into(),
+    );
+    recorder.describe_gauge(
+        LIVE_SESSIONS.into(),
+        None,
+        "Sessions held by this process's memory store (absent with the Redis store: count wxlogin:session:* keys there).".into(),
+    );
+    recorder.describe_histogram(
+        WECHAT_LATENCY.into(),
+        Some(Unit::Seconds),
+        "Time taken by one WeChat API call, by API.".into(),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_errcodes_share_one_label_value() {
+        let label = |result: Result<(), &WeChatError>| {
+            let (outcome, errcode) = wechat_outcome(result);
+            format!("{outcome}/{}", errcode.as_ref())
+        };
+        let err = |errcode| WeChatError::Api {
+            errcode,
+            errmsg: String::new(),
+        };
+        assert_eq!(label(Err(&err(40029))), "answered/40029");
+        assert_eq!(label(Err(&err(42001))), "answered/42001");
+        assert_eq!(label(Err(&err(61024))), "answered/other");
+        assert_eq!(label(Err(&err(-1))), "answered/-1");
+        assert_eq!(label(Ok(())), "answered/0");
+        assert_eq!(label(Err(&WeChatError::Timeout)), "timeout/");
+    }
+
+    #[test]
+    fn rendering_shows_counters_with_help_and_the_in_flight_gauge() {
+        let metrics = Metrics::new();
+        metrics.login_finished("/openid", "ok");
+        let guard = metrics.request_started();
+        let text = metrics.render(Some(3));
+        assert!(
+            text.contains(r#"wxlogin_logins_total{route="/openid",outcome="ok"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("# HELP wxlogin_logins_total"), "{text}");
+        assert!(text.contains("wxlogin_http_requests_in_flight 1"), "{text}");
+        assert!(text.contains("wxlogin_sessions_live 3"), "{text}");
+        drop(guard);
+        assert!(
+            metrics
+                .render(None)
+                .contains("wxlogin_http_requests_in_flight 0")
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! wxlogin behind a real nginx, as the README shows it: `auth_request` asks `GET /auth`,
+//! and only requests it lets through reach the backend, carrying the user's openid.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use axum::Router;
+use axum::http::HeaderMap;
+use tokio::sync::mpsc;
+
+use crate::helpers::{Requests, spawn_app};
+use crate::tools::{self, free_port};
+
+const NGINX: &str = "nginx";
+
+/// nginx on a free loopback port, in a directory of its own, stopped when dropped.
+struct Nginx {
+    url: String,
+    dir: PathBuf,
+    process: Child,
+}
+
+impl Nginx {
+    fn start(wxlogin: &str, backend: &str) -> Option<Self> {
+        if !tools::available(NGINX, "-v", "apt-get install -y nginx") {
+            return None;
+        }
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("wxlogin-nginx-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory for nginx");
+        let conf = dir.join("nginx.conf");
+        std::fs::write(&conf, config(&dir, port, wxlogin, backend)).expect("write nginx.conf");
+        let mut process = Command::new(NGINX)
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&conf)
+            .args(["-e", "stderr", "-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nginx starts");
+        // The master binds the port before it starts its worker, and says so.
+        let mut lines = BufReader::new(process.stderr.take().expect("stderr")).lines();
+        let started = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .inspect(|line| eprintln!("nginx: {line}"))
+            .any(|line| line.contains("start worker process"));
+        assert!(started, "nginx exited before it started a worker");
+        std::thread::spawn(move || lines.for_each(drop));
+        Some(Self {
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+            process,
+        })
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM to the master stops its worker too; SIGKILL would orphan it.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.process.id().to_string()])
+            .status();
+        let _ = self.process.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The README's snippet, in a whole config that needs nothing outside `dir`.
+fn config(dir: &std::path::Path, port: u16, wxlogin: &str, backend: &str) -> String {
+    let dir = dir.display();
+    format!(
+        r#"
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log stderr notice;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+
+    server {{
+        listen 127.0.0.1:{port};
+
+        location / {{
+            auth_request /_wxlogin_auth;
+            auth_request_set $wx_openid  $upstream_http_x_wxlogin_openid;
+            auth_request_set $wx_unionid $upstream_http_x_wxlogin_unionid;
+            proxy_set_header X-WxLogin-OpenId  $wx_openid;
+            proxy_set_header X-WxLogin-UnionId $wx_unionid;
+            proxy_set_header Authorization "";
+            proxy_pass {backend};
+        }}
+
+        location = /_wxlogin_auth {{
+            internal;
+            proxy_pass {wxlogin}/auth;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+        }}
+    }}
+}}
+"#
+    )
+}
+
+/// A business backend that reports the headers of every request it gets.
+async fn backend() -> (String, mpsc::UnboundedReceiver<HeaderMap>) {
+    let (seen_tx, seen) = mpsc::unbounded_channel();
+    let app = Router::new().fallback(move |headers: HeaderMap| async move {
+        seen_tx.send(headers).ok();
+        "orders for you"
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn nginx_lets_a_logged_in_user_through_with_the_openid_and_stops_anonymous_ones() {
+    let app = spawn_app().await;
+    let (backend_url, mut seen) = backend().await;
+    let Some(nginx) = Nginx::start(&app.address, &backend_url) else {
+        return;
+    };
+    let token = app.login_as("c1", "oThroughNginx").await;
+    let orders = format!("{}/orders", nginx.url);
+
+    let anonymous = app.send(app.http.get(&orders)).await;
+    let forged = app
+        .send(app.http.get(&orders).bearer_auth("A".repeat(43)))
+        .await;
+    let user = app
+        .send(
+            app.http
+                .get(&orders)
+                .bearer_auth(&token)
+                // A client cannot name itself: the gateway overwrites this.
+                .header("x-wxlogin-openid", "oSomeoneElse"),
+        )
+        .await;
+
+    assert_eq!(anonymous.status, 401, "{}", anonymous.text);
+    assert_eq!(forged.status, 401, "{}", forged.text);
+    assert_eq!(user.status, 200, "{}", user.text);
+    assert_eq!(user.text, "orders for you");
+    let headers = seen
+        .recv()
+        .await
+        .expect("the user's request reached the backend");
+    assert_eq!(
+        headers
+            .get("x-wxlogin-openid")
+            .and_then(|v| v.to_str().ok()),
+        Some("oThroughNginx")
+    );
+    assert!(
+        headers.get("authorization").is_none(),
+        "the backend never sees the token"
+    );
+    // Only the one request was let through: the 401s were stopped at nginx.
+    assert!(
+        seen.try_recv().is_err(),
+        "an anonymous request reached the backend"
+    );
+}
