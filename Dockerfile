@@ -20,6 +20,8 @@ ENV WXLOGIN_LISTEN=0.0.0.0:8080 \
     WXLOGIN_LOG_FORMAT=json
 EXPOSE 8080
 USER nonroot
+# No curl in distroless: the binary probes its own /healthz (exit 0 healthy, 1 not).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 CMD ["/usr/local/bin/wxlogin", "healthcheck"]
 # Credentials come from the environment: WXLOGIN_APPID, and WXLOGIN_SECRET_FILE pointing
 # at a mounted secret (/run/secrets/… with Docker and Kubernetes).
 ENTRYPOINT ["/usr/local/bin/wxlogin"]

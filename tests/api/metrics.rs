@@ -91,7 +91,7 @@ async fn no_label_carries_an_openid_a_token_a_code_or_a_secret() {
 
 #[tokio::test]
 async fn promtool_accepts_the_metrics() {
-    if !tools::available("promtool", "--version", "apt-get install -y prometheus") {
+    if !tools::available("promtool", &["--version"], "apt-get install -y prometheus") {
         return;
     }
     let (app, _) = busy_app().await;

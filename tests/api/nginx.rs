@@ -23,7 +23,7 @@ struct Nginx {
 
 impl Nginx {
     fn start(wxlogin: &str, backend: &str) -> Option<Self> {
-        if !tools::available(NGINX, "-v", "apt-get install -y nginx") {
+        if !tools::available(NGINX, &["-v"], "apt-get install -y nginx") {
             return None;
         }
         let port = free_port();

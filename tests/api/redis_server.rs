@@ -28,7 +28,7 @@ impl RedisServer {
     fn start_with(password: Option<String>) -> Option<Self> {
         if !tools::available(
             "redis-server",
-            "--version",
+            &["--version"],
             "apt-get install -y redis-server",
         ) {
             return None;

@@ -4,10 +4,10 @@
 
 use std::process::{Command, Stdio};
 
-/// Whether `program` runs (`program version_arg` exits 0). `install` says how to get it.
-pub fn available(program: &str, version_arg: &str, install: &str) -> bool {
+/// Whether `program args…` runs and exits 0. `install` says how to get the program.
+pub fn available(program: &str, args: &[&str], install: &str) -> bool {
     let runs = Command::new(program)
-        .arg(version_arg)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -15,9 +15,10 @@ pub fn available(program: &str, version_arg: &str, install: &str) -> bool {
     if !runs {
         assert!(
             std::env::var_os("CI").is_none(),
-            "{program} is not installed, and CI needs the tests that use it: {install}"
+            "`{program} {}` fails, and CI needs the tests that use it: {install}",
+            args.join(" ")
         );
-        eprintln!("skipped: {program} is not installed ({install})");
+        eprintln!("skipped: `{program} {}` fails ({install})", args.join(" "));
     }
     runs
 }
