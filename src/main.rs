@@ -5,6 +5,7 @@ use wxlogin::clock::Clock;
 use wxlogin::config::{self, Mode, Settings};
 use wxlogin::startup::Application;
 use wxlogin::telemetry;
+use wxlogin::wechat::emulator::Emulator;
 
 /// A login service for WeChat Mini Programs: wx.login() code in, opaque session token out.
 ///
@@ -25,13 +26,32 @@ enum Command {
     /// Exit 0 if the wxlogin at WXLOGIN_LISTEN answers GET /healthz with 200, else 1. For a
     /// container HEALTHCHECK in an image without curl.
     Healthcheck,
+    /// Serve only the WeChat emulator: a stand-in for api.weixin.qq.com (code2Session,
+    /// stable_token, phone numbers, checkSessionKey) for local set-ups and benchmarks.
+    Emulator {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        listen: std::net::SocketAddr,
+        /// The appid it accepts.
+        #[arg(long, default_value = wxlogin::wechat::emulator::EMULATOR_APPID)]
+        appid: String,
+        /// The app secret it accepts. Not a real secret: the emulator serves no real user.
+        #[arg(long, default_value = "emulator-secret")]
+        secret: String,
+    },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Healthcheck) = cli.command {
-        return healthcheck().await;
+    match cli.command {
+        Some(Command::Healthcheck) => return healthcheck().await,
+        Some(Command::Emulator {
+            listen,
+            appid,
+            secret,
+        }) => return emulator(listen, appid, secret).await,
+        None => {}
     }
     let mode = if cli.dev {
         Mode::Development
@@ -88,6 +108,29 @@ async fn healthcheck() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn emulator(listen: std::net::SocketAddr, appid: String, secret: String) -> ExitCode {
+    telemetry::init(wxlogin::config::LogFormat::Pretty);
+    let credentials = wxlogin::config::Credentials {
+        appid,
+        secret: secret.into(),
+    };
+    let appid = credentials.appid.clone();
+    let emulator = match Emulator::start(listen, credentials).await {
+        Ok(emulator) => emulator,
+        Err(err) => {
+            eprintln!("wxlogin emulator: cannot listen on {listen}: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "WeChat emulator listening on {url}\n\
+         Point wxlogin at it: WXLOGIN_WECHAT_BASE_URL={url} WXLOGIN_APPID={appid} WXLOGIN_SECRET=<the --secret>",
+        url = emulator.base_url()
+    );
+    wxlogin::startup::shutdown_signal().await;
+    ExitCode::SUCCESS
 }
 
 /// The start-up banner. In development mode it says so loudly, and shows a login to copy.

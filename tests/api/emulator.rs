@@ -221,3 +221,71 @@ async fn the_emulators_token_apis_check_body_shape_credentials_and_token() {
         assert_eq!(answer(reply).await["errcode"], errcode);
     }
 }
+
+/// `wxlogin emulator`: the emulator alone, as front-end teams and the benchmark run it,
+/// with a wxlogin pointed at it as its README line says.
+#[tokio::test]
+async fn the_emulator_subcommand_serves_a_wechat_that_wxlogin_can_log_in_against() {
+    use std::io::{BufRead, BufReader};
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wxlogin"))
+        .args([
+            "emulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--secret",
+            "front-end",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("wxlogin emulator starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let banner = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let banner = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find(|line| line.starts_with("WeChat emulator listening on "));
+        // Keep reading: a closed pipe would fail the emulator's next line of output.
+        std::thread::spawn(move || lines.for_each(drop));
+        banner
+    })
+    .await
+    .expect("join")
+    .expect("the banner");
+    let url = banner.trim_start_matches("WeChat emulator listening on ");
+
+    let app = spawn_app_with(&[
+        ("WXLOGIN_WECHAT_BASE_URL", url),
+        ("WXLOGIN_APPID", EMULATOR_APPID),
+        ("WXLOGIN_SECRET", "front-end"),
+    ])
+    .await;
+    let login = app.post_openid(&json!({ "code": "carol@1" })).await;
+    let again = app.post_openid(&json!({ "code": "carol@2" })).await;
+    let wrong_secret = spawn_app_with(&[
+        ("WXLOGIN_WECHAT_BASE_URL", url),
+        ("WXLOGIN_APPID", EMULATOR_APPID),
+        ("WXLOGIN_SECRET", "not-the-one"),
+    ])
+    .await
+    .post_openid(&json!({ "code": "carol@3" }))
+    .await;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("exit status");
+
+    assert_eq!(login.status, 200, "{}", login.text);
+    assert_eq!(
+        login.json()["openid"],
+        again.json()["openid"],
+        "carol is carol"
+    );
+    wrong_secret.assert_error(500, "misconfigured");
+    assert!(status.success(), "{status}");
+}
