@@ -95,13 +95,11 @@ async fn count_request(
     request: Request<axum::body::Body>,
     next: Next,
 ) -> axum::response::Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned());
+    // MatchedPath is a shared string: cloning it copies no bytes.
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let _in_flight = metrics.request_started();
     let response = next.run(request).await;
-    let route = route.as_deref().unwrap_or("unmatched");
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     metrics.request_finished(route, response.status().as_u16());
     if LOGIN_ROUTES.contains(&route) {
         let outcome = response

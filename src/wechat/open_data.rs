@@ -129,12 +129,28 @@ fn decode_base64(text: &str) -> Option<Vec<u8>> {
     }
 }
 
+/// WeChat's documented examples, shared by the unit tests and the micro-benchmarks.
+#[doc(hidden)]
+pub mod documented_examples {
+    /// WeChat's documented signature example.
+    pub const RAW_DATA: &str = r#"{"nickName":"Band","gender":1,"language":"zh_CN","city":"Guangzhou","province":"Guangdong","country":"CN","avatarUrl":"http://wx.qlogo.cn/mmopen/vi_32/1vZvI39NWFQ9XM4LtQpFrQJ1xlgZxx3w7bQxKARol6503Iuswjjn6nIGBiaycAjAtpujxyzYsrztuuICqIM5ibXQ/0"}"#;
+    pub const RAW_DATA_KEY: &str = "HyVFkGl5F5OQWJZZaNzBBg==";
+    pub const RAW_DATA_SIGNATURE: &str = "75e81ceda165f4ffa64f4068af58c64b8f54b88c";
+
+    /// WeChat's documented decryption example (WXBizDataCrypt's demo data).
+    pub const DEMO_APPID: &str = "wx4f4bc4dec97d474b";
+    pub const DEMO_KEY: &str = "tiihtNczf5v6AKRyjwEUhQ==";
+    pub const DEMO_IV: &str = "r7BXXKkLb8qrSNn05n0qiA==";
+    pub const DEMO_DATA: &str = "CiyLU1Aw2KjvrjMdj8YKliAjtP4gsMZMQmRzooG2xrDcvSnxIMXFufNstNGTyaGS9uT5geRa0W4oTOb1WT7fJlAC+oNPdbB+3hVbJSRgv+4lGOETKUQz6OYStslQ142dNCuabNPGBzlooOmB231qMM85d2/fV6ChevvXvQP8Hkue1poOFtnEtpyxVLW1zAo6/1Xx1COxFvrc2d7UL/lmHInNlxuacJXwu0fjpXfz/YqYzBIBzD6WUfTIF9GRHpOn/Hz7saL8xz+W//FRAUid1OksQaQx4CMs8LOddcQhULW4ucetDf96JcR3g0gfRK4PC7E/r7Z6xNrXd2UIeorGj5Ef7b1pJAYB6Y5anaHqZ9J6nKEBvB4DnNLIVWSgARns/8wR2SiRS7MNACwTyrGvt9ts8p12PKFdlqYTopNHR1Vf7XjfhQlVsAJdNiKdYmYVoKlaRv85IfVunYzO0IKXsyl7JCUjCpoG20f0a04COwfneQAGGwd5oa+T8yO5hzuyDb/XcxxmK01EpqOyuxINew==";
+}
+
 #[cfg(test)]
 mod tests {
     //! The expected values come from outside this crate: WeChat's own documented examples,
     //! and vectors computed with Python's `hashlib`, `hmac` and `cryptography`. A round trip
     //! through our own `encrypt` would prove nothing about compatibility.
 
+    use super::documented_examples::*;
     use super::*;
 
     /// The error, for comparing (`RawValue` has no `PartialEq`).
@@ -145,17 +161,6 @@ mod tests {
     fn key(base64: &str) -> SessionKey {
         SessionKey::parse_base64(base64).expect("a valid session_key")
     }
-
-    /// WeChat's documented signature example.
-    const RAW_DATA: &str = r#"{"nickName":"Band","gender":1,"language":"zh_CN","city":"Guangzhou","province":"Guangdong","country":"CN","avatarUrl":"http://wx.qlogo.cn/mmopen/vi_32/1vZvI39NWFQ9XM4LtQpFrQJ1xlgZxx3w7bQxKARol6503Iuswjjn6nIGBiaycAjAtpujxyzYsrztuuICqIM5ibXQ/0"}"#;
-    const RAW_DATA_KEY: &str = "HyVFkGl5F5OQWJZZaNzBBg==";
-    const RAW_DATA_SIGNATURE: &str = "75e81ceda165f4ffa64f4068af58c64b8f54b88c";
-
-    /// WeChat's documented decryption example (WXBizDataCrypt's demo data).
-    const DEMO_APPID: &str = "wx4f4bc4dec97d474b";
-    const DEMO_KEY: &str = "tiihtNczf5v6AKRyjwEUhQ==";
-    const DEMO_IV: &str = "r7BXXKkLb8qrSNn05n0qiA==";
-    const DEMO_DATA: &str = "CiyLU1Aw2KjvrjMdj8YKliAjtP4gsMZMQmRzooG2xrDcvSnxIMXFufNstNGTyaGS9uT5geRa0W4oTOb1WT7fJlAC+oNPdbB+3hVbJSRgv+4lGOETKUQz6OYStslQ142dNCuabNPGBzlooOmB231qMM85d2/fV6ChevvXvQP8Hkue1poOFtnEtpyxVLW1zAo6/1Xx1COxFvrc2d7UL/lmHInNlxuacJXwu0fjpXfz/YqYzBIBzD6WUfTIF9GRHpOn/Hz7saL8xz+W//FRAUid1OksQaQx4CMs8LOddcQhULW4ucetDf96JcR3g0gfRK4PC7E/r7Z6xNrXd2UIeorGj5Ef7b1pJAYB6Y5anaHqZ9J6nKEBvB4DnNLIVWSgARns/8wR2SiRS7MNACwTyrGvt9ts8p12PKFdlqYTopNHR1Vf7XjfhQlVsAJdNiKdYmYVoKlaRv85IfVunYzO0IKXsyl7JCUjCpoG20f0a04COwfneQAGGwd5oa+T8yO5hzuyDb/XcxxmK01EpqOyuxINew==";
 
     #[test]
     fn the_documented_signature_example_verifies() {
