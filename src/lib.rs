@@ -6,6 +6,7 @@ pub mod config;
 pub mod healthcheck;
 pub mod http;
 pub mod login;
+pub mod periodic;
 pub mod session;
 pub mod startup;
 pub mod telemetry;

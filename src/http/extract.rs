@@ -1,7 +1,5 @@
 //! Extractors that parse requests at the edge and reject in our error format.
 
-use std::sync::Arc;
-
 use axum::extract::{Form, FromRef, FromRequest, FromRequestParts, Json, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{Method, header};
@@ -87,7 +85,7 @@ impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
 }
 
 /// The live session behind the request's bearer token: 401 when there is none.
-pub struct LiveSession(pub Arc<Session>);
+pub struct LiveSession(pub Session);
 
 impl<S> FromRequestParts<S> for LiveSession
 where

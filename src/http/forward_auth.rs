@@ -55,11 +55,11 @@ pub async fn forward_auth(
     let mut response = StatusCode::OK.into_response();
     let headers = response.headers_mut();
     // Both are validated to [A-Za-z0-9_-] when WeChat hands them over.
-    if let Ok(openid) = HeaderValue::from_str(session.openid.as_ref()) {
+    if let Ok(openid) = HeaderValue::from_str(session.openid()) {
         headers.insert(OPENID_HEADER, openid);
     }
-    if let Some(unionid) = &session.unionid
-        && let Ok(unionid) = HeaderValue::from_str(unionid.as_ref())
+    if let Some(unionid) = session.unionid()
+        && let Ok(unionid) = HeaderValue::from_str(unionid)
     {
         headers.insert(UNIONID_HEADER, unionid);
     }

@@ -94,8 +94,8 @@ async fn login(logins: &LoginService, code: JsCode) -> Result<Response, ApiError
     let issued = logins.login(code).await?;
     let body = LoginResponse {
         token: issued.token.expose(),
-        openid: issued.session.openid.as_ref(),
-        unionid: issued.session.unionid.as_ref().map(AsRef::as_ref),
+        openid: issued.session.openid(),
+        unionid: issued.session.unionid(),
         expires_in: issued.expires_in,
     };
     Ok(Json(body).into_response())

@@ -163,7 +163,7 @@ pub(super) async fn check_session(
     let valid = access_tokens
         .call(|token| {
             let (wechat, session) = (&wechat, &session);
-            async move { wechat.check_session(&token, &session.openid, &key).await }
+            async move { wechat.check_session(&token, session.openid(), &key).await }
         })
         .await?;
     Ok(Json(Validity { valid }))

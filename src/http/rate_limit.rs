@@ -1,7 +1,7 @@
 //! The per-client-IP token bucket in front of the routes that spend WeChat quota.
 
 use std::net::IpAddr;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{FromRef, FromRequestParts, MatchedPath};
@@ -38,7 +38,10 @@ impl ClientLimiter {
             buckets: RateLimiter::keyed(Quota::per_minute(per_min)),
             trusted_proxies: settings.trusted_proxies.clone(),
         });
-        tokio::spawn(prune(Arc::downgrade(&limiter)));
+        crate::periodic::spawn_every(PRUNE_EVERY, &limiter, |limiter| {
+            limiter.buckets.retain_recent();
+            limiter.buckets.shrink_to_fit();
+        });
         Self(Some(limiter))
     }
 
@@ -52,20 +55,6 @@ impl ClientLimiter {
             .buckets
             .check_key(&key)
             .map_err(|not_until| not_until.wait_time_from(limiter.buckets.clock().now()))
-    }
-}
-
-/// Runs until the app, and with it the limiter, is gone.
-async fn prune(limiter: Weak<Limiter>) {
-    let mut every = tokio::time::interval(PRUNE_EVERY);
-    every.tick().await;
-    loop {
-        every.tick().await;
-        let Some(limiter) = limiter.upgrade() else {
-            return;
-        };
-        limiter.buckets.retain_recent();
-        limiter.buckets.shrink_to_fit();
     }
 }
 

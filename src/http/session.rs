@@ -39,8 +39,8 @@ pub(super) async fn who_is_it(
     LiveSession(session): LiveSession,
 ) -> Result<Response, ApiError> {
     let body = SessionResponse {
-        openid: session.openid.as_ref(),
-        unionid: session.unionid.as_ref().map(AsRef::as_ref),
+        openid: session.openid(),
+        unionid: session.unionid(),
         expires_in: session.expires_in(sessions.now()),
     };
     Ok(Json(body).into_response())

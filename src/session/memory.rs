@@ -1,105 +1,163 @@
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use moka::sync::Cache;
+use quick_cache::sync::{Cache, EntryAction, EntryResult};
 
-use super::{IssuedSession, LatestSessionKey, Session, SessionToken, TokenHash};
+use super::token::ShortTokenHash;
+use super::{IssuedSession, Session, SessionToken, User};
 use crate::clock::Clock;
 use crate::config::SessionSettings;
-use crate::wechat::{OpenId, SessionKey, WxSession};
+use crate::wechat::WxSession;
 
-/// Sessions in this process's memory: a bounded moka cache keyed by token hash. Past
-/// `session_max` entries the least recently used are evicted.
+/// How often expired sessions are swept out. Validity does not wait for it: every read
+/// checks `expires_at`, so the sweep only gives the memory back.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Sessions in this process's memory, in two bounded `quick_cache` tables: sessions by
+/// (short) token hash, and users by openid, so that a login finds the user's other sessions'
+/// shared record. Past `session_max` entries the coldest are evicted. quick_cache keeps
+/// about 60 bytes of its own per entry, where moka keeps over 300 (see BENCHMARKS.md).
 #[derive(Clone)]
-pub struct MemoryStore {
-    sessions: Cache<TokenHash, Arc<Session>>,
-    /// Each openid's newest session_key, shared with every session of that openid. A login
-    /// refreshes the entry's TTL, so it outlives all of the openid's sessions. Should it be
-    /// evicted under `session_max` pressure anyway, older sessions keep the key they had.
-    keys: Cache<OpenId, Arc<LatestSessionKey>>,
+pub struct MemoryStore(Arc<Tables>);
+
+struct Tables {
+    sessions: Cache<ShortTokenHash, Session>,
+    /// Each user with a session here. An entry is only an index: sessions hold their user
+    /// themselves, so should one be evicted under `session_max` pressure, older sessions
+    /// keep the key they had.
+    users: Cache<ByOpenId, ()>,
     ttl: Duration,
     clock: Clock,
 }
 
 impl MemoryStore {
     pub fn new(settings: &SessionSettings, clock: Clock) -> Self {
-        // moka's TTL frees memory; `expires_at` (checked on every read) is what decides
-        // validity, so a session never outlives its TTL even between moka's sweeps.
-        let sessions = Cache::builder()
-            .max_capacity(settings.max_sessions)
-            .time_to_live(settings.ttl)
-            .build();
-        let keys = Cache::builder()
-            .max_capacity(settings.max_sessions)
-            .time_to_live(settings.ttl)
-            .build();
-        Self {
-            sessions,
-            keys,
+        let capacity = usize::try_from(settings.max_sessions).unwrap_or(usize::MAX);
+        Self(Arc::new(Tables {
+            sessions: Cache::new(capacity),
+            users: Cache::new(capacity),
             ttl: settings.ttl,
             clock,
-        }
+        }))
     }
 
     pub fn create(&self, login: WxSession) -> IssuedSession {
         let token = SessionToken::generate();
-        let session_key = self.newest_key(&login.openid, login.session_key);
-        let session = Arc::new(Session {
-            openid: login.openid,
-            unionid: login.unionid,
-            session_key,
-            expires_at: self.clock.now() + self.ttl.as_secs(),
-        });
-        self.sessions.insert(token.hash(), Arc::clone(&session));
+        let tables = &self.0;
+        let session = Session::new(
+            tables.newest_user(login),
+            tables.clock.now() + tables.ttl.as_secs(),
+        );
+        tables
+            .sessions
+            .insert(token.hash().short(), session.clone());
         IssuedSession {
             token,
             session,
-            expires_in: self.ttl.as_secs(),
+            expires_in: tables.ttl.as_secs(),
         }
     }
 
-    /// Makes `key` the session_key of every live session of `openid`.
-    fn newest_key(&self, openid: &OpenId, key: SessionKey) -> Arc<LatestSessionKey> {
-        self.keys
-            .entry_by_ref(openid)
-            .and_upsert_with(|existing| match existing {
-                Some(entry) => {
-                    let shared = entry.into_value();
-                    shared.replace(key);
-                    shared
-                }
-                None => Arc::new(LatestSessionKey::new(key)),
-            })
-            .into_value()
-    }
-
-    pub fn get(&self, token: &SessionToken) -> Option<Arc<Session>> {
-        let key = token.hash();
-        let session = self.sessions.get(&key)?;
-        if session.expires_at <= self.clock.now() {
-            self.sessions.invalidate(&key);
+    pub fn get(&self, token: &SessionToken) -> Option<Session> {
+        let key = token.hash().short();
+        let session = self.0.sessions.get(&key)?;
+        if session.expires_at <= self.now() {
+            self.0.sessions.remove(&key);
             return None;
         }
         Some(session)
     }
 
     pub fn revoke(&self, token: &SessionToken) -> bool {
-        let key = token.hash();
-        self.sessions
-            .remove(&key)
-            .is_some_and(|s| s.expires_at > self.clock.now())
+        let now = self.now();
+        self.0
+            .sessions
+            .remove(&token.hash().short())
+            .is_some_and(|(_, session)| session.expires_at > now)
     }
 
     pub fn now(&self) -> u64 {
-        self.clock.now()
+        self.0.clock.now()
     }
 
-    /// How many sessions are held, after moka has applied its pending evictions.
+    /// How many sessions are held, counting expired ones not yet swept.
     pub fn live_count(&self) -> u64 {
-        self.sessions.run_pending_tasks();
-        self.sessions.entry_count()
+        self.0.sessions.len() as u64
+    }
+
+    /// Drops expired sessions, then the users left with none.
+    pub fn sweep_expired(&self) {
+        let now = self.now();
+        self.0
+            .sessions
+            .retain(|_, session| session.expires_at > now);
+        // The index's own reference is the last one once no session (and no login under
+        // way, which holds one too) refers to the user.
+        self.0
+            .users
+            .retain(|user, ()| Arc::strong_count(&user.0) > 1);
+    }
+
+    /// Sweeps every [`SWEEP_EVERY`] for as long as the store lives. Needs a tokio runtime.
+    pub fn spawn_sweeper(&self) {
+        crate::periodic::spawn_every(SWEEP_EVERY, &self.0, |tables| {
+            Self(tables).sweep_expired();
+        });
     }
 }
+
+impl Tables {
+    /// The user record that `login` makes current: the existing one with the new key, so
+    /// that every live session of the openid moves to it, or a new one.
+    fn newest_user(&self, login: WxSession) -> Arc<User> {
+        let candidate = ByOpenId(Arc::new(User::new(login)));
+        let key = candidate.0.session_key();
+        let found = self.users.entry(&candidate, None, |existing, ()| {
+            existing.0.replace_session_key(key);
+            // A unionid can appear once the user follows a linked account: the new
+            // record takes over, and the old one's sessions keep the key just set.
+            if existing.0.unionid() == candidate.0.unionid() {
+                EntryAction::Retain(Arc::clone(&existing.0))
+            } else {
+                EntryAction::Remove
+            }
+        });
+        match found {
+            EntryResult::Retained(user) => user,
+            EntryResult::Vacant(guard) => {
+                // Fails only if the placeholder was evicted meanwhile: the user is then
+                // unindexed, as if evicted a moment later.
+                let _ = guard.insert(());
+                candidate.0
+            }
+            EntryResult::Removed(..) => {
+                self.users.insert(candidate.clone(), ());
+                candidate.0
+            }
+            // Never asked for, and without a timeout there is no Timeout.
+            EntryResult::Replaced(..) | EntryResult::Timeout => candidate.0,
+        }
+    }
+}
+
+/// A user, hashed and compared by openid, so the index holds no second copy of it.
+#[derive(Clone)]
+struct ByOpenId(Arc<User>);
+
+impl Hash for ByOpenId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.openid().hash(state);
+    }
+}
+
+impl PartialEq for ByOpenId {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.openid() == other.0.openid()
+    }
+}
+
+impl Eq for ByOpenId {}
 
 #[cfg(test)]
 mod tests {
@@ -156,7 +214,7 @@ mod tests {
         assert_eq!(issued.session.expires_at, 1100);
 
         let found = store.get(&issued.token).expect("live session");
-        assert_eq!(found.openid.as_ref(), "oA");
+        assert_eq!(found.openid(), "oA");
         assert!(store.get(&SessionToken::generate()).is_none());
 
         assert!(store.revoke(&issued.token));
@@ -188,11 +246,50 @@ mod tests {
         for i in 0..500 {
             store.create(login(&format!("o{i}")));
         }
-        store.sessions.run_pending_tasks();
-        assert!(
-            store.sessions.entry_count() <= 50,
-            "{} entries",
-            store.sessions.entry_count()
+        assert!(store.live_count() <= 50, "{} sessions", store.live_count());
+        assert!(store.0.users.len() <= 50, "{} users", store.0.users.len());
+    }
+
+    #[test]
+    fn a_sweep_frees_expired_sessions_and_the_users_left_without_one() {
+        let clock = ManualClock::starting_at(1000);
+        let store = store(10, clock.clone());
+        // Only the tokens are kept: an issued session holds its user too.
+        let old = store.create(login("oOld")).token;
+        clock.advance(Duration::from_secs(50));
+        let young = store.create(login("oYoung")).token;
+
+        clock.advance(Duration::from_secs(50));
+        store.sweep_expired();
+        assert_eq!(store.live_count(), 1);
+        assert_eq!(store.0.users.len(), 1, "oOld has no session left");
+        assert!(store.get(&old).is_none());
+        assert!(store.get(&young).is_some());
+
+        // A user with a session left stays indexed, so a new login still rotates its key.
+        let again = store.create(login_with_key("oYoung", "EBESExQVFhcYGRobHB0eHw=="));
+        let rotated = store.get(&young).expect("live").session_key();
+        assert_eq!(rotated, again.session.session_key());
+        assert_eq!(rotated.bytes()[0], 0x10);
+    }
+
+    #[test]
+    fn a_unionid_that_appears_later_is_on_the_new_session_and_the_old_one_keeps_working() {
+        let store = store(10, ManualClock::starting_at(1000));
+        let before = store.create(login("oA"));
+        let mut with_unionid = login_with_key("oA", "EBESExQVFhcYGRobHB0eHw==");
+        with_unionid.unionid = crate::wechat::UnionId::parse("uA");
+        let after = store.create(with_unionid);
+
+        let new = store.get(&after.token).expect("live");
+        assert_eq!(new.unionid(), Some("uA"));
+        assert_eq!(new.openid(), "oA");
+        let old = store.get(&before.token).expect("live");
+        assert_eq!(old.unionid(), None);
+        assert_eq!(
+            old.session_key(),
+            new.session_key(),
+            "the old session has the new key"
         );
     }
 }

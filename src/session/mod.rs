@@ -5,6 +5,7 @@ mod memory;
 pub mod redis;
 mod token;
 
+use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 pub use memory::MemoryStore;
@@ -13,24 +14,91 @@ pub use token::{SessionToken, TokenHash};
 
 use crate::clock::Clock;
 use crate::config::SessionSettings;
-use crate::wechat::{OpenId, SessionKey, UnionId, WxSession};
+use crate::wechat::{SessionKey, WxSession};
 
-/// One logged-in user, as the store keeps it.
-#[derive(Debug)]
+/// One WeChat user as a store knows them: the ids, and the newest session_key WeChat
+/// issued. Each `code2Session` call makes WeChat issue a new key and invalidate the old
+/// one, so every live session of the user must move to the new key at once: a store gives
+/// all of them one `User`, and a login replaces its key.
+pub struct User {
+    /// `openid` or `openid unionid`: one allocation, not two, for the million-user case.
+    /// Both parsed as [`OpenId`] and [`UnionId`] on the way in, so neither holds a space.
+    ids: Box<str>,
+    session_key: Mutex<SessionKey>,
+}
+
+impl User {
+    pub fn new(login: WxSession) -> Self {
+        let ids = match &login.unionid {
+            Some(unionid) => [login.openid.as_ref(), " ", unionid.as_ref()].concat(),
+            None => login.openid.as_ref().to_owned(),
+        };
+        Self {
+            ids: ids.into_boxed_str(),
+            session_key: Mutex::new(login.session_key),
+        }
+    }
+
+    pub fn openid(&self) -> &str {
+        self.ids
+            .split_once(' ')
+            .map_or(&self.ids, |(openid, _)| openid)
+    }
+
+    pub fn unionid(&self) -> Option<&str> {
+        self.ids.split_once(' ').map(|(_, unionid)| unionid)
+    }
+
+    /// The newest session_key WeChat gave this user, for verifying and decrypting the
+    /// user's data. It never leaves the server.
+    pub fn session_key(&self) -> SessionKey {
+        // A 16-byte copy cannot be left half-done, so a poisoned lock still holds a whole key.
+        *self
+            .session_key
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn replace_session_key(&self, key: SessionKey) {
+        *self
+            .session_key
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = key;
+    }
+}
+
+/// Shows no more of the ids than [`OpenId`]'s own `Debug` does, and no key.
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let openid = self.openid();
+        write!(f, "User({}…)", openid.get(..4).unwrap_or(openid))
+    }
+}
+
+/// A live session: whose it is, and until when. Cloning one is cheap.
+#[derive(Debug, Clone)]
 pub struct Session {
-    pub openid: OpenId,
-    pub unionid: Option<UnionId>,
-    /// Shared by all of this openid's sessions in a store (see [`LatestSessionKey`]).
-    session_key: Arc<LatestSessionKey>,
+    user: Arc<User>,
     /// Seconds since the Unix epoch.
     pub expires_at: u64,
 }
 
 impl Session {
-    /// The newest session_key WeChat gave this user, for verifying and decrypting the
-    /// user's data. It never leaves the server.
+    pub fn new(user: Arc<User>, expires_at: u64) -> Self {
+        Self { user, expires_at }
+    }
+
+    pub fn openid(&self) -> &str {
+        self.user.openid()
+    }
+
+    pub fn unionid(&self) -> Option<&str> {
+        self.user.unionid()
+    }
+
+    /// See [`User::session_key`].
     pub fn session_key(&self) -> SessionKey {
-        self.session_key.get()
+        self.user.session_key()
     }
 
     /// Seconds left at `now`; 0 once expired.
@@ -39,32 +107,11 @@ impl Session {
     }
 }
 
-/// The session_key of one openid. Each `code2Session` call makes WeChat issue a new key
-/// and invalidate the old one, so every live session of the openid must move to the new
-/// key at once: they all share this cell, and a login replaces its content.
-#[derive(Debug)]
-pub struct LatestSessionKey(Mutex<SessionKey>);
-
-impl LatestSessionKey {
-    pub fn new(key: SessionKey) -> Self {
-        Self(Mutex::new(key))
-    }
-
-    pub fn get(&self) -> SessionKey {
-        // A 16-byte copy cannot be left half-done, so a poisoned lock still holds a whole key.
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub fn replace(&self, key: SessionKey) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = key;
-    }
-}
-
 /// What a login hands back to the client: the new token and what it stands for.
 #[derive(Debug)]
 pub struct IssuedSession {
     pub token: SessionToken,
-    pub session: Arc<Session>,
+    pub session: Session,
     pub expires_in: u64,
 }
 
@@ -75,8 +122,11 @@ pub enum SessionStore {
 }
 
 impl SessionStore {
+    /// The in-memory store, with its sweeper. Needs a tokio runtime.
     pub fn memory(settings: &SessionSettings, clock: Clock) -> Self {
-        Self::Memory(MemoryStore::new(settings, clock))
+        let store = MemoryStore::new(settings, clock);
+        store.spawn_sweeper();
+        Self::Memory(store)
     }
 
     /// Starts a session for a user WeChat has just vouched for, under a fresh token, and
@@ -90,7 +140,7 @@ impl SessionStore {
 
     /// The live session behind `token`, if there is one: `None` for unknown, expired and
     /// revoked tokens alike.
-    pub async fn get(&self, token: &SessionToken) -> Result<Option<Arc<Session>>, StoreError> {
+    pub async fn get(&self, token: &SessionToken) -> Result<Option<Session>, StoreError> {
         match self {
             Self::Memory(store) => Ok(store.get(token)),
             Self::Redis(store) => store.get(token).await,

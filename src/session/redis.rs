@@ -16,7 +16,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, RedisResult, Script};
 use secrecy::ExposeSecret;
 
-use super::{IssuedSession, LatestSessionKey, Session, SessionToken};
+use super::{IssuedSession, Session, SessionToken, User};
 use crate::clock::Clock;
 use crate::config::RedisSettings;
 use crate::wechat::{OpenId, SessionKey, UnionId, WxSession};
@@ -149,20 +149,14 @@ impl RedisStore {
             .arg(&hash)
             .arg(self.redis.key("session:"));
         self.redis.run_script::<i64>(&invocation).await?;
-        let session = Session {
-            openid: login.openid,
-            unionid: login.unionid,
-            session_key: Arc::new(LatestSessionKey::new(login.session_key)),
-            expires_at,
-        };
         Ok(IssuedSession {
             token,
-            session: Arc::new(session),
+            session: Session::new(Arc::new(User::new(login)), expires_at),
             expires_in: self.ttl.as_secs(),
         })
     }
 
-    pub async fn get(&self, token: &SessionToken) -> Result<Option<Arc<Session>>, StoreError> {
+    pub async fn get(&self, token: &SessionToken) -> Result<Option<Session>, StoreError> {
         let key = self
             .redis
             .key(&format!("session:{}", token.hash().to_hex()));
@@ -182,7 +176,7 @@ impl RedisStore {
         let Some(openid) = openid else {
             return Ok(None);
         };
-        let session = Session {
+        let login = WxSession {
             openid: OpenId::parse(&openid).ok_or(StoreError::Corrupt("an invalid openid"))?,
             unionid: match unionid.as_deref() {
                 None | Some("") => None,
@@ -190,21 +184,19 @@ impl RedisStore {
                     Some(UnionId::parse(raw).ok_or(StoreError::Corrupt("an invalid unionid"))?)
                 }
             },
-            session_key: Arc::new(LatestSessionKey::new(
-                session_key
-                    .as_deref()
-                    .and_then(SessionKey::parse_base64)
-                    .ok_or(StoreError::Corrupt("an invalid session_key"))?,
-            )),
-            expires_at: expires_at
-                .and_then(|e| e.parse().ok())
-                .ok_or(StoreError::Corrupt("an invalid expires_at"))?,
+            session_key: session_key
+                .as_deref()
+                .and_then(SessionKey::parse_base64)
+                .ok_or(StoreError::Corrupt("an invalid session_key"))?,
         };
+        let expires_at: u64 = expires_at
+            .and_then(|e| e.parse().ok())
+            .ok_or(StoreError::Corrupt("an invalid expires_at"))?;
         // Redis expires the key itself; this also honours a clock that tests move.
-        if session.expires_at <= self.clock.now() {
+        if expires_at <= self.clock.now() {
             return Ok(None);
         }
-        Ok(Some(Arc::new(session)))
+        Ok(Some(Session::new(Arc::new(User::new(login)), expires_at)))
     }
 
     pub async fn revoke(&self, token: &SessionToken) -> Result<bool, StoreError> {

@@ -54,7 +54,19 @@ impl fmt::Debug for SessionToken {
     }
 }
 
+/// The first 128 bits of a [`TokenHash`]: the memory store's key, half the size. Finding a
+/// token for a given short hash still takes about 2^128 tries, and two of a million live
+/// sessions share one with odds near 2^-88.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ShortTokenHash([u8; 16]);
+
 impl TokenHash {
+    pub fn short(&self) -> ShortTokenHash {
+        let mut short = [0u8; 16];
+        short.copy_from_slice(&self.0[..16]);
+        ShortTokenHash(short)
+    }
+
     /// Lower-case hex, as store keys spell it.
     pub fn to_hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()

@@ -7,7 +7,7 @@ use super::access_token::AccessToken;
 use super::client::{WeChatClient, check_errcode, read_answer};
 use super::error::WeChatError;
 use super::open_data::{Watermark, check_session_signature};
-use super::{OpenId, PhoneCode, SessionKey};
+use super::{PhoneCode, SessionKey};
 use crate::telemetry::metrics::WeChatApi;
 
 /// checkSessionKey's answer when the session_key is not the user's current one.
@@ -115,10 +115,12 @@ impl WeChatClient {
     }
 
     /// `GET /wxa/checksession`: whether `key` is still the user's current session_key.
+    /// `openid` comes from a session, which holds only ids that parsed as an
+    /// [`OpenId`](super::OpenId).
     pub async fn check_session(
         &self,
         token: &AccessToken,
-        openid: &OpenId,
+        openid: &str,
         key: &SessionKey,
     ) -> Result<bool, WeChatError> {
         let signature = check_session_signature(key);
@@ -128,7 +130,7 @@ impl WeChatClient {
                 .get(self.url("/wxa/checksession"))
                 .query(&[
                     ("access_token", token.expose()),
-                    ("openid", openid.as_ref()),
+                    ("openid", openid),
                     ("signature", signature.as_str()),
                     ("sig_method", "hmac_sha256"),
                 ])
