@@ -100,7 +100,7 @@ async fn count_request(
     let _in_flight = metrics.request_started();
     let response = next.run(request).await;
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    metrics.request_finished(route, response.status().as_u16());
+    metrics.request_finished(route, response.status());
     if LOGIN_ROUTES.contains(&route) {
         let outcome = response
             .extensions()

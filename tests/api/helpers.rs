@@ -323,8 +323,12 @@ static LOGS: LazyLock<Mutex<Vec<u8>>> = LazyLock::new(Mutex::default);
 fn capture_logs() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
-        let subscriber =
-            wxlogin::telemetry::subscriber(LogFormat::Json, "trace,wiremock=off", CaptureWriter);
+        let subscriber = wxlogin::telemetry::subscriber(
+            LogFormat::Json,
+            "trace,wiremock=off",
+            CaptureWriter,
+            false,
+        );
         tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
     });
 }
