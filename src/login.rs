@@ -2,10 +2,8 @@
 //! one code coalesced into a single WeChat call.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
-use moka::future::Cache;
+use quick_cache::sync::Cache;
 
 use crate::session::{IssuedSession, SessionStore, StoreError};
 use crate::telemetry::metrics::Metrics;
@@ -33,12 +31,11 @@ impl From<StoreError> for LoginError {
     }
 }
 
-/// Entries leave the in-flight table as soon as their login completes. This backstop only
-/// matters when the caller went away between completion and clean-up: then the finished
-/// login stays reusable for at most this long. moka starts the clock at insertion, that
-/// is when the login completes, so callers still waiting on WeChat are not affected.
-const IN_FLIGHT_BACKSTOP_TTL: Duration = Duration::from_secs(1);
-const IN_FLIGHT_MAX: u64 = 100_000;
+/// How many distinct codes can be logging in at once before the oldest lose coalescing.
+/// An entry lives only while its WeChat call is under way.
+const IN_FLIGHT_MAX: usize = 100_000;
+
+type Outcome = Result<Arc<IssuedSession>, Arc<LoginError>>;
 
 pub struct LoginService {
     wechat: WeChatClient,
@@ -46,43 +43,46 @@ pub struct LoginService {
     metrics: Metrics,
     /// Logins under way, by code. Mini-programs double-tap and clients retry, and a code is
     /// single-use: without this, two requests with one code make two WeChat calls and one
-    /// of them fails with 40163. moka runs one initialiser per key and hands its result to
-    /// every caller waiting on that key.
-    in_flight: Cache<JsCode, Arc<IssuedSession>>,
+    /// of them fails with 40163. The first request holds a placeholder while it asks WeChat;
+    /// the others wait on it and get its outcome, error included.
+    in_flight: Cache<JsCode, Outcome>,
 }
 
 impl LoginService {
     pub fn new(wechat: WeChatClient, sessions: SessionStore, metrics: Metrics) -> Self {
-        let in_flight = Cache::builder()
-            .max_capacity(IN_FLIGHT_MAX)
-            .time_to_live(IN_FLIGHT_BACKSTOP_TTL)
-            .build();
         Self {
             wechat,
             sessions,
             metrics,
-            in_flight,
+            in_flight: Cache::new(IN_FLIGHT_MAX),
         }
     }
 
     /// Trades `code` for a new session. Every concurrent caller with the same code gets the
     /// same session (or the same error) from one WeChat call.
-    pub async fn login(&self, code: JsCode) -> Result<Arc<IssuedSession>, Arc<LoginError>> {
-        let called_wechat = AtomicBool::new(false);
-        let outcome = self
-            .in_flight
-            .try_get_with_by_ref(&code, async {
-                called_wechat.store(true, Ordering::Relaxed);
-                let login = self.wechat.code2session(&code).await?;
-                Ok::<_, LoginError>(Arc::new(self.sessions.create(login).await?))
-            })
-            .await;
-        // Coalesce only requests that overlap: a later request with a spent code must reach
-        // WeChat and be told 40163, never be handed somebody's earlier session.
-        self.in_flight.invalidate(&code).await;
-        if !called_wechat.load(Ordering::Relaxed) {
-            self.metrics.code_coalesced();
+    pub async fn login(&self, code: JsCode) -> Outcome {
+        match self.in_flight.get_value_or_guard_async(&code).await {
+            Ok(outcome) => {
+                self.metrics.code_coalesced();
+                outcome
+            }
+            // Should this request go away mid-call, the placeholder goes with it and one of
+            // the waiters makes the call instead.
+            Err(placeholder) => {
+                let outcome = self.login_at_wechat(&code).await.map_err(Arc::new);
+                let _ = placeholder.insert(outcome.clone());
+                // Coalesce only requests that overlap: a later request with a spent code
+                // must reach WeChat and be told 40163, never be handed somebody's earlier
+                // session. Nothing awaits between the insert and this, so no cancellation
+                // can leave the entry behind.
+                self.in_flight.remove(&code);
+                outcome
+            }
         }
-        outcome
+    }
+
+    async fn login_at_wechat(&self, code: &JsCode) -> Result<Arc<IssuedSession>, LoginError> {
+        let login = self.wechat.code2session(code).await?;
+        Ok(Arc::new(self.sessions.create(login).await?))
     }
 }
