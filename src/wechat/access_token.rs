@@ -84,12 +84,13 @@ impl WeChatClient {
         let grant = self
             .call(WeChatApi::StableToken, || async {
                 let response = self
+                    .0
                     .http
                     .post(self.url("/cgi-bin/stable_token"))
                     .json(&StableTokenRequest {
                         grant_type: "client_credential",
-                        appid: &self.appid,
-                        secret: self.secret.expose_secret(),
+                        appid: &self.0.appid,
+                        secret: self.0.secret.expose_secret(),
                         force_refresh,
                     })
                     .send()
@@ -109,7 +110,7 @@ impl WeChatClient {
                 }
             })
             .await?;
-        self.metrics.access_token_refreshed(force_refresh);
+        self.0.metrics.access_token_refreshed(force_refresh);
         Ok(grant)
     }
 }

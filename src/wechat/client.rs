@@ -13,9 +13,12 @@ use crate::telemetry::metrics::{Metrics, WeChatApi};
 /// WeChat answers are a few hundred bytes; anything much larger is not WeChat.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
-/// The process's one WeChat client: one pooled `reqwest::Client`, cheap to clone.
+/// The process's one WeChat client: one pooled `reqwest::Client`. A clone is one shared
+/// handle (handlers get their own copy on every request).
 #[derive(Clone)]
-pub struct WeChatClient {
+pub struct WeChatClient(pub(super) Arc<Shared>);
+
+pub(super) struct Shared {
     pub(super) http: reqwest::Client,
     base_url: String,
     code2session_url: reqwest::Url,
@@ -24,7 +27,7 @@ pub struct WeChatClient {
     busy_retry_delay: Duration,
     /// One permit per WeChat call in flight. When none is left the call is not queued but
     /// refused: a slow WeChat must not make requests pile up without bound.
-    permits: Arc<tokio::sync::Semaphore>,
+    permits: tokio::sync::Semaphore,
     pub(super) metrics: Metrics,
 }
 
@@ -35,26 +38,26 @@ impl WeChatClient {
             .timeout(settings.timeout)
             .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             http,
             base_url: settings.base_url.clone(),
             code2session_url: endpoint(&settings.base_url, "/sns/jscode2session"),
             appid: settings.credentials.appid.clone(),
             secret: settings.credentials.secret.clone(),
             busy_retry_delay: settings.busy_retry_delay,
-            permits: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_calls)),
+            permits: tokio::sync::Semaphore::new(settings.max_concurrent_calls),
             metrics,
-        })
+        })))
     }
 
     /// The mini-program this client speaks for.
     pub fn appid(&self) -> &str {
-        &self.appid
+        &self.0.appid
     }
 
     /// The URL of one WeChat API, such as `/cgi-bin/stable_token`.
     pub(super) fn url(&self, path: &str) -> reqwest::Url {
-        endpoint(&self.base_url, path)
+        endpoint(&self.0.base_url, path)
     }
 
     /// `auth.code2Session`: trades a `wx.login()` code for the user's openid and session_key.
@@ -62,11 +65,12 @@ impl WeChatClient {
     pub async fn code2session(&self, code: &JsCode) -> Result<WxSession, WeChatError> {
         self.call(WeChatApi::Code2Session, || async {
             let response = self
+                .0
                 .http
-                .get(self.code2session_url.clone())
+                .get(self.0.code2session_url.clone())
                 .query(&[
-                    ("appid", self.appid.as_str()),
-                    ("secret", self.secret.expose_secret()),
+                    ("appid", self.0.appid.as_str()),
+                    ("secret", self.0.secret.expose_secret()),
                     ("js_code", code.as_ref()),
                     ("grant_type", "authorization_code"),
                 ])
@@ -88,15 +92,15 @@ impl WeChatClient {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, WeChatError>>,
     {
-        let Ok(_permit) = self.permits.try_acquire() else {
-            self.metrics.wechat_call_shed(api);
+        let Ok(_permit) = self.0.permits.try_acquire() else {
+            self.0.metrics.wechat_call_shed(api);
             return Err(WeChatError::Overloaded);
         };
         let timed = || async {
             let started = Instant::now();
             let result = attempt().await;
             let outcome = result.as_ref().map(|_| ());
-            self.metrics.wechat_call(api, outcome, started.elapsed());
+            self.0.metrics.wechat_call(api, outcome, started.elapsed());
             result
         };
         match timed().await {
@@ -105,7 +109,7 @@ impl WeChatClient {
                     wechat_rid = err.rid(),
                     "WeChat is busy (errcode -1); retrying once"
                 );
-                tokio::time::sleep(self.busy_retry_delay).await;
+                tokio::time::sleep(self.0.busy_retry_delay).await;
                 timed().await
             }
             other => other,

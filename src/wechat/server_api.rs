@@ -69,6 +69,7 @@ impl WeChatClient {
     ) -> Result<PhoneNumber, WeChatError> {
         self.call(WeChatApi::PhoneNumber, || async {
             let response = self
+                .0
                 .http
                 .post(self.url("/wxa/business/getuserphonenumber"))
                 .query(&[("access_token", token.expose())])
@@ -89,7 +90,7 @@ impl WeChatClient {
 
     fn phone_number_from(&self, info: PhoneInfo) -> Result<PhoneNumber, WeChatError> {
         match info.watermark.and_then(|w| w.appid) {
-            Some(appid) if appid == self.appid => {}
+            Some(appid) if appid == self.0.appid => {}
             _ => {
                 return Err(WeChatError::Malformed(
                     "the phone number's watermark names another appid, or none",
@@ -126,6 +127,7 @@ impl WeChatClient {
         let signature = check_session_signature(key);
         self.call(WeChatApi::CheckSession, || async {
             let response = self
+                .0
                 .http
                 .get(self.url("/wxa/checksession"))
                 .query(&[
