@@ -123,7 +123,12 @@ fn request_span<B>(request: &Request<B>) -> Span {
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    tracing::info_span!("request", method = request.method().as_str(), route, request_id)
+    tracing::info_span!(
+        "request",
+        method = request.method().as_str(),
+        route,
+        request_id
+    )
 }
 
 fn log_response<B>(response: &Response<B>, latency: Duration, _: &Span) {

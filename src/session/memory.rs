@@ -17,7 +17,7 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// Sessions in this process's memory, in two bounded `quick_cache` tables: sessions by
 /// (short) token hash, and users by openid, so that a login finds the user's other sessions'
 /// shared record. Past `session_max` entries the coldest are evicted. quick_cache keeps
-/// about 60 bytes of its own per entry, where moka keeps over 300 (see BENCHMARKS.md).
+/// about 50 bytes of its own per entry, where moka keeps over 300 (see BENCHMARKS.md).
 #[derive(Clone)]
 pub struct MemoryStore(Arc<Tables>);
 
