@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, State};
-use axum::http::{Request, Response};
+use axum::http::{HeaderValue, Request, Response};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
 use tower_http::ServiceBuilderExt;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::MakeRequestUuid;
+use tower_http::request_id::{MakeRequestId, RequestId};
 use tower_http::trace::TraceLayer;
 use tracing::Span;
 
@@ -56,7 +56,7 @@ const LOGIN_ROUTES: [&str; 2] = ["/openid", "/wechat/applet_login"];
 /// The whole HTTP surface, with its middleware. Tests drive exactly this.
 pub fn router(state: AppState) -> Router {
     let middleware = tower::ServiceBuilder::new()
-        .set_x_request_id(MakeRequestUuid)
+        .set_x_request_id(RandomRequestId)
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
@@ -109,6 +109,20 @@ async fn count_request(
         metrics.login_finished(route, outcome);
     }
     response
+}
+
+/// A UUID v4 request id drawn from the thread's CSPRNG. tower-http's `MakeRequestUuid`
+/// asks the kernel for each one: a system call on every request, session lookups included.
+#[derive(Clone, Copy)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+        let mut text = uuid::Uuid::encode_buffer();
+        let text = id.hyphenated().encode_lower(&mut text);
+        HeaderValue::from_str(text).ok().map(RequestId::new)
+    }
 }
 
 /// The span every log line of a request is written in. It names the route pattern, never

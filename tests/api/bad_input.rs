@@ -144,12 +144,15 @@ async fn unknown_routes_get_404_and_wrong_methods_get_405() {
 #[tokio::test]
 async fn every_response_carries_a_request_id_and_a_given_one_is_kept() {
     let app = spawn_app_that_must_not_call_wechat().await;
-    for path in ["/healthz", "/nowhere", "/session"] {
+    let mut seen = std::collections::HashSet::new();
+    for path in ["/healthz", "/nowhere", "/session", "/healthz"] {
         let reply = app
             .send(app.http.get(format!("{}{path}", app.address)))
             .await;
         let id = reply.header("x-request-id").expect("x-request-id");
-        assert!(uuid::Uuid::parse_str(id).is_ok(), "{path}: {id}");
+        let uuid = uuid::Uuid::parse_str(id).unwrap_or_else(|_| panic!("{path}: {id}"));
+        assert_eq!(uuid.get_version_num(), 4, "{path}: {id}");
+        assert!(seen.insert(id.to_owned()), "{path}: {id} again");
     }
     let reply = app
         .send(
