@@ -65,7 +65,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    telemetry::init(settings.log_format);
+    let _flush_logs = telemetry::init(settings.log_format);
     for setting in &settings.unknown {
         tracing::warn!(
             setting,
@@ -111,7 +111,7 @@ async fn healthcheck() -> ExitCode {
 }
 
 async fn emulator(listen: std::net::SocketAddr, appid: String, secret: String) -> ExitCode {
-    telemetry::init(wxlogin::config::LogFormat::Pretty);
+    let _flush_logs = telemetry::init(wxlogin::config::LogFormat::Pretty);
     let credentials = wxlogin::config::Credentials {
         appid,
         secret: secret.into(),

@@ -1,5 +1,6 @@
 //! Structured logs: readable for people, one JSON object per line for machines.
 
+mod batched;
 pub mod metrics;
 
 use std::io::IsTerminal;
@@ -10,6 +11,8 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::config::LogFormat;
+
+pub use batched::{Batched, FlushOnDrop};
 
 /// `RUST_LOG` overrides this.
 pub const DEFAULT_FILTER: &str = "info";
@@ -50,15 +53,18 @@ where
     }
 }
 
-/// Installs the process-wide subscriber, logging to stderr. Safe to call once; a second
-/// call is ignored.
-pub fn init(format: LogFormat) {
+/// Installs the process-wide subscriber, logging to stderr in batches (see [`Batched`]).
+/// Keep the returned guard until the process ends: dropping it writes out the last lines.
+/// Safe to call once; a second call is ignored.
+pub fn init(format: LogFormat) -> FlushOnDrop {
+    let (writer, flush) = Batched::new(std::io::stderr());
     let _ = tracing::subscriber::set_global_default(subscriber(
         format,
         DEFAULT_FILTER,
-        std::io::stderr,
+        writer,
         std::io::stderr().is_terminal(),
     ));
+    flush
 }
 
 /// The error and its sources on one line, for the log ("error sending request" says
