@@ -4,10 +4,12 @@
 //! No label ever carries an openid, a token or a code: labels are routes, API names,
 //! error kinds and errcodes, all from small fixed sets.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
-use metrics::{Counter, Gauge, Key, Label, Level, Metadata, Recorder, SharedString, Unit};
+use metrics::{
+    Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder, SharedString, Unit,
+};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
@@ -61,6 +63,56 @@ struct Inner {
     in_flight: Gauge,
     coalesced: Counter,
     live_sessions: Gauge,
+    /// Requests answered 200, by route.
+    ok_requests: RouteCounters,
+    /// Logins that ended "ok", by route.
+    ok_logins: RouteCounters,
+    /// WeChat calls answered with errcode 0, and their latency, by API.
+    answered_calls: [OnceLock<(Counter, Histogram)>; WeChatApi::COUNT],
+}
+
+/// Handles of one counter's series that differ only by route, registered on first use.
+/// The recorder's own lookup builds, hashes and copies a key on every call; successful
+/// requests, the bulk of them, skip that here. Routes are patterns, a small fixed set.
+struct RouteCounters {
+    name: &'static str,
+    label: Label,
+    by_route: RwLock<Vec<(Box<str>, Counter)>>,
+}
+
+impl RouteCounters {
+    fn new(name: &'static str, label: (&'static str, &'static str)) -> Self {
+        Self {
+            name,
+            label: Label::from_static_parts(label.0, label.1),
+            by_route: RwLock::default(),
+        }
+    }
+
+    fn get(&self, recorder: &PrometheusRecorder, route: &str) -> Counter {
+        let known = |handles: &[(Box<str>, Counter)]| {
+            handles
+                .iter()
+                .find(|(known, _)| **known == *route)
+                .map(|(_, counter)| counter.clone())
+        };
+        let handles = self.by_route.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(counter) = known(&handles) {
+            return counter;
+        }
+        drop(handles);
+        let mut handles = self
+            .by_route
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(counter) = known(&handles) {
+            return counter;
+        }
+        let labels = vec![Label::new("route", route.to_owned()), self.label.clone()];
+        let counter = recorder.register_counter(&Key::from_parts(self.name, labels), &METADATA);
+        handles.push((route.into(), counter.clone()));
+        counter
+    }
 }
 
 /// Which WeChat API a call went to.
@@ -73,6 +125,12 @@ pub enum WeChatApi {
 }
 
 impl WeChatApi {
+    const COUNT: usize = Self::CheckSession as usize + 1;
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
     fn label(self) -> &'static str {
         match self {
             Self::Code2Session => "code2session",
@@ -102,6 +160,9 @@ impl Metrics {
             in_flight: gauge(IN_FLIGHT),
             live_sessions: gauge(LIVE_SESSIONS),
             coalesced: recorder.register_counter(&Key::from_static_name(COALESCED), &METADATA),
+            ok_requests: RouteCounters::new(HTTP_REQUESTS, ("status", "200")),
+            ok_logins: RouteCounters::new(LOGINS, ("outcome", "ok")),
+            answered_calls: Default::default(),
             handle: recorder.handle(),
             recorder,
         };
@@ -132,6 +193,9 @@ impl Metrics {
 
     /// A request finished with `status`, on `route` (the pattern, never the URI).
     pub fn request_finished(&self, route: &str, status: axum::http::StatusCode) {
+        if status == axum::http::StatusCode::OK {
+            return self.0.ok_requests.get(&self.0.recorder, route).increment(1);
+        }
         let labels = vec![
             Label::new("route", route.to_owned()),
             Label::new("status", status_label(status)),
@@ -141,6 +205,9 @@ impl Metrics {
 
     /// A login request ended in `outcome`: "ok" or the error kind of the response.
     pub fn login_finished(&self, route: &str, outcome: &'static str) {
+        if outcome == "ok" {
+            return self.0.ok_logins.get(&self.0.recorder, route).increment(1);
+        }
         let labels = vec![
             Label::new("route", route.to_owned()),
             Label::new("outcome", outcome),
@@ -161,18 +228,34 @@ impl Metrics {
 
     /// One attempt at a WeChat call, with what came of it and how long it took.
     pub fn wechat_call(&self, api: WeChatApi, result: Result<(), &WeChatError>, took: Duration) {
+        let uncommon;
+        let (calls, latency) = match result {
+            Ok(()) => {
+                self.0.answered_calls[api.index()].get_or_init(|| self.wechat_series(api, Ok(())))
+            }
+            Err(_) => {
+                uncommon = self.wechat_series(api, result);
+                &uncommon
+            }
+        };
+        calls.increment(1);
+        latency.record(took.as_secs_f64());
+    }
+
+    fn wechat_series(
+        &self,
+        api: WeChatApi,
+        result: Result<(), &WeChatError>,
+    ) -> (Counter, Histogram) {
         let (outcome, errcode) = wechat_outcome(result);
         let labels = vec![
             Label::new("api", api.label()),
             Label::new("outcome", outcome),
             Label::new("errcode", errcode),
         ];
-        self.counter(WECHAT_CALLS, labels).increment(1);
         let key = Key::from_parts(WECHAT_LATENCY, vec![Label::new("api", api.label())]);
-        self.0
-            .recorder
-            .register_histogram(&key, &METADATA)
-            .record(took.as_secs_f64());
+        let latency = self.0.recorder.register_histogram(&key, &METADATA);
+        (self.counter(WECHAT_CALLS, labels), latency)
     }
 
     /// A WeChat call was not made: the cap on concurrent calls was reached.
@@ -294,6 +377,36 @@ mod tests {
         assert_eq!(label(Err(&err(-1))), "answered/-1");
         assert_eq!(label(Ok(())), "answered/0");
         assert_eq!(label(Err(&WeChatError::Timeout)), "timeout/");
+    }
+
+    #[test]
+    fn the_handles_kept_for_successes_count_in_the_same_series_as_the_rest() {
+        let metrics = Metrics::new();
+        for status in [200, 200, 401] {
+            let status = axum::http::StatusCode::from_u16(status).expect("a status");
+            metrics.request_finished("/session", status);
+        }
+        metrics.request_finished("/openid", axum::http::StatusCode::OK);
+        metrics.login_finished("/openid", "ok");
+        metrics.login_finished("/openid", "ok");
+        metrics.login_finished("/openid", "invalid_code");
+        let took = Duration::from_millis(30);
+        metrics.wechat_call(WeChatApi::Code2Session, Ok(()), took);
+        metrics.wechat_call(WeChatApi::Code2Session, Ok(()), took);
+        metrics.wechat_call(WeChatApi::Code2Session, Err(&WeChatError::Timeout), took);
+        let text = metrics.render(None);
+        for series in [
+            r#"wxlogin_http_requests_total{route="/session",status="200"} 2"#,
+            r#"wxlogin_http_requests_total{route="/session",status="401"} 1"#,
+            r#"wxlogin_http_requests_total{route="/openid",status="200"} 1"#,
+            r#"wxlogin_logins_total{route="/openid",outcome="ok"} 2"#,
+            r#"wxlogin_logins_total{route="/openid",outcome="invalid_code"} 1"#,
+            r#"wxlogin_wechat_calls_total{api="code2session",outcome="answered",errcode="0"} 2"#,
+            r#"wxlogin_wechat_calls_total{api="code2session",outcome="timeout",errcode=""} 1"#,
+            r#"wxlogin_wechat_call_duration_seconds_count{api="code2session"} 3"#,
+        ] {
+            assert!(text.contains(series), "{series} in\n{text}");
+        }
     }
 
     #[test]
