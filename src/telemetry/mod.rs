@@ -1,6 +1,7 @@
 //! Structured logs: readable for people, one JSON object per line for machines.
 
 mod batched;
+mod json;
 pub mod metrics;
 
 use std::io::IsTerminal;
@@ -43,10 +44,9 @@ where
         LogFormat::Json => Box::new(
             registry.with(
                 tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false)
+                    .fmt_fields(json::JsonFields)
+                    .event_format(json::JsonLines)
+                    .with_ansi(false)
                     .with_writer(writer),
             ),
         ),

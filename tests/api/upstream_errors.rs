@@ -61,12 +61,21 @@ async fn misconfiguration_details_go_to_the_log_not_the_client() {
         .lines()
         .find(|l| l.contains(request_id) && l.contains("request failed"))
         .expect("logged");
-    assert!(line.contains(r#""level":"ERROR""#), "{line}");
-    assert!(line.contains(r#""wechat_errcode":40164"#), "{line}");
-    assert!(
-        line.contains(r#""wechat_rid":"65f0-misconfig-rid""#),
-        "{line}"
-    );
+    let line: serde_json::Value = serde_json::from_str(line).expect("one JSON object");
+    assert_eq!(line["level"], "ERROR", "{line}");
+    assert_eq!(line["status"], 500, "{line}");
+    assert_eq!(line["error"], "misconfigured", "{line}");
+    assert_eq!(line["wechat_errcode"], 40164, "{line}");
+    assert_eq!(line["wechat_rid"], "65f0-misconfig-rid", "{line}");
+    assert_eq!(line["span"]["request_id"], request_id, "{line}");
+    assert_eq!(line["span"]["route"], "/openid", "{line}");
+    // Every line logged so far, by wxlogin and by its dependencies at trace level, too.
+    for line in logs.lines() {
+        assert!(
+            serde_json::from_str::<serde_json::Map<_, _>>(line).is_ok(),
+            "not one JSON object: {line}"
+        );
+    }
 }
 
 #[tokio::test]
