@@ -7,11 +7,6 @@ use wxlogin::startup::Application;
 use wxlogin::telemetry;
 use wxlogin::wechat::emulator::Emulator;
 
-/// A login allocates about a hundred small blocks (most of them in hyper, axum and reqwest)
-/// and frees them at once; mimalloc does that in fewer instructions than glibc's malloc.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// A login service for WeChat Mini Programs: wx.login() code in, opaque session token out.
 ///
 /// Configured by config/default.toml and WXLOGIN_* environment variables (see the README).
