@@ -146,26 +146,7 @@ impl Drop for FlushOnDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A sink the test can read while the writer owns it.
-    #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().expect("sink lock").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Sink {
-        fn text(&self) -> String {
-            String::from_utf8(self.0.lock().expect("sink lock").clone()).expect("UTF-8")
-        }
-    }
+    use crate::telemetry::TestSink as Sink;
 
     #[test]
     fn lines_wait_in_the_batch_until_it_is_written_out() {

@@ -156,8 +156,6 @@ fn write_json_str(writer: &mut impl fmt::Write, text: &str) -> fmt::Result {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use serde_json::{Value, json};
     use tracing_subscriber::layer::SubscriberExt;
 
@@ -165,30 +163,17 @@ mod tests {
 
     /// The lines logged while `body` runs, parsed.
     fn lines(body: impl FnOnce()) -> Vec<Value> {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let sink = buffer.clone();
+        let sink = crate::telemetry::TestSink::default();
         let layer = tracing_subscriber::fmt::layer()
             .fmt_fields(JsonFields)
             .event_format(JsonLines)
-            .with_writer(move || SharedBuffer(sink.clone()));
+            .with_writer(sink.clone());
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, body);
-        let text = String::from_utf8(buffer.lock().expect("buffer").clone()).expect("UTF-8");
-        text.lines()
+        sink.text()
+            .lines()
             .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
             .collect()
-    }
-
-    struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for SharedBuffer {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("buffer").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod batched;
 mod json;
 pub mod metrics;
+mod plain;
 
 use std::io::IsTerminal;
 
@@ -34,10 +35,18 @@ where
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let registry = tracing_subscriber::registry().with(filter);
     match format {
+        LogFormat::Pretty if colour => Box::new(
+            registry.with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(true)
+                    .with_writer(writer),
+            ),
+        ),
         LogFormat::Pretty => Box::new(
             registry.with(
                 tracing_subscriber::fmt::layer()
-                    .with_ansi(colour)
+                    .fmt_fields(plain::PlainFields)
+                    .with_ansi(false)
                     .with_writer(writer),
             ),
         ),
@@ -78,6 +87,40 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     line
+}
+
+/// An in-memory log sink that tests read while a writer owns a clone of it.
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub(crate) struct TestSink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+#[cfg(test)]
+impl TestSink {
+    pub(crate) fn text(&self) -> String {
+        let bytes = self.0.lock().expect("sink lock").clone();
+        String::from_utf8(bytes).expect("UTF-8")
+    }
+}
+
+#[cfg(test)]
+impl std::io::Write for TestSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("sink lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl<'a> MakeWriter<'a> for TestSink {
+    type Writer = TestSink;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
 }
 
 #[cfg(test)]
