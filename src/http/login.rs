@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{CodeField, LoginCode};
-use super::openapi::LoginErrors;
+use super::openapi::{BodyErrors, LoginErrors, UpstreamErrors};
 use super::rate_limit::WithinRateLimit;
 use crate::login::LoginService;
 use crate::wechat::JsCode;
@@ -45,7 +45,7 @@ pub struct LoginResponse<'a> {
     path = "/openid",
     tag = "login",
     request_body(content = CodeField, content_type = "application/json"),
-    responses((status = 200, description = "Logged in.", body = LoginResponse), LoginErrors)
+    responses((status = 200, description = "Logged in.", body = LoginResponse), LoginErrors, BodyErrors, UpstreamErrors)
 )]
 async fn openid(
     State(logins): State<Arc<LoginService>>,
@@ -61,7 +61,7 @@ async fn openid(
     path = "/wechat/applet_login",
     tag = "login",
     params(("code" = String, Query, description = "The code from `wx.login()`.")),
-    responses((status = 200, description = "Logged in.", body = LoginResponse), LoginErrors)
+    responses((status = 200, description = "Logged in.", body = LoginResponse), LoginErrors, BodyErrors, UpstreamErrors)
 )]
 async fn applet_login_query(
     State(logins): State<Arc<LoginService>>,
@@ -80,7 +80,7 @@ async fn applet_login_query(
         (CodeField = "application/json"),
         (CodeField = "application/x-www-form-urlencoded"),
     )),
-    responses((status = 200, description = "Logged in.", body = LoginResponse), LoginErrors)
+    responses((status = 200, description = "Logged in.", body = LoginResponse), LoginErrors, BodyErrors, UpstreamErrors)
 )]
 async fn applet_login_body(
     State(logins): State<Arc<LoginService>>,

@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{JsonBody, JsonShape, LiveSession};
-use super::openapi::{OpenDataErrors, ServerApiErrors};
+use super::openapi::{BodyErrors, OpenDataErrors, ServerApiErrors, UpstreamErrors};
 use super::rate_limit::WithinRateLimit;
 use crate::wechat::open_data::{decrypt, signature_matches};
 use crate::wechat::{AccessTokens, PhoneCode, PhoneNumber, WeChatClient};
@@ -51,7 +51,7 @@ impl JsonShape for SignedData {
     tag = "user data",
     security(("bearer" = [])),
     request_body(content = SignedData, content_type = "application/json"),
-    responses((status = 200, description = "The signature matches (a mismatch is a 400 `invalid_signature`).", body = Validity), OpenDataErrors)
+    responses((status = 200, description = "The signature matches (a mismatch is a 400 `invalid_signature`).", body = Validity), OpenDataErrors, BodyErrors)
 )]
 pub(super) async fn verify_signature(
     LiveSession(session): LiveSession,
@@ -92,7 +92,7 @@ pub struct Decrypted {
     tag = "user data",
     security(("bearer" = [])),
     request_body(content = EncryptedData, content_type = "application/json"),
-    responses((status = 200, description = "Decrypted.", body = Decrypted), OpenDataErrors)
+    responses((status = 200, description = "Decrypted.", body = Decrypted), OpenDataErrors, BodyErrors)
 )]
 pub(super) async fn decrypt_data(
     State(wechat): State<WeChatClient>,
@@ -127,7 +127,7 @@ impl JsonShape for PhoneCodeField {
     tag = "user data",
     security(("bearer" = [])),
     request_body(content = PhoneCodeField, content_type = "application/json"),
-    responses((status = 200, description = "The phone number WeChat vouches for.", body = PhoneNumber), ServerApiErrors)
+    responses((status = 200, description = "The phone number WeChat vouches for.", body = PhoneNumber), ServerApiErrors, BodyErrors, UpstreamErrors)
 )]
 pub(super) async fn phone_number(
     State(wechat): State<WeChatClient>,
@@ -152,7 +152,7 @@ pub(super) async fn phone_number(
     path = "/wechat/check_session",
     tag = "user data",
     security(("bearer" = [])),
-    responses((status = 200, description = "`valid` is false when the user has logged in again elsewhere since.", body = Validity), ServerApiErrors)
+    responses((status = 200, description = "`valid` is false when the user has logged in again elsewhere since.", body = Validity), ServerApiErrors, BodyErrors, UpstreamErrors)
 )]
 pub(super) async fn check_session(
     State(wechat): State<WeChatClient>,

@@ -91,7 +91,32 @@ async fn openapi_json() -> Response {
     response
 }
 
-/// What a login route can answer besides its 200.
+/// What any route that reads a body can answer, listed beside the route's own set.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum BodyErrors {
+    /// `payload_too_large`: the body is over 16 KiB.
+    #[response(status = 413)]
+    TooLarge(ErrorBody<'static>),
+    /// `unsupported_media_type`.
+    #[response(status = 415)]
+    MediaType(ErrorBody<'static>),
+}
+
+/// What any route that calls WeChat can answer, listed beside the route's own set (each
+/// set's 503 says which kinds that route can meet, so it stays there).
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum UpstreamErrors {
+    /// `upstream_error`: WeChat could not be reached or sent something unusable.
+    #[response(status = 502)]
+    Upstream(ErrorBody<'static>),
+    /// `upstream_timeout`: WeChat did not answer in time.
+    #[response(status = 504)]
+    Timeout(ErrorBody<'static>),
+}
+
+/// What a login route can answer besides its 200, [`BodyErrors`] and [`UpstreamErrors`].
 #[derive(IntoResponses)]
 #[allow(dead_code)]
 pub enum LoginErrors {
@@ -107,27 +132,15 @@ pub enum LoginErrors {
     /// `code_used`: the code was used already.
     #[response(status = 409)]
     CodeUsed(ErrorBody<'static>),
-    /// `payload_too_large`: the body is over 16 KiB.
-    #[response(status = 413)]
-    TooLarge(ErrorBody<'static>),
-    /// `unsupported_media_type`.
-    #[response(status = 415)]
-    MediaType(ErrorBody<'static>),
     /// `rate_limited`: this client IP's allowance, or WeChat's limit for the user, is spent. `Retry-After` says when to retry.
     #[response(status = 429, headers(("Retry-After" = u64, description = "Seconds to wait.")))]
     RateLimited(ErrorBody<'static>),
     /// `misconfigured`: wxlogin's appid or secret is wrong; the operators' logs say why.
     #[response(status = 500)]
     Misconfigured(ErrorBody<'static>),
-    /// `upstream_error`: WeChat could not be reached or sent something unusable.
-    #[response(status = 502)]
-    Upstream(ErrorBody<'static>),
     /// `upstream_busy`, `overloaded` (too many WeChat calls in flight) or `store_unavailable`. `Retry-After` says when to retry.
     #[response(status = 503, headers(("Retry-After" = u64, description = "Seconds to wait.")))]
     Unavailable(ErrorBody<'static>),
-    /// `upstream_timeout`: WeChat did not answer in time.
-    #[response(status = 504)]
-    Timeout(ErrorBody<'static>),
 }
 
 /// What a route that needs a session token can answer besides its 200.
@@ -142,7 +155,8 @@ pub enum TokenErrors {
     Unavailable(ErrorBody<'static>),
 }
 
-/// What the user-data routes that only use the session_key can answer besides their 200.
+/// What the user-data routes that only use the session_key can answer besides their 200
+/// and [`BodyErrors`].
 #[derive(IntoResponses)]
 #[allow(dead_code)]
 pub enum OpenDataErrors {
@@ -152,18 +166,13 @@ pub enum OpenDataErrors {
     /// `invalid_token`: no token, or an unknown, expired or revoked one. Log in again.
     #[response(status = 401, headers(("WWW-Authenticate" = String)))]
     InvalidToken(ErrorBody<'static>),
-    /// `payload_too_large`: the body is over 16 KiB.
-    #[response(status = 413)]
-    TooLarge(ErrorBody<'static>),
-    /// `unsupported_media_type`.
-    #[response(status = 415)]
-    MediaType(ErrorBody<'static>),
     /// `store_unavailable`: the session store does not answer.
     #[response(status = 503, headers(("Retry-After" = u64, description = "Seconds to wait.")))]
     Unavailable(ErrorBody<'static>),
 }
 
-/// What the user-data routes that ask WeChat can answer besides their 200.
+/// What the user-data routes that ask WeChat can answer besides their 200,
+/// [`BodyErrors`] and [`UpstreamErrors`].
 #[derive(IntoResponses)]
 #[allow(dead_code)]
 pub enum ServerApiErrors {
@@ -176,25 +185,13 @@ pub enum ServerApiErrors {
     /// `code_used`: the phone code was used already.
     #[response(status = 409)]
     CodeUsed(ErrorBody<'static>),
-    /// `payload_too_large`: the body is over 16 KiB.
-    #[response(status = 413)]
-    TooLarge(ErrorBody<'static>),
-    /// `unsupported_media_type`.
-    #[response(status = 415)]
-    MediaType(ErrorBody<'static>),
     /// `rate_limited`: this client IP's allowance, or WeChat's limit, is spent.
     #[response(status = 429, headers(("Retry-After" = u64, description = "Seconds to wait.")))]
     RateLimited(ErrorBody<'static>),
     /// `misconfigured`: wxlogin's credentials are wrong; the operators' logs say why.
     #[response(status = 500)]
     Misconfigured(ErrorBody<'static>),
-    /// `upstream_error`: WeChat could not be reached or sent something unusable.
-    #[response(status = 502)]
-    Upstream(ErrorBody<'static>),
     /// `upstream_busy`, `overloaded`, `access_token_unavailable` or `store_unavailable`.
     #[response(status = 503, headers(("Retry-After" = u64, description = "Seconds to wait.")))]
     Unavailable(ErrorBody<'static>),
-    /// `upstream_timeout`: WeChat did not answer in time.
-    #[response(status = 504)]
-    Timeout(ErrorBody<'static>),
 }
