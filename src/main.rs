@@ -1,3 +1,4 @@
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -124,11 +125,11 @@ async fn emulator(listen: std::net::SocketAddr, appid: String, secret: String) -
             return ExitCode::FAILURE;
         }
     };
-    println!(
+    print_for_people(&format!(
         "WeChat emulator listening on {url}\n\
-         Point wxlogin at it: WXLOGIN_WECHAT_BASE_URL={url} WXLOGIN_APPID={appid} WXLOGIN_SECRET=<the --secret>",
+         Point wxlogin at it: WXLOGIN_WECHAT_BASE_URL={url} WXLOGIN_APPID={appid} WXLOGIN_SECRET=<the --secret>\n",
         url = emulator.base_url()
-    );
+    ));
     wxlogin::startup::shutdown_signal().await;
     ExitCode::SUCCESS
 }
@@ -143,21 +144,28 @@ fn announce(app: &Application) {
         None => tracing::info!(%addr, "wxlogin listening"),
         Some(emulator) => {
             tracing::warn!(%addr, emulator, "DEVELOPMENT MODE: WeChat is the built-in emulator");
-            println!(
+            print_for_people(&format!(
                 "\nwxlogin {version} is running in DEVELOPMENT MODE on http://{addr}\n\
                  WeChat is the built-in emulator at {emulator}: no real user can log in. Never run --dev in production.\n\n\
                  Log in (each code works once; `alice@1`, `alice@2`… are all the user alice):\n\n  \
                  curl -s -X POST http://{addr}/openid -H 'Content-Type: application/json' -d '{{\"code\":\"alice@1\"}}'\n\n\
                  Then: curl -s http://{addr}/session -H 'Authorization: Bearer <token>'\n\
                  Magic codes that fail on purpose: {magic}\n\
-                 Sealed user info for /wechat/decrypt: curl -s '{emulator}/dev/user_info?openid=<openid>'\n",
+                 Sealed user info for /wechat/decrypt: curl -s '{emulator}/dev/user_info?openid=<openid>'\n\n",
                 version = env!("CARGO_PKG_VERSION"),
                 magic = wxlogin::wechat::emulator::MAGIC_CODES
                     .iter()
                     .map(|(code, _)| *code)
                     .collect::<Vec<_>>()
                     .join(", "),
-            );
+            ));
         }
     }
+}
+
+/// Writes `text` to stdout in one piece, if stdout will take it. `println!` writes a
+/// piece at a time and panics when stdout is gone (a closed pipe, say, once whoever read
+/// the banner has read it), and the server would die with it.
+fn print_for_people(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }

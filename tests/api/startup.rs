@@ -117,3 +117,43 @@ async fn dev_mode_prints_a_banner_whose_curl_line_logs_in() {
         serde_json::from_slice(&reply.bytes().await.expect("body")).expect("JSON");
     assert!(body["token"].is_string(), "{body}");
 }
+
+#[tokio::test]
+async fn a_closed_stdout_does_not_stop_the_dev_server() {
+    let mut child = KillOnDrop(
+        Command::new(WXLOGIN)
+            .arg("--dev")
+            .env_clear()
+            .env("WXLOGIN_LISTEN", "127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("wxlogin --dev starts"),
+    );
+    // Closed before the banner is written: writing it fails with a broken pipe.
+    drop(child.0.stdout.take());
+    let stderr = child.0.stderr.take().expect("stderr");
+    let read_addr = tokio::task::spawn_blocking(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map(|line| line.expect("log line"))
+            .find(|line| line.contains("DEVELOPMENT MODE"))
+            .and_then(|line| {
+                let addr = line.split_once("addr=")?.1.split_whitespace().next()?;
+                Some(addr.to_owned())
+            })
+    });
+    let addr = tokio::time::timeout(Duration::from_secs(60), read_addr)
+        .await
+        .expect("the log line within a minute")
+        .expect("log read")
+        .expect("a DEVELOPMENT MODE line with the address");
+
+    let reply = reqwest::Client::new()
+        .post(format!("http://{addr}/openid"))
+        .json(&json!({ "code": "alice@1" }))
+        .send()
+        .await
+        .expect("wxlogin still answers");
+    assert_eq!(reply.status(), 200);
+}
