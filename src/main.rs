@@ -66,7 +66,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let _flush_logs = telemetry::init(settings.log_format);
+    let flush_logs = telemetry::init(settings.log_format);
     for setting in &settings.unknown {
         tracing::warn!(
             setting,
@@ -80,6 +80,9 @@ async fn main() -> ExitCode {
     let app = match app {
         Ok(app) => app,
         Err(err) => {
+            // The lines logged so far (an unknown setting, say) go out first, so that the
+            // error reads last, where people look.
+            drop(flush_logs);
             eprintln!("wxlogin: {err}");
             return ExitCode::FAILURE;
         }

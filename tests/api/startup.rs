@@ -157,3 +157,33 @@ async fn a_closed_stdout_does_not_stop_the_dev_server() {
         .expect("wxlogin still answers");
     assert_eq!(reply.status(), 200);
 }
+
+#[test]
+fn when_start_up_fails_the_error_comes_after_the_warnings_logged_before_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to take");
+    let addr = taken.local_addr().expect("its address").to_string();
+    let child = Command::new(WXLOGIN)
+        .arg("--dev")
+        .env_clear()
+        .env("WXLOGIN_LISTEN", &addr)
+        .env("WXLOGIN_SESION_TTL", "1h")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wxlogin starts");
+    let output = exit_within(child, Duration::from_secs(30));
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let warning = lines
+        .iter()
+        .position(|line| line.contains("WXLOGIN_SESION_TTL"))
+        .expect("the misspelt setting named");
+    let error = lines
+        .iter()
+        .position(|line| line.starts_with("wxlogin: "))
+        .expect("the error line");
+    assert!(warning < error, "{stderr}");
+    assert!(lines[error].contains(&addr), "{stderr}");
+}
