@@ -7,14 +7,14 @@
 //! benchmark it took half of a session lookup's instructions. Here a span's fields are
 //! kept as a ready-made JSON fragment and copied into each line.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use tracing::field::{Field, Visit};
 use tracing::span::Record;
 use tracing::{Event, Subscriber};
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -36,7 +36,7 @@ where
     ) -> fmt::Result {
         let metadata = event.metadata();
         writer.write_str("{\"timestamp\":\"")?;
-        SystemTime.format_time(&mut writer)?;
+        super::time::Timestamp.format_time(&mut writer)?;
         write!(writer, "\",\"level\":\"{}\"", metadata.level())?;
         let mut fields = JsonVisitor::new(writer.by_ref(), false);
         event.record(&mut fields);
@@ -64,10 +64,12 @@ where
 }
 
 impl<'w> FormatFields<'w> for JsonFields {
-    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
-        let mut visitor = JsonVisitor::new(writer, true);
-        fields.record(&mut visitor);
-        visitor.result
+    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
+        super::write_at_once(&mut writer, |writer| {
+            let mut visitor = JsonVisitor::new(writer, true);
+            fields.record(&mut visitor);
+            visitor.result
+        })
     }
 
     /// Fields recorded on a span after it was created join its fragment.
@@ -141,16 +143,35 @@ impl Visit for JsonVisitor<'_> {
 
     /// Everything else (messages, `%` and `?` values, errors) as a string.
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.member(field, |w| write_json_str(w, &format!("{value:?}")));
+        self.member(field, |w| {
+            w.write_char('"')?;
+            write!(JsonEscaped(&mut *w), "{value:?}")?;
+            w.write_char('"')
+        });
     }
 }
 
 /// `text` as a JSON string, quotes included. Control characters are escaped, so a value
 /// cannot end the line or smuggle terminal escapes into it.
 fn write_json_str(writer: &mut impl fmt::Write, text: &str) -> fmt::Result {
-    match serde_json::to_string(text) {
-        Ok(quoted) => writer.write_str(&quoted),
-        Err(_) => Err(fmt::Error),
+    writer.write_char('"')?;
+    JsonEscaped(&mut *writer).write_str(text)?;
+    writer.write_char('"')
+}
+
+/// Writes text escaped for the inside of a JSON string, as serde_json escapes it: quotes,
+/// backslashes and control characters. Text with none of those, nearly all of it, is
+/// written as it is, without a copy.
+struct JsonEscaped<W>(W);
+
+impl<W: fmt::Write> fmt::Write for JsonEscaped<W> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        if !text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+            return self.0.write_str(text);
+        }
+        // Each character escapes on its own, so escaping piece by piece is exact.
+        let quoted = serde_json::to_string(text).map_err(|_| fmt::Error)?;
+        self.0.write_str(&quoted[1..quoted.len() - 1])
     }
 }
 

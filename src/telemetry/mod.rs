@@ -4,12 +4,16 @@ mod batched;
 mod json;
 pub mod metrics;
 mod plain;
+mod time;
 
+use std::cell::RefCell;
+use std::fmt;
 use std::io::IsTerminal;
 
 use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::config::LogFormat;
@@ -38,6 +42,7 @@ where
         LogFormat::Pretty if colour => Box::new(
             registry.with(
                 tracing_subscriber::fmt::layer()
+                    .with_timer(time::Timestamp)
                     .with_ansi(true)
                     .with_writer(writer),
             ),
@@ -45,6 +50,7 @@ where
         LogFormat::Pretty => Box::new(
             registry.with(
                 tracing_subscriber::fmt::layer()
+                    .with_timer(time::Timestamp)
                     .fmt_fields(plain::PlainFields)
                     .with_ansi(false)
                     .with_writer(writer),
@@ -74,6 +80,35 @@ pub fn init(format: LogFormat) -> FlushOnDrop {
         std::io::stderr().is_terminal(),
     ));
     flush
+}
+
+/// Runs `format` into a per-thread buffer, then writes what it wrote to `writer` at once.
+/// A new span's fields go into a `String` of their own: written a piece at a time it grew,
+/// and was copied, five times for every request; written at once, it is allocated once.
+fn write_at_once(
+    writer: &mut Writer<'_>,
+    mut format: impl FnMut(Writer<'_>) -> fmt::Result,
+) -> fmt::Result {
+    thread_local! {
+        static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
+    }
+    SCRATCH
+        .try_with(|scratch| {
+            // Never taken already in practice (tracing drops events logged while one is being
+            // formatted), but if it were, writing straight through is still right.
+            let Ok(mut scratch) = scratch.try_borrow_mut() else {
+                return format(writer.by_ref());
+            };
+            scratch.clear();
+            let written =
+                format(Writer::new(&mut *scratch)).and_then(|()| writer.write_str(&scratch));
+            // An odd huge line is not worth keeping a buffer that size for.
+            if scratch.capacity() > 4096 {
+                *scratch = String::new();
+            }
+            written
+        })
+        .unwrap_or_else(|_| format(writer.by_ref()))
 }
 
 /// The error and its sources on one line, for the log ("error sending request" says

@@ -16,14 +16,16 @@ use tracing_subscriber::fmt::format::Writer;
 pub struct PlainFields;
 
 impl<'w> FormatFields<'w> for PlainFields {
-    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
-        let mut visitor = PlainVisitor {
-            writer,
-            first: true,
-            result: Ok(()),
-        };
-        fields.record(&mut visitor);
-        visitor.result
+    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
+        super::write_at_once(&mut writer, |writer| {
+            let mut visitor = PlainVisitor {
+                writer,
+                first: true,
+                result: Ok(()),
+            };
+            fields.record(&mut visitor);
+            visitor.result
+        })
     }
 }
 
@@ -33,33 +35,61 @@ struct PlainVisitor<'w> {
     result: fmt::Result,
 }
 
-impl Visit for PlainVisitor<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.record_debug(field, &format_args!("{value}"));
-        } else {
-            self.record_debug(field, &value);
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+impl PlainVisitor<'_> {
+    /// Writes the separator and `name=`, then the value.
+    fn field(&mut self, name: &str, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
         if self.result.is_err() {
             return;
         }
         if !std::mem::take(&mut self.first) {
             self.result = self.writer.write_char(' ');
         }
-        let name = field.name();
-        self.result = self.result.and_then(|()| match name {
+        self.result = self.result.and_then(|()| {
+            self.writer
+                .write_str(name.strip_prefix("r#").unwrap_or(name))?;
+            self.writer.write_char('=')?;
+            value(&mut self.writer)
+        });
+    }
+}
+
+impl Visit for PlainVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "message" => self.record_debug(field, &format_args!("{value}")),
+            // Printable ASCII without quotes or backslashes reads the same through `Debug`,
+            // which escapes character by character.
+            name if value
+                .bytes()
+                .all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\') =>
+            {
+                self.field(name, |w| {
+                    w.write_char('"')?;
+                    w.write_str(value)?;
+                    w.write_char('"')
+                })
+            }
+            _ => self.record_debug(field, &value),
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        match field.name() {
             // A message is shown bare, so it must not carry a line break or a terminal
             // escape of its own.
-            "message" => write!(NoControl(&mut self.writer), "{value:?}"),
-            name => write!(
-                self.writer,
-                "{}={value:?}",
-                name.strip_prefix("r#").unwrap_or(name)
-            ),
-        });
+            "message" => {
+                if self.result.is_err() {
+                    return;
+                }
+                if !std::mem::take(&mut self.first) {
+                    self.result = self.writer.write_char(' ');
+                }
+                self.result = self
+                    .result
+                    .and_then(|()| write!(NoControl(&mut self.writer), "{value:?}"));
+            }
+            name => self.field(name, |w| write!(w, "{value:?}")),
+        }
     }
 }
 
@@ -104,21 +134,26 @@ mod tests {
 
     #[test]
     fn fields_read_as_the_default_formats_without_colour() {
+        // Plain strings take a short cut; these must still read as `Debug` writes them.
+        let odd = "tab\t \"quoted\" back\\slash ü \u{301}";
         let request = || {
-            let span = tracing::info_span!("request", method = "GET", route = "/session");
+            let span = tracing::info_span!("request", method = "GET", route = "/session", odd);
             let _entered = span.enter();
             span.record("route", "/openid");
             tracing::info!(
                 status = 200u16,
                 latency_ms = 0.015,
                 r#type = "x",
+                odd,
                 "finished"
             );
         };
         let line = logged(PlainFields, request);
         assert_eq!(
             line,
-            " INFO request{method=\"GET\" route=\"/session\" route=\"/openid\"}: finished status=200 latency_ms=0.015 type=\"x\"\n"
+            format!(
+                " INFO request{{method=\"GET\" route=\"/session\" odd={odd:?} route=\"/openid\"}}: finished status=200 latency_ms=0.015 type=\"x\" odd={odd:?}\n"
+            )
         );
         let default = tracing_subscriber::fmt::format::DefaultFields::new();
         assert_eq!(line, logged(default, request));
