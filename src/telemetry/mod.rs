@@ -50,8 +50,10 @@ where
         LogFormat::Pretty => Box::new(
             registry.with(
                 tracing_subscriber::fmt::layer()
-                    .with_timer(time::Timestamp)
                     .fmt_fields(plain::PlainFields)
+                    .event_format(plain::PlainLines {
+                        timer: time::Timestamp,
+                    })
                     .with_ansi(false)
                     .with_writer(writer),
             ),

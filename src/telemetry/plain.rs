@@ -1,16 +1,70 @@
-//! The `pretty` format's fields without styling, for when colour is off.
+//! The `pretty` format without styling, for when colour is off.
 //!
-//! tracing-subscriber's default field formatter wraps every field name in a style even
-//! with colour off, and formatting an empty style still costs two trips through
-//! `fmt::write`: a tenth of a session lookup's instructions in the benchmark. The text is
-//! the same: `message name="text" other=1`.
+//! tracing-subscriber's default formatters wrap the timestamp, span names, braces, colons,
+//! the target and every field name in a style even with colour off, and formatting an empty
+//! style still costs two trips through `fmt::write`: together a sixth of a session
+//! lookup's instructions in the benchmark. The text is the same:
+//! `2026-11-21T10:00:00.123456Z  INFO request{route="/session"}: wxlogin::http: message name="text" other=1`.
 
 use std::fmt::{self, Write as _};
 
 use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::field::RecordFields;
-use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::FormatTime;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// Formats an event as one line: time, level, the spans it is in with their fields, its
+/// target, then its own fields.
+pub struct PlainLines<T> {
+    pub timer: T,
+}
+
+impl<S, N, T> FormatEvent<S, N> for PlainLines<T>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    T: FormatTime,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let metadata = event.metadata();
+        if self.timer.format_time(&mut writer).is_err() {
+            writer.write_str("<unknown time>")?;
+        }
+        writer.write_str(match *metadata.level() {
+            Level::TRACE => " TRACE ",
+            Level::DEBUG => " DEBUG ",
+            Level::INFO => "  INFO ",
+            Level::WARN => "  WARN ",
+            Level::ERROR => " ERROR ",
+        })?;
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                writer.write_str(span.name())?;
+                if let Some(fields) = span.extensions().get::<FormattedFields<N>>()
+                    && !fields.is_empty()
+                {
+                    writer.write_char('{')?;
+                    writer.write_str(fields)?;
+                    writer.write_char('}')?;
+                }
+                writer.write_char(':')?;
+            }
+            writer.write_char(' ')?;
+        }
+        writer.write_str(metadata.target())?;
+        writer.write_str(": ")?;
+        ctx.format_fields(writer.by_ref(), event)?;
+        writer.write_char('\n')
+    }
+}
 
 /// Formats fields as `name=value`, separated by spaces, the message first and bare.
 pub struct PlainFields;
@@ -157,6 +211,54 @@ mod tests {
         );
         let default = tracing_subscriber::fmt::format::DefaultFields::new();
         assert_eq!(line, logged(default, request));
+    }
+
+    fn noon(w: &mut Writer<'_>) -> fmt::Result {
+        w.write_str("2026-11-21T12:00:00.000001Z")
+    }
+
+    fn lines_with<E>(format: E) -> String
+    where
+        E: FormatEvent<tracing_subscriber::Registry, PlainFields> + Send + Sync + 'static,
+    {
+        let sink = crate::telemetry::TestSink::default();
+        let layer = tracing_subscriber::fmt::layer()
+            .fmt_fields(PlainFields)
+            .event_format(format)
+            .with_writer(sink.clone());
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            tracing::warn!(outside = 1, "no span");
+            let outer = tracing::info_span!("request", route = "/session");
+            let _outer = outer.enter();
+            let inner = tracing::debug_span!("bare");
+            let _inner = inner.enter();
+            tracing::error!(status = 500u16, "failed");
+            tracing::debug!("quiet");
+        });
+        sink.text()
+    }
+
+    #[test]
+    fn lines_read_as_the_default_formats_without_colour() {
+        let noon = noon as fn(&mut Writer<'_>) -> fmt::Result;
+        let ours = lines_with(PlainLines { timer: noon });
+        let target = module_path!();
+        assert_eq!(
+            ours.lines().collect::<Vec<_>>(),
+            [
+                format!("2026-11-21T12:00:00.000001Z  WARN {target}: no span outside=1"),
+                format!(
+                    "2026-11-21T12:00:00.000001Z ERROR request{{route=\"/session\"}}:bare: {target}: failed status=500"
+                ),
+                format!(
+                    "2026-11-21T12:00:00.000001Z DEBUG request{{route=\"/session\"}}:bare: {target}: quiet"
+                ),
+            ]
+        );
+        let default = tracing_subscriber::fmt::format()
+            .with_ansi(false)
+            .with_timer(noon);
+        assert_eq!(ours, lines_with(default));
     }
 
     #[test]
