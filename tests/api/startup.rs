@@ -64,15 +64,38 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// `wxlogin --dev` listening on `listen`, with nothing else in its environment, its stdout
+/// piped and its stderr going to `stderr`.
+fn dev_mode(listen: &str, stderr: Stdio) -> Command {
+    let mut command = Command::new(WXLOGIN);
+    command
+        .arg("--dev")
+        .env_clear()
+        .env("WXLOGIN_LISTEN", listen)
+        .stdout(Stdio::piped())
+        .stderr(stderr);
+    command
+}
+
+/// Logs in with the emulator's code `alice@1` at `url` (a dev-mode `/openid`) and checks
+/// that a token comes back.
+async fn log_in_alice(url: &str) {
+    let reply = reqwest::Client::new()
+        .post(url)
+        .json(&json!({ "code": "alice@1" }))
+        .send()
+        .await
+        .expect("wxlogin answers");
+    assert_eq!(reply.status(), 200);
+    let body: serde_json::Value =
+        serde_json::from_slice(&reply.bytes().await.expect("body")).expect("JSON");
+    assert!(body["token"].is_string(), "{body}");
+}
+
 #[tokio::test]
 async fn dev_mode_prints_a_banner_whose_curl_line_logs_in() {
     let mut child = KillOnDrop(
-        Command::new(WXLOGIN)
-            .arg("--dev")
-            .env_clear()
-            .env("WXLOGIN_LISTEN", "127.0.0.1:0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+        dev_mode("127.0.0.1:0", Stdio::null())
             .spawn()
             .expect("wxlogin --dev starts"),
     );
@@ -106,27 +129,13 @@ async fn dev_mode_prints_a_banner_whose_curl_line_logs_in() {
         .find(|w| w.starts_with("http://"))
         .expect("a URL in the curl line");
 
-    let reply = reqwest::Client::new()
-        .post(url)
-        .json(&json!({ "code": "alice@1" }))
-        .send()
-        .await
-        .expect("wxlogin answers");
-    assert_eq!(reply.status(), 200);
-    let body: serde_json::Value =
-        serde_json::from_slice(&reply.bytes().await.expect("body")).expect("JSON");
-    assert!(body["token"].is_string(), "{body}");
+    log_in_alice(url).await;
 }
 
 #[tokio::test]
 async fn a_closed_stdout_does_not_stop_the_dev_server() {
     let mut child = KillOnDrop(
-        Command::new(WXLOGIN)
-            .arg("--dev")
-            .env_clear()
-            .env("WXLOGIN_LISTEN", "127.0.0.1:0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+        dev_mode("127.0.0.1:0", Stdio::piped())
             .spawn()
             .expect("wxlogin --dev starts"),
     );
@@ -149,26 +158,15 @@ async fn a_closed_stdout_does_not_stop_the_dev_server() {
         .expect("log read")
         .expect("a DEVELOPMENT MODE line with the address");
 
-    let reply = reqwest::Client::new()
-        .post(format!("http://{addr}/openid"))
-        .json(&json!({ "code": "alice@1" }))
-        .send()
-        .await
-        .expect("wxlogin still answers");
-    assert_eq!(reply.status(), 200);
+    log_in_alice(&format!("http://{addr}/openid")).await;
 }
 
 #[test]
 fn when_start_up_fails_the_error_comes_after_the_warnings_logged_before_it() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to take");
     let addr = taken.local_addr().expect("its address").to_string();
-    let child = Command::new(WXLOGIN)
-        .arg("--dev")
-        .env_clear()
-        .env("WXLOGIN_LISTEN", &addr)
+    let child = dev_mode(&addr, Stdio::piped())
         .env("WXLOGIN_SESION_TTL", "1h")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .expect("wxlogin starts");
     let output = exit_within(child, Duration::from_secs(30));
