@@ -18,6 +18,8 @@ use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
+use super::Separated;
+
 /// Formats an event as one JSON object.
 pub struct JsonLines;
 
@@ -40,7 +42,7 @@ where
         write!(writer, "\",\"level\":\"{}\"", metadata.level())?;
         let mut fields = JsonVisitor::new(writer.by_ref(), false);
         event.record(&mut fields);
-        fields.result?;
+        fields.0.result?;
         writer.write_str(",\"target\":")?;
         write_json_str(&mut writer, metadata.target())?;
         let span = event
@@ -68,7 +70,7 @@ impl<'w> FormatFields<'w> for JsonFields {
         super::write_at_once(&mut writer, |writer| {
             let mut visitor = JsonVisitor::new(writer, true);
             fields.record(&mut visitor);
-            visitor.result
+            visitor.0.result
         })
     }
 
@@ -81,38 +83,24 @@ impl<'w> FormatFields<'w> for JsonFields {
         let first = current.fields.is_empty();
         let mut visitor = JsonVisitor::new(current.as_writer(), first);
         fields.record(&mut visitor);
-        visitor.result
+        visitor.0.result
     }
 }
 
 /// Writes each field as `,"name":value` (no comma before the first when `first`).
-struct JsonVisitor<'w> {
-    writer: Writer<'w>,
-    first: bool,
-    result: fmt::Result,
-}
+struct JsonVisitor<'w>(Separated<'w>);
 
 impl<'w> JsonVisitor<'w> {
     fn new(writer: Writer<'w>, first: bool) -> Self {
-        Self {
-            writer,
-            first,
-            result: Ok(()),
-        }
+        Self(Separated::new(writer, ',', first))
     }
 
     fn member(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'w>) -> fmt::Result) {
-        if self.result.is_err() {
-            return;
-        }
-        if !std::mem::take(&mut self.first) {
-            self.result = self.writer.write_char(',');
-        }
-        self.result = self
-            .result
-            .and_then(|()| write_json_str(&mut self.writer, field.name()))
-            .and_then(|()| self.writer.write_char(':'))
-            .and_then(|()| value(&mut self.writer));
+        self.0.item(|w| {
+            write_json_str(w, field.name())?;
+            w.write_char(':')?;
+            value(w)
+        });
     }
 }
 

@@ -113,6 +113,38 @@ fn write_at_once(
         .unwrap_or_else(|_| format(writer.by_ref()))
 }
 
+/// Fields written one after another with `separator` between them. Writing stops at the
+/// first error, which `result` keeps: `Visit` methods cannot return one.
+struct Separated<'w> {
+    writer: Writer<'w>,
+    separator: char,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl<'w> Separated<'w> {
+    /// `first`: nothing has been written yet, so no separator goes before the next item.
+    fn new(writer: Writer<'w>, separator: char, first: bool) -> Self {
+        Self {
+            writer,
+            separator,
+            first,
+            result: Ok(()),
+        }
+    }
+
+    /// Writes the separator (unless this is the first item), then whatever `write` writes.
+    fn item(&mut self, write: impl FnOnce(&mut Writer<'w>) -> fmt::Result) {
+        if self.result.is_err() {
+            return;
+        }
+        if !std::mem::take(&mut self.first) {
+            self.result = self.writer.write_char(self.separator);
+        }
+        self.result = self.result.and_then(|()| write(&mut self.writer));
+    }
+}
+
 /// The error and its sources on one line, for the log ("error sending request" says
 /// little; its causes say "Connection refused").
 pub fn error_chain(err: &dyn std::error::Error) -> String {

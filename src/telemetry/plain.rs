@@ -16,6 +16,8 @@ use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
+use super::Separated;
+
 /// Formats an event as one line: time, level, the spans it is in with their fields, its
 /// target, then its own fields.
 pub struct PlainLines<T> {
@@ -72,38 +74,19 @@ pub struct PlainFields;
 impl<'w> FormatFields<'w> for PlainFields {
     fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
         super::write_at_once(&mut writer, |writer| {
-            let mut visitor = PlainVisitor {
-                writer,
-                first: true,
-                result: Ok(()),
-            };
+            let mut visitor = PlainVisitor(Separated::new(writer, ' ', true));
             fields.record(&mut visitor);
-            visitor.result
+            visitor.0.result
         })
     }
 }
 
-struct PlainVisitor<'w> {
-    writer: Writer<'w>,
-    first: bool,
-    result: fmt::Result,
-}
+struct PlainVisitor<'w>(Separated<'w>);
 
 impl PlainVisitor<'_> {
-    /// Writes the separator, then whatever `write` writes.
-    fn next(&mut self, write: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
-        if self.result.is_err() {
-            return;
-        }
-        if !std::mem::take(&mut self.first) {
-            self.result = self.writer.write_char(' ');
-        }
-        self.result = self.result.and_then(|()| write(&mut self.writer));
-    }
-
     /// Writes `name=`, then the value.
     fn field(&mut self, name: &str, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
-        self.next(|w| {
+        self.0.item(|w| {
             w.write_str(name.strip_prefix("r#").unwrap_or(name))?;
             w.write_char('=')?;
             value(w)
@@ -135,7 +118,7 @@ impl Visit for PlainVisitor<'_> {
         match field.name() {
             // A message is shown bare, so it must not carry a line break or a terminal
             // escape of its own.
-            "message" => self.next(|w| write!(NoControl(w), "{value:?}")),
+            "message" => self.0.item(|w| write!(NoControl(w), "{value:?}")),
             name => self.field(name, |w| write!(w, "{value:?}")),
         }
     }
