@@ -36,6 +36,9 @@ impl WeChatClient {
         let http = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.timeout)
+            // A 3xx is not WeChat's answer. Following it would take the openid from whatever
+            // host its Location names, so it is reported as a bad status instead.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self(Arc::new(Shared {

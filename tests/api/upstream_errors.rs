@@ -168,6 +168,32 @@ async fn non_200_html_garbage_and_incomplete_answers_get_502() {
     }
 }
 
+/// A redirect is not WeChat's answer: following it would send the login to wherever the
+/// Location says, so it is reported as the non-200 status it is.
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_gets_502() {
+    let app = spawn_app().await;
+    let elsewhere = format!("{}/elsewhere", app.wechat.uri());
+    wechat_answers(
+        &app.wechat,
+        ResponseTemplate::new(302).insert_header("location", elsewhere.as_str()),
+    )
+    .await;
+    Mock::given(path("/elsewhere"))
+        .respond_with(wechat_json(
+            json!({ "openid": "o_redirected", "session_key": SESSION_KEY }),
+        ))
+        .expect(0)
+        .mount(&app.wechat)
+        .await;
+
+    let reply = app.post_openid(&json!({ "code": "c" })).await;
+
+    reply.assert_error(502, "upstream_error");
+    assert!(!reply.text.contains("o_redirected"), "{}", reply.text);
+    app.wechat.verify().await;
+}
+
 /// The URL of a loopback port that nothing listens on.
 pub fn closed_port_url() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
