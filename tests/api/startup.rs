@@ -77,6 +77,28 @@ fn dev_mode(listen: &str, stderr: Stdio) -> Command {
     command
 }
 
+/// `wxlogin --dev` on a port of its own, killed when the test ends.
+fn spawn_dev_mode(stderr: Stdio) -> KillOnDrop {
+    KillOnDrop(
+        dev_mode("127.0.0.1:0", stderr)
+            .spawn()
+            .expect("wxlogin --dev starts"),
+    )
+}
+
+/// Runs `read`, a blocking read of a dev-mode child's output, off the runtime. A guard, not
+/// a wait: output that changed shape must fail the test, not hang it (killing the child on
+/// drop then ends the blocked read).
+async fn read_within_a_minute<T: Send + 'static>(
+    what: &str,
+    read: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    tokio::time::timeout(Duration::from_secs(60), tokio::task::spawn_blocking(read))
+        .await
+        .unwrap_or_else(|_| panic!("{what} within a minute"))
+        .expect("the read finishes")
+}
+
 /// Logs in with the emulator's code `alice@1` at `url` (a dev-mode `/openid`) and checks
 /// that a token comes back.
 async fn log_in_alice(url: &str) {
@@ -94,13 +116,9 @@ async fn log_in_alice(url: &str) {
 
 #[tokio::test]
 async fn dev_mode_prints_a_banner_whose_curl_line_logs_in() {
-    let mut child = KillOnDrop(
-        dev_mode("127.0.0.1:0", Stdio::null())
-            .spawn()
-            .expect("wxlogin --dev starts"),
-    );
+    let mut child = spawn_dev_mode(Stdio::null());
     let stdout = child.0.stdout.take().expect("stdout");
-    let read_banner = tokio::task::spawn_blocking(move || {
+    let banner = read_within_a_minute("the banner", move || {
         let mut banner = String::new();
         for line in BufReader::new(stdout).lines() {
             let line = line.expect("banner line");
@@ -111,13 +129,8 @@ async fn dev_mode_prints_a_banner_whose_curl_line_logs_in() {
             }
         }
         banner
-    });
-    // A guard, not a wait: a banner that changed shape must fail the test, not hang it
-    // (killing the child on drop then ends the blocked read).
-    let banner = tokio::time::timeout(Duration::from_secs(60), read_banner)
-        .await
-        .expect("the banner within a minute")
-        .expect("banner read");
+    })
+    .await;
 
     assert!(banner.contains("DEVELOPMENT MODE"), "{banner}");
     let curl = banner
@@ -134,15 +147,11 @@ async fn dev_mode_prints_a_banner_whose_curl_line_logs_in() {
 
 #[tokio::test]
 async fn a_closed_stdout_does_not_stop_the_dev_server() {
-    let mut child = KillOnDrop(
-        dev_mode("127.0.0.1:0", Stdio::piped())
-            .spawn()
-            .expect("wxlogin --dev starts"),
-    );
+    let mut child = spawn_dev_mode(Stdio::piped());
     // Closed before the banner is written: writing it fails with a broken pipe.
     drop(child.0.stdout.take());
     let stderr = child.0.stderr.take().expect("stderr");
-    let read_addr = tokio::task::spawn_blocking(move || {
+    let addr = read_within_a_minute("the log line", move || {
         BufReader::new(stderr)
             .lines()
             .map(|line| line.expect("log line"))
@@ -151,12 +160,9 @@ async fn a_closed_stdout_does_not_stop_the_dev_server() {
                 let addr = line.split_once("addr=")?.1.split_whitespace().next()?;
                 Some(addr.to_owned())
             })
-    });
-    let addr = tokio::time::timeout(Duration::from_secs(60), read_addr)
-        .await
-        .expect("the log line within a minute")
-        .expect("log read")
-        .expect("a DEVELOPMENT MODE line with the address");
+    })
+    .await
+    .expect("a DEVELOPMENT MODE line with the address");
 
     log_in_alice(&format!("http://{addr}/openid")).await;
 }
