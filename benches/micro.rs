@@ -10,6 +10,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use wxlogin::clock::Clock;
 use wxlogin::config::{SessionSettings, StoreSettings};
 use wxlogin::session::{MemoryStore, SessionToken};
+use wxlogin::telemetry::metrics::Metrics;
 use wxlogin::wechat::open_data::documented_examples::*;
 use wxlogin::wechat::open_data::{decrypt, signature_matches};
 use wxlogin::wechat::{OpenId, SessionKey, WxSession};
@@ -32,7 +33,7 @@ fn memory_store(c: &mut Criterion) {
         max_sessions: 1_000_000,
         store: StoreSettings::Memory,
     };
-    let store = MemoryStore::new(&settings, Clock::System);
+    let store = MemoryStore::new(&settings, Clock::System, Metrics::new());
     let login = || WxSession {
         openid: OpenId::parse("oBenchUser0000000000000000000").expect("an openid"),
         session_key: key(DEMO_KEY),

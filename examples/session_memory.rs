@@ -1,10 +1,13 @@
 //! Bulk-loads sessions straight into the memory store, without HTTP or WeChat, and reports
-//! resident memory per session and the cost of a lookup at that size. Beside the real store
-//! it can load a bare cache with 16- or 32-byte keys and no value: the floor that the
-//! cache's own per-entry bookkeeping sets, for moka (which the store used to be built on)
-//! and for quick_cache (which it is built on now).
+//! resident memory per session and the cost of a lookup at that size. Its `moka-floor`
+//! mode loads a bare moka cache with the store's settings (a 16-byte key, no value, a
+//! TTL): the floor that moka's own per-entry bookkeeping sets under each of the store's
+//! two caches.
 //!
-//! cargo run --release --example session_memory -- 1000000
+//! cargo run --release --example session_memory -- 1000000 [store|moka-floor] [users]
+//!
+//! `users` (default: as many as sessions) spreads the sessions over that many users, to
+//! show that a user with several sessions pays for the shared record once.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -12,74 +15,74 @@ use std::time::{Duration, Instant};
 use wxlogin::clock::Clock;
 use wxlogin::config::{SessionSettings, StoreSettings};
 use wxlogin::session::{MemoryStore, SessionToken};
+use wxlogin::telemetry::metrics::Metrics;
 use wxlogin::wechat::{OpenId, SessionKey, UnionId, WxSession};
 
 /// Tokens kept for the lookup phase: few enough not to weigh on the RSS figure.
 const SAMPLED_TOKENS: usize = 10_000;
 const LOOKUPS: usize = 1_000_000;
+const TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 fn main() {
-    let n: u64 = std::env::args()
-        .nth(1)
+    let mut args = std::env::args().skip(1);
+    let n: u64 = args
+        .next()
         .map_or(1_000_000, |arg| arg.parse().expect("a session count"));
-    let what = std::env::args()
-        .nth(2)
-        .unwrap_or_else(|| "store".to_owned());
+    let what = args.next().unwrap_or_else(|| "store".to_owned());
+    let users: u64 = args
+        .next()
+        .map_or(n, |arg| arg.parse().expect("a user count"));
     match what.as_str() {
-        "store" => store(n),
+        "store" => store(n, users.max(1)),
         "moka-floor" => moka_floor(n),
-        "quick-cache-floor" => quick_cache_floor(n),
-        other => panic!("unknown mode {other}: store, moka-floor or quick-cache-floor"),
+        other => panic!("unknown mode {other}: store or moka-floor"),
     }
 }
 
-fn store(n: u64) {
+fn store(n: u64, users: u64) {
     let settings = SessionSettings {
-        ttl: Duration::from_secs(7 * 24 * 3600),
+        ttl: TTL,
         // Room to spare: this measures holding n sessions, not evicting them.
         max_sessions: n * 2,
         store: StoreSettings::Memory,
     };
     let before = rss_bytes();
-    let store = MemoryStore::new(&settings, Clock::System);
+    let store = MemoryStore::new(&settings, Clock::System, Metrics::new());
     let every = (n as usize / SAMPLED_TOKENS).max(1);
     let mut sampled = Vec::with_capacity(SAMPLED_TOKENS + 1);
     let key = SessionKey::parse_base64("AAECAwQFBgcICQoLDA0ODw==").expect("a key");
     for i in 0..n {
-        // WeChat's openids are 28 characters, unionids 29: each session a different user.
+        // WeChat's openids are 28 characters, unionids 29.
+        let user = i % users;
         let login = WxSession {
-            openid: OpenId::parse(&format!("o{i:0>27}")).expect("an openid"),
+            openid: OpenId::parse(&format!("o{user:0>27}")).expect("an openid"),
             session_key: key,
-            unionid: UnionId::parse(&format!("u{i:0>28}")),
+            unionid: UnionId::parse(&format!("u{user:0>28}")),
         };
         let issued = store.create(login);
         if (i as usize).is_multiple_of(every) {
             sampled.push(issued.token.clone());
         }
     }
+    store.run_pending_tasks();
     let live = store.live_count();
     let per_session = (rss_bytes() - before) as f64 / live as f64;
     let lookup = time_lookups(&sampled, |token| store.get(token).is_some());
-    // The minute's sweep walks every session, expired or not: how long it holds a thread.
-    let sweep = Instant::now();
-    store.sweep_expired();
-    let sweep = sweep.elapsed();
     println!(
-        "store: {live} sessions, {per_session:.0} B of RSS per session, {:.0} ns per lookup, \
-         {:.1} ms per sweep",
+        "store: {live} sessions of {users} users, {per_session:.0} B of RSS per session, \
+         {:.0} ns per lookup",
         lookup.as_nanos() as f64 / LOOKUPS as f64,
-        sweep.as_secs_f64() * 1e3
     );
 }
 
 fn moka_floor(n: u64) {
     let before = rss_bytes();
-    let cache: moka::sync::Cache<[u8; 32], ()> = moka::sync::Cache::builder()
-        .max_capacity(n)
-        .time_to_live(Duration::from_secs(7 * 24 * 3600))
+    let cache: moka::sync::Cache<[u8; 16], ()> = moka::sync::Cache::builder()
+        .max_capacity(n * 2)
+        .time_to_live(TTL)
         .build();
     for i in 0..n {
-        let mut key = [0u8; 32];
+        let mut key = [0u8; 16];
         key[..8].copy_from_slice(&i.to_le_bytes());
         cache.insert(key, ());
     }
@@ -87,25 +90,7 @@ fn moka_floor(n: u64) {
     let live = cache.entry_count();
     let per_entry = (rss_bytes() - before) as f64 / live as f64;
     println!(
-        "moka alone (32-byte key, no value): {live} entries, {per_entry:.0} B of RSS per entry"
-    );
-}
-
-fn quick_cache_floor(n: u64) {
-    let before = rss_bytes();
-    let cache: quick_cache::sync::Cache<[u8; 16], ()> =
-        quick_cache::sync::Cache::new(usize::try_from(n * 2).expect("a usize"));
-    for i in 0..n {
-        // quick_cache's default hasher is fine with keys this regular; moka's test above
-        // uses the same shape.
-        let mut key = [0u8; 16];
-        key[..8].copy_from_slice(&i.to_le_bytes());
-        cache.insert(key, ());
-    }
-    let live = cache.len();
-    let per_entry = (rss_bytes() - before) as f64 / live as f64;
-    println!(
-        "quick_cache alone (16-byte key, no value): {live} entries, {per_entry:.0} B of RSS per entry"
+        "moka alone (16-byte key, no value, TTL): {live} entries, {per_entry:.0} B of RSS per entry"
     );
 }
 

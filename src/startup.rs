@@ -49,7 +49,7 @@ impl Application {
         let token_wait_limit = settings.wechat.timeout * 2;
         let (sessions, access_tokens) = match &settings.sessions.store {
             StoreSettings::Memory => (
-                SessionStore::memory(&settings.sessions, clock.clone()),
+                SessionStore::memory(&settings.sessions, clock.clone(), metrics.clone()),
                 AccessTokens::local(wechat.clone(), clock, token_wait_limit),
             ),
             StoreSettings::Redis(redis_settings) => {

@@ -1,67 +1,85 @@
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::Duration;
 
-use quick_cache::OptionsBuilder;
-use quick_cache::sync::{Cache, EntryAction, EntryResult};
+use moka::notification::RemovalCause;
+use moka::sync::Cache;
+use sha2::{Digest, Sha256};
 
 use super::token::ShortTokenHash;
 use super::{IssuedSession, Session, SessionToken, User};
 use crate::clock::Clock;
 use crate::config::SessionSettings;
+use crate::telemetry::metrics::Metrics;
 use crate::wechat::WxSession;
 
-/// How often expired sessions are swept out. Validity does not wait for it: every read
-/// checks `expires_at`, so the sweep only gives the memory back.
-pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
-
-/// A table's shards. A sweep holds each shard's lock while it walks it, and a walk of a
-/// million sessions takes about 65 ms: in 64 shards, a lookup waits for one shard's
-/// millisecond at most. (quick_cache's default, four per core, made that 16 ms on one.)
-const SHARDS: usize = 64;
-
-/// Sessions in this process's memory, in two bounded `quick_cache` tables: sessions by
-/// (short) token hash, and users by openid, so that a login finds the user's other sessions'
-/// shared record. Past `session_max` entries the coldest are evicted. quick_cache keeps
-/// about 50 bytes of its own per entry, where moka keeps over 300 (see BENCHMARKS.md).
+/// Sessions in this process's memory, in two bounded moka caches: sessions by (short) token
+/// hash, and users by openid, so that a login finds the record its user's other sessions
+/// share. moka bounds both (`session_max`), expires both (the session TTL) and evicts what
+/// it must; every read also checks `expires_at` against the store's clock, so a session is
+/// never served past its end, whenever moka's housekeeping runs.
 #[derive(Clone)]
-pub struct MemoryStore(Arc<Tables>);
+pub struct MemoryStore(Arc<Caches>);
 
-struct Tables {
+struct Caches {
     sessions: Cache<ShortTokenHash, Session>,
-    /// Each user with a session here. An entry is only an index: sessions hold their user
-    /// themselves, so should one be evicted under `session_max` pressure, older sessions
-    /// keep the key they had.
-    users: Cache<ByOpenId, ()>,
-    ttl: Duration,
+    /// Each user with a live session here. Sessions hold their user themselves, so should an
+    /// entry be evicted under `session_max` pressure, older sessions keep the key they had.
+    /// An entry lives one TTL from the user's latest login: as long as their newest session.
+    users: Cache<UserKey, Arc<User>>,
+    ttl_secs: u64,
     clock: Clock,
 }
 
+/// A user's place in the index: the first 128 bits of SHA-256 over the openid, 16 bytes
+/// inline where the openid itself would be a second heap allocation per user.
+type UserKey = [u8; 16];
+
 impl MemoryStore {
-    pub fn new(settings: &SessionSettings, clock: Clock) -> Self {
-        let capacity = usize::try_from(settings.max_sessions).unwrap_or(usize::MAX);
-        Self(Arc::new(Tables {
-            sessions: table(capacity),
-            users: table(capacity),
-            ttl: settings.ttl,
+    pub fn new(settings: &SessionSettings, clock: Clock, metrics: Metrics) -> Self {
+        let ttl = settings.ttl;
+        let listener_clock = clock.clone();
+        let sessions = Cache::builder()
+            .max_capacity(settings.max_sessions)
+            .time_to_live(ttl)
+            .eviction_listener(move |_, session: Session, cause| {
+                // A session that our clock has ended was expired, whoever removed it: moka
+                // (on its own clock), or a read that found it over (an explicit removal).
+                let cause = match cause {
+                    _ if session.expires_at <= listener_clock.now() => "expired",
+                    RemovalCause::Expired => "expired",
+                    RemovalCause::Size => "size",
+                    RemovalCause::Explicit => "explicit",
+                    // Tokens are never reused, so a session is never replaced.
+                    RemovalCause::Replaced => return,
+                };
+                metrics.session_evicted(cause);
+            })
+            .build();
+        let users = Cache::builder()
+            .max_capacity(settings.max_sessions)
+            .time_to_live(ttl)
+            .build();
+        Self(Arc::new(Caches {
+            sessions,
+            users,
+            ttl_secs: ttl.as_secs(),
             clock,
         }))
     }
 
     pub fn create(&self, login: WxSession) -> IssuedSession {
         let token = SessionToken::generate();
-        let tables = &self.0;
+        let caches = &self.0;
         let session = Session::new(
-            tables.newest_user(login),
-            tables.clock.now() + tables.ttl.as_secs(),
+            caches.newest_user(login),
+            caches.clock.now() + caches.ttl_secs,
         );
-        tables
+        caches
             .sessions
             .insert(token.hash().short(), session.clone());
         IssuedSession {
             token,
             session,
-            expires_in: tables.ttl.as_secs(),
+            expires_in: caches.ttl_secs,
         }
     }
 
@@ -69,7 +87,7 @@ impl MemoryStore {
         let key = token.hash().short();
         let session = self.0.sessions.get(&key)?;
         if session.expires_at <= self.now() {
-            self.0.sessions.remove(&key);
+            self.0.sessions.invalidate(&key);
             return None;
         }
         Some(session)
@@ -80,126 +98,76 @@ impl MemoryStore {
         self.0
             .sessions
             .remove(&token.hash().short())
-            .is_some_and(|(_, session)| session.expires_at > now)
+            .is_some_and(|session| session.expires_at > now)
     }
 
     pub fn now(&self) -> u64 {
         self.0.clock.now()
     }
 
-    /// How many sessions are held, counting expired ones not yet swept.
+    /// How many sessions are held, as moka counts them once its pending housekeeping has
+    /// run (for a metrics scrape, not for the request path).
     pub fn live_count(&self) -> u64 {
-        self.0.sessions.len() as u64
+        self.0.sessions.run_pending_tasks();
+        self.0.sessions.entry_count()
     }
 
-    /// Drops expired sessions, then the users left with none.
-    pub fn sweep_expired(&self) {
-        let now = self.now();
-        self.0
-            .sessions
-            .retain(|_, session| session.expires_at > now);
-        // The index's own reference is the last one once no session (and no login under
-        // way, which holds one too) refers to the user.
-        self.0
-            .users
-            .retain(|user, ()| Arc::strong_count(&user.0) > 1);
-    }
-
-    /// Sweeps every [`SWEEP_EVERY`] for as long as the store lives. Needs a tokio runtime.
-    pub fn spawn_sweeper(&self) {
-        crate::periodic::spawn_every(SWEEP_EVERY, &self.0, |tables| {
-            // A walk of every session: on the blocking pool, not on a worker that has
-            // requests to serve meanwhile.
-            tokio::task::spawn_blocking(move || Self(tables).sweep_expired());
-        });
+    /// Runs moka's pending housekeeping now (evictions, counts), for tests and measurements.
+    pub fn run_pending_tasks(&self) {
+        self.0.sessions.run_pending_tasks();
+        self.0.users.run_pending_tasks();
     }
 }
 
-/// A quick_cache table of `capacity` entries in [`SHARDS`] shards (fewer for a small one).
-fn table<K, V>(capacity: usize) -> Cache<K, V>
-where
-    K: Eq + Hash + Clone,
-    V: Clone,
-{
-    let options = OptionsBuilder::new()
-        .estimated_items_capacity(capacity)
-        .weight_capacity(capacity as u64)
-        .shards(SHARDS)
-        .build()
-        .expect("the weight capacity is set");
-    Cache::with_options(
-        options,
-        Default::default(),
-        Default::default(),
-        Default::default(),
-    )
-}
-
-impl Tables {
+impl Caches {
     /// The user record that `login` makes current: the existing one with the new key, so
     /// that every live session of the openid moves to it, or a new one.
     fn newest_user(&self, login: WxSession) -> Arc<User> {
-        let candidate = ByOpenId(Arc::new(User::new(login)));
-        let key = candidate.0.session_key();
-        let found = self.users.entry(&candidate, None, |existing, ()| {
-            existing.0.replace_session_key(key);
-            // A unionid can appear once the user follows a linked account: the new
-            // record takes over, and the old one's sessions keep the key just set.
-            if existing.0.unionid() == candidate.0.unionid() {
-                EntryAction::Retain(Arc::clone(&existing.0))
-            } else {
-                EntryAction::Remove
+        let key: UserKey = user_key(login.openid.as_ref());
+        let entry = self.users.entry(key).and_upsert_with(|existing| {
+            let existing = existing.map(moka::Entry::into_value);
+            match existing {
+                // A unionid can appear once the user follows a linked account: then the new
+                // record takes over, and the old one's sessions keep the key set here.
+                Some(user) if user.unionid() == login.unionid.as_ref().map(AsRef::as_ref) => {
+                    user.replace_session_key(login.session_key);
+                    user
+                }
+                Some(user) => {
+                    user.replace_session_key(login.session_key);
+                    Arc::new(User::new(login))
+                }
+                None => Arc::new(User::new(login)),
             }
         });
-        match found {
-            EntryResult::Retained(user) => user,
-            EntryResult::Vacant(guard) => {
-                // Fails only if the placeholder was evicted meanwhile: the user is then
-                // unindexed, as if evicted a moment later.
-                let _ = guard.insert(());
-                candidate.0
-            }
-            EntryResult::Removed(..) => {
-                self.users.insert(candidate.clone(), ());
-                candidate.0
-            }
-            // Never asked for, and without a timeout there is no Timeout.
-            EntryResult::Replaced(..) | EntryResult::Timeout => candidate.0,
-        }
+        entry.into_value()
     }
 }
 
-/// A user, hashed and compared by openid, so the index holds no second copy of it.
-#[derive(Clone)]
-struct ByOpenId(Arc<User>);
-
-impl Hash for ByOpenId {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.openid().hash(state);
-    }
+fn user_key(openid: &str) -> UserKey {
+    let digest = Sha256::digest(openid.as_bytes());
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
 }
-
-impl PartialEq for ByOpenId {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.openid() == other.0.openid()
-    }
-}
-
-impl Eq for ByOpenId {}
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::clock::ManualClock;
     use crate::wechat::{OpenId, SessionKey};
 
-    fn store(max_sessions: u64, clock: ManualClock) -> MemoryStore {
+    fn store(max_sessions: u64, clock: ManualClock) -> (MemoryStore, Metrics) {
         let settings = SessionSettings {
             ttl: Duration::from_secs(100),
             max_sessions,
             store: crate::config::StoreSettings::Memory,
         };
-        MemoryStore::new(&settings, Clock::Manual(clock))
+        let metrics = Metrics::new();
+        let store = MemoryStore::new(&settings, Clock::Manual(clock), metrics.clone());
+        (store, metrics)
     }
 
     fn login(openid: &str) -> WxSession {
@@ -214,9 +182,15 @@ mod tests {
         }
     }
 
+    fn evicted(metrics: &Metrics, cause: &str) -> bool {
+        metrics.render(None).contains(&format!(
+            r#"wxlogin_sessions_evicted_total{{cause="{cause}"}}"#
+        ))
+    }
+
     #[test]
     fn a_new_login_gives_every_session_of_the_openid_the_new_session_key() {
-        let store = store(10, ManualClock::starting_at(1000));
+        let (store, _) = store(10, ManualClock::starting_at(1000));
         let first = store.create(login_with_key("oA", "AAECAwQFBgcICQoLDA0ODw=="));
         let other_user = store.create(login_with_key("oB", "AAECAwQFBgcICQoLDA0ODw=="));
         let second = store.create(login_with_key("oA", "EBESExQVFhcYGRobHB0eHw=="));
@@ -236,7 +210,7 @@ mod tests {
 
     #[test]
     fn a_created_session_is_found_by_its_token_until_revoked() {
-        let store = store(10, ManualClock::starting_at(1000));
+        let (store, metrics) = store(10, ManualClock::starting_at(1000));
         let issued = store.create(login("oA"));
         assert_eq!(issued.expires_in, 100);
         assert_eq!(issued.session.expires_at, 1100);
@@ -251,12 +225,14 @@ mod tests {
             !store.revoke(&issued.token),
             "a second revoke finds nothing"
         );
+        store.run_pending_tasks();
+        assert!(evicted(&metrics, "explicit"));
     }
 
     #[test]
-    fn a_session_is_gone_the_second_its_ttl_ends() {
+    fn a_session_is_gone_the_second_its_ttl_ends_and_counts_as_expired() {
         let clock = ManualClock::starting_at(1000);
-        let store = store(10, clock.clone());
+        let (store, metrics) = store(10, clock.clone());
         let issued = store.create(login("oB"));
 
         clock.advance(Duration::from_secs(99));
@@ -266,44 +242,31 @@ mod tests {
         );
         clock.advance(Duration::from_secs(1));
         assert!(store.get(&issued.token).is_none());
+        store.run_pending_tasks();
+        assert_eq!(store.live_count(), 0, "the expired session is removed");
+        assert!(evicted(&metrics, "expired"));
+        assert!(!evicted(&metrics, "explicit"));
     }
 
     #[test]
-    fn the_store_never_holds_more_than_session_max() {
-        let store = store(50, ManualClock::starting_at(1000));
+    fn a_full_store_evicts_instead_of_growing_and_counts_it() {
+        let (store, metrics) = store(50, ManualClock::starting_at(1000));
         for i in 0..500 {
             store.create(login(&format!("o{i}")));
         }
+        store.run_pending_tasks();
         assert!(store.live_count() <= 50, "{} sessions", store.live_count());
-        assert!(store.0.users.len() <= 50, "{} users", store.0.users.len());
-    }
-
-    #[test]
-    fn a_sweep_frees_expired_sessions_and_the_users_left_without_one() {
-        let clock = ManualClock::starting_at(1000);
-        let store = store(10, clock.clone());
-        // Only the tokens are kept: an issued session holds its user too.
-        let old = store.create(login("oOld")).token;
-        clock.advance(Duration::from_secs(50));
-        let young = store.create(login("oYoung")).token;
-
-        clock.advance(Duration::from_secs(50));
-        store.sweep_expired();
-        assert_eq!(store.live_count(), 1);
-        assert_eq!(store.0.users.len(), 1, "oOld has no session left");
-        assert!(store.get(&old).is_none());
-        assert!(store.get(&young).is_some());
-
-        // A user with a session left stays indexed, so a new login still rotates its key.
-        let again = store.create(login_with_key("oYoung", "EBESExQVFhcYGRobHB0eHw=="));
-        let rotated = store.get(&young).expect("live").session_key();
-        assert_eq!(rotated, again.session.session_key());
-        assert_eq!(rotated.bytes()[0], 0x10);
+        assert!(
+            store.0.users.entry_count() <= 50,
+            "{} users",
+            store.0.users.entry_count()
+        );
+        assert!(evicted(&metrics, "size"));
     }
 
     #[test]
     fn a_unionid_that_appears_later_is_on_the_new_session_and_the_old_one_keeps_working() {
-        let store = store(10, ManualClock::starting_at(1000));
+        let (store, _) = store(10, ManualClock::starting_at(1000));
         let before = store.create(login("oA"));
         let mut with_unionid = login_with_key("oA", "EBESExQVFhcYGRobHB0eHw==");
         with_unionid.unionid = crate::wechat::UnionId::parse("uA");
@@ -319,5 +282,16 @@ mod tests {
             new.session_key(),
             "the old session has the new key"
         );
+    }
+
+    #[test]
+    fn a_user_with_several_sessions_has_one_shared_record() {
+        let (store, _) = store(10, ManualClock::starting_at(1000));
+        let first = store.create(login("oShared"));
+        let second = store.create(login("oShared"));
+        store.run_pending_tasks();
+        assert_eq!(store.live_count(), 2);
+        assert_eq!(store.0.users.entry_count(), 1);
+        assert!(Arc::ptr_eq(&first.session.user, &second.session.user));
     }
 }

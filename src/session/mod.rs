@@ -14,6 +14,7 @@ pub use token::{SessionToken, TokenHash};
 
 use crate::clock::Clock;
 use crate::config::SessionSettings;
+use crate::telemetry::metrics::Metrics;
 use crate::wechat::{SessionKey, WxSession};
 
 /// One WeChat user as a store knows them: the ids, and the newest session_key WeChat
@@ -122,11 +123,9 @@ pub enum SessionStore {
 }
 
 impl SessionStore {
-    /// The in-memory store, with its sweeper. Needs a tokio runtime.
-    pub fn memory(settings: &SessionSettings, clock: Clock) -> Self {
-        let store = MemoryStore::new(settings, clock);
-        store.spawn_sweeper();
-        Self::Memory(store)
+    /// The in-memory store; `metrics` counts its evictions.
+    pub fn memory(settings: &SessionSettings, clock: Clock, metrics: Metrics) -> Self {
+        Self::Memory(MemoryStore::new(settings, clock, metrics))
     }
 
     /// Starts a session for a user WeChat has just vouched for, under a fresh token, and
