@@ -3,39 +3,36 @@
 
 use std::sync::Arc;
 
-use quick_cache::sync::Cache;
+use moka::sync::Cache;
+use tokio::sync::watch;
 
 use crate::session::{IssuedSession, SessionStore, StoreError};
 use crate::telemetry::metrics::Metrics;
-use crate::wechat::{JsCode, WeChatClient, WeChatError};
+use crate::wechat::{JsCode, WeChatClient, WeChatError, WxSession};
 
 /// Why a login failed: WeChat said no (or could not be asked), or the session could not
 /// be stored.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum LoginError {
+    /// Shared by every request that joined the same WeChat call.
     #[error(transparent)]
     WeChat(Arc<WeChatError>),
     #[error(transparent)]
-    Store(Arc<StoreError>),
-}
-
-impl From<WeChatError> for LoginError {
-    fn from(err: WeChatError) -> Self {
-        Self::WeChat(Arc::new(err))
-    }
-}
-
-impl From<StoreError> for LoginError {
-    fn from(err: StoreError) -> Self {
-        Self::Store(Arc::new(err))
-    }
+    Store(#[from] StoreError),
+    /// The task making the WeChat call ended without an answer: a bug (it panicked).
+    #[error("the login task ended without an answer")]
+    Interrupted,
 }
 
 /// How many distinct codes can be logging in at once before the oldest lose coalescing.
 /// An entry lives only while its WeChat call is under way.
-const IN_FLIGHT_MAX: usize = 100_000;
+const IN_FLIGHT_MAX: u64 = 100_000;
 
-type Outcome = Result<Arc<IssuedSession>, Arc<LoginError>>;
+/// What WeChat answered for one code, shared by every request that sent it meanwhile.
+type Answer = Result<WxSession, Arc<WeChatError>>;
+
+/// One WeChat call under way; its answer is published to every request waiting on it.
+struct Flight(watch::Sender<Option<Answer>>);
 
 pub struct LoginService {
     wechat: WeChatClient,
@@ -43,9 +40,9 @@ pub struct LoginService {
     metrics: Metrics,
     /// Logins under way, by code. Mini-programs double-tap and clients retry, and a code is
     /// single-use: without this, two requests with one code make two WeChat calls and one
-    /// of them fails with 40163. The first request holds a placeholder while it asks WeChat;
-    /// the others wait on it and get its outcome, error included.
-    in_flight: Cache<JsCode, Outcome>,
+    /// of them fails with 40163. The first request starts the call as a task of its own;
+    /// the others wait for its answer.
+    in_flight: Cache<JsCode, Arc<Flight>>,
 }
 
 impl LoginService {
@@ -58,31 +55,71 @@ impl LoginService {
         }
     }
 
-    /// Trades `code` for a new session. Every concurrent caller with the same code gets the
-    /// same session (or the same error) from one WeChat call.
-    pub async fn login(&self, code: JsCode) -> Outcome {
-        match self.in_flight.get_value_or_guard_async(&code).await {
-            Ok(outcome) => {
-                self.metrics.code_coalesced();
-                outcome
-            }
-            // Should this request go away mid-call, the placeholder goes with it and one of
-            // the waiters makes the call instead.
-            Err(placeholder) => {
-                let outcome = self.login_at_wechat(&code).await.map_err(Arc::new);
-                let _ = placeholder.insert(outcome.clone());
-                // Coalesce only requests that overlap: a later request with a spent code
-                // must reach WeChat and be told 40163, never be handed somebody's earlier
-                // session. Nothing awaits between the insert and this, so no cancellation
-                // can leave the entry behind.
-                self.in_flight.remove(&code);
-                outcome
-            }
+    /// Trades `code` for a new session. Concurrent callers with the same code share one
+    /// WeChat call and its answer (an error included), and each gets a session of its own.
+    pub async fn login(&self, code: JsCode) -> Result<IssuedSession, LoginError> {
+        let login = self.answer_for(code).await?;
+        Ok(self.sessions.create(login).await?)
+    }
+
+    /// WeChat's answer for `code`: from the call under way for it, or from a new one.
+    async fn answer_for(&self, code: JsCode) -> Result<WxSession, LoginError> {
+        let entry = self
+            .in_flight
+            .entry_by_ref(&code)
+            .or_insert_with(|| Arc::new(Flight(watch::Sender::new(None))));
+        let flight = Arc::clone(entry.value());
+        let mut answer = flight.0.subscribe();
+        if entry.is_fresh() {
+            // Nothing awaits between the insert and the spawn, so no cancellation can leave
+            // a flight that no task will ever answer.
+            tokio::spawn(self.fly(code, flight));
+        } else {
+            self.metrics.code_coalesced();
+        }
+        let answer = answer
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| LoginError::Interrupted)?;
+        match &*answer {
+            Some(Ok(login)) => Ok(login.clone()),
+            Some(Err(err)) => Err(LoginError::WeChat(Arc::clone(err))),
+            None => Err(LoginError::Interrupted),
         }
     }
 
-    async fn login_at_wechat(&self, code: &JsCode) -> Result<Arc<IssuedSession>, LoginError> {
-        let login = self.wechat.code2session(code).await?;
-        Ok(Arc::new(self.sessions.create(login).await?))
+    /// The WeChat call for one code, as a task of its own: a caller that goes away (its
+    /// client hung up) neither cancels the call nor makes the others repeat it with a code
+    /// WeChat has already consumed.
+    fn fly(&self, code: JsCode, flight: Arc<Flight>) -> impl Future<Output = ()> + use<> {
+        let wechat = self.wechat.clone();
+        let metrics = self.metrics.clone();
+        let landing = Landing {
+            in_flight: self.in_flight.clone(),
+            code,
+        };
+        async move {
+            let answer = wechat.code2session(&landing.code).await.map_err(Arc::new);
+            let spent = answer.is_ok();
+            // Coalesce only requests that overlap: a later request with a spent code must
+            // reach WeChat and be told 40163, never be handed somebody's earlier answer.
+            drop(landing);
+            flight.0.send_replace(Some(answer));
+            if spent && flight.0.receiver_count() == 0 {
+                metrics.login_abandoned();
+            }
+        }
+    }
+}
+
+/// Takes a code off the in-flight list when its call ends, however it ends.
+struct Landing {
+    in_flight: Cache<JsCode, Arc<Flight>>,
+    code: JsCode,
+}
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        self.in_flight.invalidate(&self.code);
     }
 }

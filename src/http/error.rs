@@ -402,11 +402,12 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<Arc<LoginError>> for ApiError {
-    fn from(e: Arc<LoginError>) -> Self {
-        match &*e {
-            LoginError::WeChat(err) => Self::WeChat(Arc::clone(err)),
-            LoginError::Store(err) => Self::StoreUnavailable(Arc::clone(err)),
+impl From<LoginError> for ApiError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::WeChat(err) => Self::WeChat(err),
+            LoginError::Store(err) => Self::StoreUnavailable(Arc::new(err)),
+            LoginError::Interrupted => Self::Internal,
         }
     }
 }

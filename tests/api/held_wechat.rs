@@ -2,6 +2,7 @@
 //! in flight (graceful shutdown, load shedding).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::routing::get;
@@ -17,18 +18,31 @@ pub struct HeldWeChat {
     arrived: mpsc::UnboundedReceiver<()>,
     /// One permit answers one held call, whether it arrived yet or not.
     answers: Arc<Semaphore>,
+    calls: Arc<AtomicUsize>,
+    /// The errcode held calls are answered with; 0 answers a session.
+    errcode: Arc<AtomicI64>,
 }
 
 pub async fn held_wechat() -> HeldWeChat {
     let (arrived_tx, arrived) = mpsc::unbounded_channel();
     let answers = Arc::new(Semaphore::new(0));
     let held = Arc::clone(&answers);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let errcode = Arc::new(AtomicI64::new(0));
+    let answer_with = Arc::clone(&errcode);
     let app = Router::new().route(
         "/sns/jscode2session",
         get(move || async move {
+            counted.fetch_add(1, Ordering::SeqCst);
             arrived_tx.send(()).ok();
             held.acquire().await.expect("never closed").forget();
-            json!({ "openid": "oDraining", "session_key": SESSION_KEY }).to_string()
+            match answer_with.load(Ordering::SeqCst) {
+                0 => json!({ "openid": "oDraining", "session_key": SESSION_KEY }).to_string(),
+                errcode => {
+                    json!({ "errcode": errcode, "errmsg": "held, then refused" }).to_string()
+                }
+            }
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -40,6 +54,8 @@ pub async fn held_wechat() -> HeldWeChat {
         url,
         arrived,
         answers,
+        calls,
+        errcode,
     }
 }
 
@@ -66,6 +82,16 @@ impl HeldWeChat {
         self.release(1);
         let login = self.hold_a_login(base_url, code).await;
         login.await.expect("join").expect("answered")
+    }
+
+    /// How many code2Session calls have arrived so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Makes the calls answered from now on fail with `errcode`.
+    pub fn fail_held_with(&self, errcode: i64) {
+        self.errcode.store(errcode, Ordering::SeqCst);
     }
 
     /// Lets `n` held calls (or calls still to come) be answered.

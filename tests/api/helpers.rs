@@ -236,6 +236,23 @@ impl TestApp {
     }
 }
 
+/// Polls `condition` until it holds, for at most a minute: for state that a test can
+/// observe only from outside (a metric, a log line), never as a stand-in for an event.
+pub async fn eventually<F, Fut>(what: &str, condition: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still not true after a minute: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Makes the stub answer every code2Session call with `response`.
 pub async fn wechat_answers(wechat: &MockServer, response: ResponseTemplate) {
     wechat.reset().await;
