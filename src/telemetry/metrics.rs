@@ -26,6 +26,9 @@ const COALESCED: &str = "wxlogin_login_codes_coalesced_total";
 const LIVE_SESSIONS: &str = "wxlogin_sessions_live";
 const TOKEN_REFRESHES: &str = "wxlogin_access_token_refreshes_total";
 const RATE_LIMITED: &str = "wxlogin_rate_limited_total";
+const SESSIONS_EVICTED: &str = "wxlogin_sessions_evicted_total";
+const LOGINS_ABANDONED: &str = "wxlogin_login_abandoned_total";
+const LOG_LINES_DROPPED: &str = "wxlogin_log_lines_dropped_total";
 
 /// From a fast WeChat answer to the default 5 s timeout; WeChat's own p99 is ~100 ms.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -174,6 +177,9 @@ impl Metrics {
         if let Some(count) = live_sessions {
             self.0.live_sessions.set(count as f64);
         }
+        if let Some(dropped) = super::dropped_log_lines() {
+            self.log_lines_dropped(dropped);
+        }
         self.0.handle.run_upkeep();
         self.0.handle.render()
     }
@@ -264,6 +270,26 @@ impl Metrics {
             .increment(1);
     }
 
+    /// The memory store let a session go: `cause` is expired, size or explicit.
+    pub fn session_evicted(&self, cause: &'static str) {
+        self.counter(SESSIONS_EVICTED, vec![Label::new("cause", cause)])
+            .increment(1);
+    }
+
+    /// A WeChat call for a login finished with a session_key, and every request that
+    /// waited for it had gone away: the code was spent and no session handed out.
+    pub fn login_abandoned(&self) {
+        self.counter(LOGINS_ABANDONED, vec![]).increment(1);
+    }
+
+    /// The log writer's count of lines it dropped because its queue was full, as of now.
+    pub fn log_lines_dropped(&self, total: u64) {
+        self.0
+            .recorder
+            .register_counter(&Key::from_static_name(LOG_LINES_DROPPED), &METADATA)
+            .absolute(total);
+    }
+
     /// A new access_token was fetched; `forced` when with `force_refresh`.
     pub fn access_token_refreshed(&self, forced: bool) {
         let kind = if forced { "forced" } else { "normal" };
@@ -335,6 +361,18 @@ fn describe(recorder: &PrometheusRecorder) {
         (
             RATE_LIMITED,
             "Requests refused by the per-client-IP rate limit, by route.",
+        ),
+        (
+            SESSIONS_EVICTED,
+            "Sessions the memory store let go, by cause (expired, size: the store was full, explicit: a logout).",
+        ),
+        (
+            LOGINS_ABANDONED,
+            "Logins whose WeChat call succeeded after every request waiting for it had gone away: the code was spent, no session was handed out.",
+        ),
+        (
+            LOG_LINES_DROPPED,
+            "Log lines dropped because the log writer's queue was full (stderr did not keep up).",
         ),
     ];
     for (name, help) in counters {

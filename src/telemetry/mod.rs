@@ -1,31 +1,28 @@
-//! Structured logs: readable for people, one JSON object per line for machines.
+//! Structured logs: readable for people, one JSON object per line for machines, both from
+//! tracing-subscriber's own formatter, written to stderr off the request path by
+//! tracing-appender.
 
-mod batched;
-mod json;
 pub mod metrics;
-mod plain;
-mod time;
 
-use std::cell::RefCell;
-use std::fmt;
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
 use tracing::Subscriber;
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::config::LogFormat;
 
-pub use batched::{Batched, FlushOnDrop};
-
 /// `RUST_LOG` overrides this.
 pub const DEFAULT_FILTER: &str = "info";
 
+/// Lines the writer queues before it drops new ones (see [`init`]).
+const QUEUED_LINES: usize = 128_000;
+
 /// A subscriber writing to `writer` in `format`, filtered by `RUST_LOG` or `default_filter`.
-/// `colour` is for a terminal only: escape codes in a log file are noise, and writing them
-/// cost a fifth of a login's CPU time in the benchmark.
+/// `colour` is for a terminal only: escape codes in a log file are noise.
 pub fn subscriber<W>(
     format: LogFormat,
     default_filter: &str,
@@ -38,111 +35,50 @@ where
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let registry = tracing_subscriber::registry().with(filter);
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
     match format {
-        LogFormat::Pretty if colour => Box::new(
-            registry.with(
-                tracing_subscriber::fmt::layer()
-                    .with_timer(time::Timestamp)
-                    .with_ansi(true)
-                    .with_writer(writer),
-            ),
-        ),
-        LogFormat::Pretty => Box::new(
-            registry.with(
-                tracing_subscriber::fmt::layer()
-                    .fmt_fields(plain::PlainFields)
-                    .event_format(plain::PlainLines {
-                        timer: time::Timestamp,
-                    })
-                    .with_ansi(false)
-                    .with_writer(writer),
-            ),
-        ),
+        LogFormat::Pretty => Box::new(registry.with(layer.with_ansi(colour))),
+        // Event fields at the top level, the request span's fields under "span".
         LogFormat::Json => Box::new(
             registry.with(
-                tracing_subscriber::fmt::layer()
-                    .fmt_fields(json::JsonFields)
-                    .event_format(json::JsonLines)
-                    .with_ansi(false)
-                    .with_writer(writer),
+                layer
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
             ),
         ),
     }
 }
 
-/// Installs the process-wide subscriber, logging to stderr in batches (see [`Batched`]).
+/// Installs the process-wide subscriber, writing to stderr from a thread of its own.
 /// Keep the returned guard until the process ends: dropping it writes out the last lines.
 /// Safe to call once; a second call is ignored.
-pub fn init(format: LogFormat) -> FlushOnDrop {
-    let (writer, flush) = Batched::new(std::io::stderr());
+///
+/// The writer is lossy on purpose: when stderr does not keep up (a stalled log collector),
+/// lines past [`QUEUED_LINES`] are dropped and counted (`wxlogin_log_lines_dropped_total`)
+/// rather than blocking every request behind the log.
+pub fn init(format: LogFormat) -> WorkerGuard {
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(QUEUED_LINES)
+        .thread_name("wxlogin-log")
+        .finish(std::io::stderr());
+    let _ = DROPPED_LINES.set(writer.error_counter());
     let _ = tracing::subscriber::set_global_default(subscriber(
         format,
         DEFAULT_FILTER,
         writer,
         std::io::stderr().is_terminal(),
     ));
-    flush
+    guard
 }
 
-/// Runs `format` into a per-thread buffer, then writes what it wrote to `writer` at once.
-/// A new span's fields go into a `String` of their own: written a piece at a time it grew,
-/// and was copied, five times for every request; written at once, it is allocated once.
-fn write_at_once(
-    writer: &mut Writer<'_>,
-    mut format: impl FnMut(Writer<'_>) -> fmt::Result,
-) -> fmt::Result {
-    thread_local! {
-        static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
-    }
-    SCRATCH
-        .try_with(|scratch| {
-            // Never taken already in practice (tracing drops events logged while one is being
-            // formatted), but if it were, writing straight through is still right.
-            let Ok(mut scratch) = scratch.try_borrow_mut() else {
-                return format(writer.by_ref());
-            };
-            scratch.clear();
-            let written =
-                format(Writer::new(&mut *scratch)).and_then(|()| writer.write_str(&scratch));
-            // An odd huge line is not worth keeping a buffer that size for.
-            if scratch.capacity() > 4096 {
-                *scratch = String::new();
-            }
-            written
-        })
-        .unwrap_or_else(|_| format(writer.by_ref()))
-}
+static DROPPED_LINES: OnceLock<ErrorCounter> = OnceLock::new();
 
-/// Fields written one after another with `separator` between them. Writing stops at the
-/// first error, which `result` keeps: `Visit` methods cannot return one.
-struct Separated<'w> {
-    writer: Writer<'w>,
-    separator: char,
-    first: bool,
-    result: fmt::Result,
-}
-
-impl<'w> Separated<'w> {
-    /// `first`: nothing has been written yet, so no separator goes before the next item.
-    fn new(writer: Writer<'w>, separator: char, first: bool) -> Self {
-        Self {
-            writer,
-            separator,
-            first,
-            result: Ok(()),
-        }
-    }
-
-    /// Writes the separator (unless this is the first item), then whatever `write` writes.
-    fn item(&mut self, write: impl FnOnce(&mut Writer<'w>) -> fmt::Result) {
-        if self.result.is_err() {
-            return;
-        }
-        if !std::mem::take(&mut self.first) {
-            self.result = self.writer.write_char(self.separator);
-        }
-        self.result = self.result.and_then(|()| write(&mut self.writer));
-    }
+/// How many log lines the writer [`init`] installed has dropped; `None` without one.
+pub fn dropped_log_lines() -> Option<u64> {
+    DROPPED_LINES.get().map(|c| c.dropped_lines() as u64)
 }
 
 /// The error and its sources on one line, for the log ("error sending request" says
@@ -156,40 +92,6 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     line
-}
-
-/// An in-memory log sink that tests read while a writer owns a clone of it.
-#[cfg(test)]
-#[derive(Clone, Default)]
-pub(crate) struct TestSink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-#[cfg(test)]
-impl TestSink {
-    pub(crate) fn text(&self) -> String {
-        let bytes = self.0.lock().expect("sink lock").clone();
-        String::from_utf8(bytes).expect("UTF-8")
-    }
-}
-
-#[cfg(test)]
-impl std::io::Write for TestSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("sink lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-impl<'a> MakeWriter<'a> for TestSink {
-    type Writer = TestSink;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
 }
 
 #[cfg(test)]
