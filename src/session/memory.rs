@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use moka::notification::RemovalCause;
+use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 
@@ -13,8 +14,8 @@ use crate::wechat::WxSession;
 
 /// Sessions in this process's memory, in two bounded moka caches: sessions by (short) token
 /// hash, and users by openid, so that a login finds the record its user's other sessions
-/// share. moka bounds both (`session_max`), expires both (the session TTL) and evicts what
-/// it must; every read also checks `expires_at` against the store's clock, so a session is
+/// share. moka bounds both (`session_max`, the least recently used going first), expires
+/// both (the session TTL); every read also checks `expires_at` against the store's clock, so a session is
 /// never served past its end, whenever moka's housekeeping runs.
 #[derive(Clone)]
 pub struct MemoryStore(Arc<Caches>);
@@ -39,6 +40,10 @@ impl MemoryStore {
         let listener_clock = clock.clone();
         let sessions = Cache::builder()
             .max_capacity(settings.max_sessions)
+            // moka's default, TinyLFU, admits a new entry into a full cache only if it looks
+            // more popular than what it would evict: a new login's session does not, and
+            // would be dropped at once. LRU makes room for it instead.
+            .eviction_policy(EvictionPolicy::lru())
             .time_to_live(ttl)
             .eviction_listener(move |_, session: Session, cause| {
                 // A session that our clock has ended was expired, whoever removed it: moka
@@ -56,6 +61,7 @@ impl MemoryStore {
             .build();
         let users = Cache::builder()
             .max_capacity(settings.max_sessions)
+            .eviction_policy(EvictionPolicy::lru())
             .time_to_live(ttl)
             .build();
         Self(Arc::new(Caches {
@@ -251,10 +257,20 @@ mod tests {
     #[test]
     fn a_full_store_evicts_instead_of_growing_and_counts_it() {
         let (store, metrics) = store(50, ManualClock::starting_at(1000));
+        let mut newest = Vec::new();
         for i in 0..500 {
-            store.create(login(&format!("o{i}")));
+            let issued = store.create(login(&format!("o{i}")));
+            store.run_pending_tasks();
+            if i >= 490 {
+                newest.push(issued.token);
+            }
         }
-        store.run_pending_tasks();
+        for token in &newest {
+            assert!(
+                store.get(token).is_some(),
+                "a full store makes room for a new login, never refuses it"
+            );
+        }
         assert!(store.live_count() <= 50, "{} sessions", store.live_count());
         assert!(
             store.0.users.entry_count() <= 50,
