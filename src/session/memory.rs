@@ -1,9 +1,9 @@
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
-use sha2::{Digest, Sha256};
 
 use super::token::ShortTokenHash;
 use super::{IssuedSession, Session, SessionToken, User};
@@ -30,9 +30,24 @@ struct Caches {
     clock: Clock,
 }
 
-/// A user's place in the index: the first 128 bits of SHA-256 over the openid, 16 bytes
-/// inline where the openid itself would be a second heap allocation per user.
-type UserKey = [u8; 16];
+/// A user's place in the index: the user record's own ids, hashed and compared by openid,
+/// so the index holds no second copy of them.
+#[derive(Clone)]
+struct UserKey(Arc<str>);
+
+impl Hash for UserKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        super::openid_of(&self.0).hash(state);
+    }
+}
+
+impl PartialEq for UserKey {
+    fn eq(&self, other: &Self) -> bool {
+        super::openid_of(&self.0) == super::openid_of(&other.0)
+    }
+}
+
+impl Eq for UserKey {}
 
 impl MemoryStore {
     pub fn new(settings: &SessionSettings, clock: Clock, metrics: Metrics) -> Self {
@@ -129,32 +144,24 @@ impl Caches {
     /// The user record that `login` makes current: the existing one with the new key, so
     /// that every live session of the openid moves to it, or a new one.
     fn newest_user(&self, login: WxSession) -> Arc<User> {
-        let key: UserKey = user_key(login.openid.as_ref());
+        let candidate = User::new(login);
+        let key = UserKey(Arc::clone(&candidate.ids));
         let entry = self.users.entry(key).and_upsert_with(|existing| {
             let existing = existing.map(moka::Entry::into_value);
-            match existing {
-                // A unionid can appear once the user follows a linked account: then the new
-                // record takes over, and the old one's sessions keep the key set here.
-                Some(user) if user.unionid() == login.unionid.as_ref().map(AsRef::as_ref) => {
-                    user.replace_session_key(login.session_key);
-                    user
-                }
-                Some(user) => {
-                    user.replace_session_key(login.session_key);
-                    Arc::new(User::new(login))
-                }
-                None => Arc::new(User::new(login)),
+            let Some(user) = existing else {
+                return Arc::new(candidate);
+            };
+            user.replace_session_key(candidate.session_key());
+            // A unionid can appear once the user follows a linked account: then the new
+            // record takes over, and the old one's sessions keep the key just set.
+            if user.unionid() == candidate.unionid() {
+                user
+            } else {
+                Arc::new(candidate)
             }
         });
         entry.into_value()
     }
-}
-
-fn user_key(openid: &str) -> UserKey {
-    let digest = Sha256::digest(openid.as_bytes());
-    let mut key = [0u8; 16];
-    key.copy_from_slice(&digest[..16]);
-    key
 }
 
 #[cfg(test)]

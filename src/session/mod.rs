@@ -22,9 +22,10 @@ use crate::wechat::{SessionKey, WxSession};
 /// one, so every live session of the user must move to the new key at once: a store gives
 /// all of them one `User`, and a login replaces its key.
 pub struct User {
-    /// `openid` or `openid unionid`: one allocation, not two, for the million-user case.
-    /// Both parsed as [`OpenId`] and [`UnionId`] on the way in, so neither holds a space.
-    ids: Box<str>,
+    /// `openid` or `openid unionid`: one allocation, not two, for the million-user case,
+    /// shared with the memory store's index. Both parsed as [`OpenId`] and [`UnionId`] on
+    /// the way in, so neither holds a space.
+    ids: Arc<str>,
     session_key: Mutex<SessionKey>,
 }
 
@@ -35,15 +36,13 @@ impl User {
             None => login.openid.as_ref().to_owned(),
         };
         Self {
-            ids: ids.into_boxed_str(),
+            ids: ids.into(),
             session_key: Mutex::new(login.session_key),
         }
     }
 
     pub fn openid(&self) -> &str {
-        self.ids
-            .split_once(' ')
-            .map_or(&self.ids, |(openid, _)| openid)
+        openid_of(&self.ids)
     }
 
     pub fn unionid(&self) -> Option<&str> {
@@ -66,6 +65,11 @@ impl User {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = key;
     }
+}
+
+/// The openid in a user's `ids`.
+fn openid_of(ids: &str) -> &str {
+    ids.split_once(' ').map_or(ids, |(openid, _)| openid)
 }
 
 /// Shows no more of the ids than [`OpenId`]'s own `Debug` does, and no key.

@@ -63,7 +63,12 @@ pub fn init(format: LogFormat) -> WorkerGuard {
         .lossy(true)
         .buffered_lines_limit(QUEUED_LINES)
         .thread_name("wxlogin-log")
-        .finish(std::io::stderr());
+        // The writer thread flushes whenever its queue runs dry: under load, one write of
+        // many lines instead of a system call per line.
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let _ = DROPPED_LINES.set(writer.error_counter());
     let _ = tracing::subscriber::set_global_default(subscriber(
         format,
