@@ -9,11 +9,11 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use wxlogin::clock::Clock;
 use wxlogin::config::{SessionSettings, StoreSettings};
+use wxlogin::domain::{OpenId, SessionKey, WxSession};
 use wxlogin::session::{MemoryStore, SessionToken};
 use wxlogin::telemetry::metrics::Metrics;
 use wxlogin::wechat::open_data::documented_examples::*;
 use wxlogin::wechat::open_data::{decrypt, signature_matches};
-use wxlogin::wechat::{OpenId, SessionKey, WxSession};
 
 fn key(base64: &str) -> SessionKey {
     SessionKey::parse_base64(base64).expect("a valid session_key")

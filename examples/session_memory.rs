@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use wxlogin::clock::Clock;
 use wxlogin::config::{SessionSettings, StoreSettings};
+use wxlogin::domain::{OpenId, SessionKey, UnionId, WxSession};
 use wxlogin::session::{MemoryStore, SessionToken};
 use wxlogin::telemetry::metrics::Metrics;
-use wxlogin::wechat::{OpenId, SessionKey, UnionId, WxSession};
 
 /// Tokens kept for the lookup phase: few enough not to weigh on the RSS figure.
 const SAMPLED_TOKENS: usize = 10_000;

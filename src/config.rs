@@ -9,12 +9,18 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+pub use crate::domain::Credentials;
+
 /// The defaults ship inside the binary, so it starts from any working directory
 /// (a distroless container has no `config/` folder unless one is mounted).
 const DEFAULTS: &str = include_str!("../config/default.toml");
 const ENV_PREFIX: &str = "WXLOGIN_";
 /// Names a TOML file whose keys override the defaults; not a setting itself.
 const CONFIG_FILE_VAR: &str = "WXLOGIN_CONFIG";
+
+/// The appid `--dev` runs under, against the built-in emulator. Shaped like a real one, and
+/// obviously not one.
+pub const DEV_APPID: &str = "wx0000000000000dev";
 
 /// Whether WeChat is the real one or the built-in emulator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,13 +68,6 @@ pub struct LimitSettings {
     pub per_ip_per_min: Option<std::num::NonZeroU32>,
     /// Peers whose `X-Forwarded-For` is believed: the gateway, the load balancer.
     pub trusted_proxies: Vec<ipnet::IpNet>,
-}
-
-/// The mini-program's appid and app secret. `Debug` shows the appid only.
-#[derive(Debug, Clone)]
-pub struct Credentials {
-    pub appid: String,
-    pub secret: SecretString,
 }
 
 #[derive(Debug, Clone)]
@@ -235,7 +234,7 @@ impl RawSettings {
             Mode::Production => {
                 credentials(self.appid, resolve_secret(self.secret, self.secret_file)?)?
             }
-            Mode::Development => crate::wechat::emulator::dev_credentials(),
+            Mode::Development => dev_credentials(),
         };
         let base_url = parse_base_url(&self.wechat_base_url)?;
         let store = match self.session_store {
@@ -279,6 +278,19 @@ impl RawSettings {
             auth_cookie: Some(self.auth_cookie.trim().to_owned()).filter(|c| !c.is_empty()),
             unknown,
         })
+    }
+}
+
+/// Credentials for development mode: [`DEV_APPID`] and a secret made up per run, which
+/// the emulator checks exactly as WeChat would.
+fn dev_credentials() -> Credentials {
+    use rand::Rng;
+    let mut secret = [0u8; 16];
+    rand::rng().fill_bytes(&mut secret);
+    let secret: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    Credentials {
+        appid: DEV_APPID.to_owned(),
+        secret: SecretString::from(secret),
     }
 }
 

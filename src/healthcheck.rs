@@ -2,6 +2,7 @@
 //! whose image has no curl (distroless). Exit status 0 when healthy, 1 otherwise.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::telemetry::error_chain;
@@ -9,6 +10,24 @@ use crate::telemetry::error_chain;
 /// Long enough for a busy server, short enough to fail well within Docker's default
 /// HEALTHCHECK timeout of 30 s.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// `wxlogin healthcheck`: finds the server where the settings say it listens, and probes it.
+pub async fn run() -> ExitCode {
+    let listen = match crate::config::listen_addr(std::env::vars_os()) {
+        Ok(listen) => listen,
+        Err(err) => {
+            eprintln!("wxlogin healthcheck: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match probe(listen).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("wxlogin healthcheck: unhealthy: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// Asks `GET /healthz` of the server listening on `listen`. A server bound to all
 /// interfaces (`0.0.0.0`, `::`) is asked on loopback.

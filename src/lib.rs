@@ -3,10 +3,12 @@
 
 pub mod clock;
 pub mod config;
+pub mod domain;
 pub mod healthcheck;
 pub mod http;
 pub mod login;
 pub mod periodic;
+pub mod redis_conn;
 pub mod session;
 pub mod startup;
 pub mod telemetry;

@@ -6,9 +6,11 @@ use std::sync::Arc;
 use moka::sync::Cache;
 use tokio::sync::watch;
 
-use crate::session::{IssuedSession, SessionStore, StoreError};
+use crate::domain::{JsCode, WxSession};
+use crate::redis_conn::StoreError;
+use crate::session::{IssuedSession, SessionStore};
 use crate::telemetry::metrics::Metrics;
-use crate::wechat::{JsCode, WeChatClient, WeChatError, WxSession};
+use crate::wechat::{WeChatClient, WeChatError};
 
 /// Why a login failed: WeChat said no (or could not be asked), or the session could not
 /// be stored.

@@ -2,13 +2,13 @@
 
 use axum::extract::{Form, FromRef, FromRequest, FromRequestParts, Json, Query, Request};
 use axum::http::request::Parts;
-use axum::http::{Method, header};
+use axum::http::{HeaderMap, Method, header};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::domain::JsCode;
 use crate::session::{Session, SessionStore, SessionToken};
-use crate::wechat::JsCode;
 
 const LOGIN_SHAPE: &str =
     r#"the code from wx.login() as {"code": "…"}, a form field code=…, or ?code=… on GET"#;
@@ -69,19 +69,30 @@ impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or(ApiError::MissingToken)?;
-        let value = value.to_str().map_err(|_| ApiError::InvalidToken)?;
-        let (scheme, token) = value.trim().split_once(' ').ok_or(ApiError::InvalidToken)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(ApiError::MissingToken);
-        }
-        SessionToken::parse(token.trim())
-            .map(Self)
-            .ok_or(ApiError::InvalidToken)
+        bearer_token(&parts.headers).map(Self)
     }
+}
+
+/// The token in `Authorization: Bearer <token>` (RFC 6750 §2.1).
+pub fn bearer_token(headers: &HeaderMap) -> Result<SessionToken, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::MissingToken)?;
+    let value = value.to_str().map_err(|_| ApiError::InvalidToken)?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or(ApiError::InvalidToken)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::MissingToken);
+    }
+    SessionToken::parse(token.trim()).ok_or(ApiError::InvalidToken)
+}
+
+/// The live session behind `token`: `invalid_token` when there is none. Every route that
+/// takes a session token looks it up here.
+pub async fn live_session(
+    sessions: &SessionStore,
+    token: &SessionToken,
+) -> Result<Session, ApiError> {
+    sessions.get(token).await?.ok_or(ApiError::InvalidToken)
 }
 
 /// The live session behind the request's bearer token: 401 when there is none.
@@ -95,10 +106,10 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let BearerToken(token) = BearerToken::from_request_parts(parts, state).await?;
-        let sessions = SessionStore::from_ref(state);
-        let session = sessions.get(&token).await?.ok_or(ApiError::InvalidToken)?;
-        Ok(Self(session))
+        let token = bearer_token(&parts.headers)?;
+        live_session(&SessionStore::from_ref(state), &token)
+            .await
+            .map(Self)
     }
 }
 

@@ -5,15 +5,14 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{FromRequestParts, State};
-use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::BearerToken;
+use super::extract::{bearer_token, live_session};
 use crate::session::{SessionStore, SessionToken};
 
 pub const OPENID_HEADER: HeaderName = HeaderName::from_static("x-wxlogin-openid");
@@ -42,16 +41,16 @@ pub fn router() -> Router<AppState> {
                 ("X-WxLogin-OpenId" = String, description = "The user's openid."),
                 ("X-WxLogin-UnionId" = String, description = "The user's unionid, when WeChat gave one."),
             )),
-        super::openapi::TokenErrors,
+        super::error::responses::TokenErrors,
     )
 )]
 pub async fn forward_auth(
     State(sessions): State<SessionStore>,
     State(cookie): State<AuthCookie>,
-    mut parts: Parts,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let token = token(&mut parts, &cookie).await?;
-    let session = sessions.get(&token).await?.ok_or(ApiError::InvalidToken)?;
+    let token = token(&headers, &cookie)?;
+    let session = live_session(&sessions, &token).await?;
     let mut response = StatusCode::OK.into_response();
     let headers = response.headers_mut();
     // Both are validated to [A-Za-z0-9_-] when WeChat hands them over.
@@ -69,22 +68,19 @@ pub async fn forward_auth(
 }
 
 /// The bearer token if there is an `Authorization` header, else the configured cookie.
-async fn token(parts: &mut Parts, cookie: &AuthCookie) -> Result<SessionToken, ApiError> {
-    if parts.headers.contains_key(header::AUTHORIZATION) {
-        return BearerToken::from_request_parts(parts, &())
-            .await
-            .map(|BearerToken(t)| t);
+fn token(headers: &HeaderMap, cookie: &AuthCookie) -> Result<SessionToken, ApiError> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return bearer_token(headers);
     }
     let Some(name) = &cookie.0 else {
         return Err(ApiError::MissingToken);
     };
-    let value = cookie_value(parts, name).ok_or(ApiError::MissingToken)?;
+    let value = cookie_value(headers, name).ok_or(ApiError::MissingToken)?;
     SessionToken::parse(value).ok_or(ApiError::InvalidToken)
 }
 
-fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())

@@ -40,7 +40,7 @@ pub(super) async fn alive() -> Json<Value> {
     tag = "operations",
     responses(
         (status = 200, description = "Ready: `{\"status\": \"ready\"}`.", body = Object),
-        (status = 503, description = "`store_unavailable`: the session store does not answer.", body = super::error::ErrorBody),
+        super::error::responses::NotReady,
     )
 )]
 pub(super) async fn ready(State(sessions): State<SessionStore>) -> Response {

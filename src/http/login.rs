@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -8,22 +9,22 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::responses::{BodyErrors, LoginErrors, UpstreamErrors};
+use super::error::{ApiError, ErrorReport};
 use super::extract::{CodeField, LoginCode};
-use super::openapi::{BodyErrors, LoginErrors, UpstreamErrors};
 use super::rate_limit::WithinRateLimit;
 use crate::login::LoginService;
-use crate::wechat::JsCode;
+use crate::telemetry::metrics::Metrics;
 
-pub fn router() -> Router<AppState> {
+/// The three login routes, which differ only in where the code comes from, and the layer
+/// that counts what came of each request to them (`wxlogin_logins_total`).
+pub fn router(metrics: Metrics) -> Router<AppState> {
     Router::new()
         // The net/http tutorials' contract: POST {"code": "..."}.
-        .route("/openid", post(openid))
+        .route("/openid", post(login))
         // The gin and echo tutorials': GET ?code=, or POST as JSON or a form.
-        .route(
-            "/wechat/applet_login",
-            get(applet_login_query).post(applet_login_body),
-        )
+        .route("/wechat/applet_login", get(login).post(login))
+        .route_layer(axum::middleware::from_fn_with_state(metrics, count_login))
 }
 
 /// A new session for the user behind a `wx.login()` code.
@@ -39,6 +40,42 @@ pub struct LoginResponse<'a> {
     expires_in: u64,
 }
 
+/// Trades the request's `wx.login()` code for a new session, on every login route.
+async fn login(
+    State(logins): State<Arc<LoginService>>,
+    _: WithinRateLimit,
+    LoginCode(code): LoginCode,
+) -> Result<Response, ApiError> {
+    let issued = logins.login(code).await?;
+    let body = LoginResponse {
+        token: issued.token.expose(),
+        openid: issued.session.openid(),
+        unionid: issued.session.unionid(),
+        expires_in: issued.expires_in,
+    };
+    Ok(Json(body).into_response())
+}
+
+/// Counts a login request by route and outcome: "ok", or the kind of error it answered,
+/// whichever part of the request refused it.
+async fn count_login(
+    State(metrics): State<Metrics>,
+    route: MatchedPath,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    let outcome = response
+        .extensions()
+        .get::<ErrorReport>()
+        .map_or("ok", |report| report.kind);
+    metrics.login_finished(route.as_str(), outcome);
+    response
+}
+
+// The three operations the one `login` handler serves, for the OpenAPI document: utoipa
+// documents one path per function, and these differ in path and in where the code is.
+
 /// Log in with the code from `wx.login()`.
 #[utoipa::path(
     post,
@@ -47,13 +84,8 @@ pub struct LoginResponse<'a> {
     request_body(content = CodeField, content_type = "application/json"),
     responses((status = 200, description = "Logged in.", body = LoginResponse), LoginErrors, BodyErrors, UpstreamErrors)
 )]
-async fn openid(
-    State(logins): State<Arc<LoginService>>,
-    _: WithinRateLimit,
-    LoginCode(code): LoginCode,
-) -> Result<Response, ApiError> {
-    login(&logins, code).await
-}
+#[allow(dead_code)]
+pub(super) fn post_openid() {}
 
 /// Log in with the code from `wx.login()`, passed as `?code=`.
 #[utoipa::path(
@@ -61,15 +93,10 @@ async fn openid(
     path = "/wechat/applet_login",
     tag = "login",
     params(("code" = String, Query, description = "The code from `wx.login()`.")),
-    responses((status = 200, description = "Logged in.", body = LoginResponse), LoginErrors, BodyErrors, UpstreamErrors)
+    responses((status = 200, description = "Logged in.", body = LoginResponse), LoginErrors, UpstreamErrors)
 )]
-async fn applet_login_query(
-    State(logins): State<Arc<LoginService>>,
-    _: WithinRateLimit,
-    LoginCode(code): LoginCode,
-) -> Result<Response, ApiError> {
-    login(&logins, code).await
-}
+#[allow(dead_code)]
+pub(super) fn get_applet_login() {}
 
 /// Log in with the code from `wx.login()`, as JSON or as a form.
 #[utoipa::path(
@@ -82,21 +109,5 @@ async fn applet_login_query(
     )),
     responses((status = 200, description = "Logged in.", body = LoginResponse), LoginErrors, BodyErrors, UpstreamErrors)
 )]
-async fn applet_login_body(
-    State(logins): State<Arc<LoginService>>,
-    _: WithinRateLimit,
-    LoginCode(code): LoginCode,
-) -> Result<Response, ApiError> {
-    login(&logins, code).await
-}
-
-async fn login(logins: &LoginService, code: JsCode) -> Result<Response, ApiError> {
-    let issued = logins.login(code).await?;
-    let body = LoginResponse {
-        token: issued.token.expose(),
-        openid: issued.session.openid(),
-        unionid: issued.session.unionid(),
-        expires_in: issued.expires_in,
-    };
-    Ok(Json(body).into_response())
-}
+#[allow(dead_code)]
+pub(super) fn post_applet_login() {}

@@ -27,7 +27,7 @@ use tracing::Span;
 
 pub use error::{ApiError, ErrorReport};
 pub use forward_auth::AuthCookie;
-pub use rate_limit::ClientLimiter;
+pub use rate_limit::{ClientLimiter, PRUNE_EVERY};
 
 use crate::login::LoginService;
 use crate::session::SessionStore;
@@ -48,10 +48,6 @@ pub struct AppState {
     pub limiter: ClientLimiter,
     pub auth_cookie: AuthCookie,
 }
-
-/// The routes that trade a `wx.login()` code for a session: `wxlogin_logins_total` counts
-/// what came of each request to them.
-const LOGIN_ROUTES: [&str; 2] = ["/openid", "/wechat/applet_login"];
 
 /// The whole HTTP surface, with its middleware. Tests drive exactly this.
 pub fn router(state: AppState) -> Router {
@@ -77,7 +73,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
 
     Router::new()
-        .merge(login::router())
+        .merge(login::router(state.metrics.clone()))
         .merge(session::router())
         .merge(open_data::router())
         .merge(health::router())
@@ -101,13 +97,6 @@ async fn count_request(
     let response = next.run(request).await;
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     metrics.request_finished(route, response.status());
-    if LOGIN_ROUTES.contains(&route) {
-        let outcome = response
-            .extensions()
-            .get::<ErrorReport>()
-            .map_or("ok", |report| report.kind);
-        metrics.login_finished(route, outcome);
-    }
     response
 }
 

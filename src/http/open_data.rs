@@ -10,11 +10,14 @@ use serde_json::value::RawValue;
 
 use super::AppState;
 use super::error::ApiError;
+use super::error::responses::{
+    BodyErrors, CheckSessionErrors, OpenDataErrors, ServerApiErrors, UpstreamErrors,
+};
 use super::extract::{JsonBody, JsonShape, LiveSession};
-use super::openapi::{BodyErrors, OpenDataErrors, ServerApiErrors, UpstreamErrors};
 use super::rate_limit::WithinRateLimit;
+use crate::domain::PhoneCode;
 use crate::wechat::open_data::{decrypt, signature_matches};
-use crate::wechat::{AccessTokens, PhoneCode, PhoneNumber, WeChatClient};
+use crate::wechat::{AccessTokens, PhoneNumber, WeChatClient};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -152,7 +155,7 @@ pub(super) async fn phone_number(
     path = "/wechat/check_session",
     tag = "user data",
     security(("bearer" = [])),
-    responses((status = 200, description = "`valid` is false when the user has logged in again elsewhere since.", body = Validity), ServerApiErrors, BodyErrors, UpstreamErrors)
+    responses((status = 200, description = "`valid` is false when the user has logged in again elsewhere since.", body = Validity), CheckSessionErrors, UpstreamErrors)
 )]
 pub(super) async fn check_session(
     State(wechat): State<WeChatClient>,

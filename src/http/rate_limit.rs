@@ -17,32 +17,40 @@ use crate::telemetry::metrics::Metrics;
 
 /// How often buckets that have filled up again are forgotten, so that the table holds
 /// only clients seen within about the last minute.
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
+pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Shared by every request; `None` inside when the limit is off.
 #[derive(Clone)]
 pub struct ClientLimiter(Option<Arc<Limiter>>);
 
-struct Limiter {
+/// The buckets, one per client; they need pruning every [`PRUNE_EVERY`] (see [`Limiter::prune`]).
+pub struct Limiter {
     buckets: DefaultKeyedRateLimiter<IpAddr>,
     trusted_proxies: Vec<IpNet>,
 }
 
+impl Limiter {
+    /// Forgets the buckets that have filled up again.
+    pub fn prune(&self) {
+        self.buckets.retain_recent();
+        self.buckets.shrink_to_fit();
+    }
+}
+
 impl ClientLimiter {
-    /// Must be called within a tokio runtime: it starts the task that prunes the table.
     pub fn new(settings: &LimitSettings) -> Self {
         let Some(per_min) = settings.per_ip_per_min else {
             return Self(None);
         };
-        let limiter = Arc::new(Limiter {
+        Self(Some(Arc::new(Limiter {
             buckets: RateLimiter::keyed(Quota::per_minute(per_min)),
             trusted_proxies: settings.trusted_proxies.clone(),
-        });
-        crate::periodic::spawn_every(PRUNE_EVERY, &limiter, |limiter| {
-            limiter.buckets.retain_recent();
-            limiter.buckets.shrink_to_fit();
-        });
-        Self(Some(limiter))
+        })))
+    }
+
+    /// The buckets, when the limit is on.
+    pub fn buckets(&self) -> Option<&Arc<Limiter>> {
+        self.0.as_ref()
     }
 
     /// Takes one token from the client's bucket, or says how long until there is one.

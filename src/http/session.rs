@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use super::AppState;
 use super::error::ApiError;
+use super::error::responses::TokenErrors;
 use super::extract::{BearerToken, LiveSession};
-use super::openapi::TokenErrors;
 use crate::session::SessionStore;
 
 pub fn router() -> Router<AppState> {

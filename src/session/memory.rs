@@ -9,8 +9,8 @@ use super::token::ShortTokenHash;
 use super::{IssuedSession, Session, SessionToken, User};
 use crate::clock::Clock;
 use crate::config::SessionSettings;
+use crate::domain::WxSession;
 use crate::telemetry::metrics::Metrics;
-use crate::wechat::WxSession;
 
 /// Sessions in this process's memory, in two bounded moka caches: sessions by (short) token
 /// hash, and users by openid, so that a login finds the record its user's other sessions
@@ -170,7 +170,7 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
-    use crate::wechat::{OpenId, SessionKey};
+    use crate::domain::{OpenId, SessionKey};
 
     fn store(max_sessions: u64, clock: ManualClock) -> (MemoryStore, Metrics) {
         let settings = SessionSettings {
@@ -292,7 +292,7 @@ mod tests {
         let (store, _) = store(10, ManualClock::starting_at(1000));
         let before = store.create(login("oA"));
         let mut with_unionid = login_with_key("oA", "EBESExQVFhcYGRobHB0eHw==");
-        with_unionid.unionid = crate::wechat::UnionId::parse("uA");
+        with_unionid.unionid = crate::domain::UnionId::parse("uA");
         let after = store.create(with_unionid);
 
         let new = store.get(&after.token).expect("live");

@@ -9,13 +9,14 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 pub use memory::MemoryStore;
-pub use redis::{Redis, RedisStore, StoreError};
+pub use redis::RedisStore;
 pub use token::{SessionToken, TokenHash};
 
 use crate::clock::Clock;
 use crate::config::SessionSettings;
+use crate::domain::{SessionKey, WxSession};
+use crate::redis_conn::StoreError;
 use crate::telemetry::metrics::Metrics;
-use crate::wechat::{SessionKey, WxSession};
 
 /// One WeChat user as a store knows them: the ids, and the newest session_key WeChat
 /// issued. Each `code2Session` call makes WeChat issue a new key and invalidate the old

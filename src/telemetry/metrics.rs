@@ -4,7 +4,8 @@
 //! No label ever carries an openid, a token or a code: labels are routes, API names,
 //! error kinds and errcodes, all from small fixed sets.
 
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::borrow::Cow;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use metrics::{
@@ -13,8 +14,6 @@ use metrics::{
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
-
-use crate::wechat::{ErrCode, WeChatError};
 
 const LOGINS: &str = "wxlogin_logins_total";
 const HTTP_REQUESTS: &str = "wxlogin_http_requests_total";
@@ -34,10 +33,6 @@ const LOG_LINES_DROPPED: &str = "wxlogin_log_lines_dropped_total";
 const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
-
-/// Errcodes worth a label value of their own beyond those `ErrCode` names; any other
-/// becomes "other", so a misbehaving upstream cannot mint new series without end.
-const LABELLED_ERRCODES: &[i64] = &[40001, 41001, 42001, 45009, 87009];
 
 /// A status as a label value: the statuses this service answers are static strings, so
 /// counting the common requests allocates nothing for this label.
@@ -71,7 +66,7 @@ struct Inner {
     /// Logins that ended "ok", by route.
     ok_logins: RouteCounters,
     /// WeChat calls answered with errcode 0, and their latency, by API.
-    answered_calls: [OnceLock<(Counter, Histogram)>; WeChatApi::COUNT],
+    answered_calls: RwLock<Vec<(&'static str, (Counter, Histogram))>>,
 }
 
 /// Handles of one counter's series that differ only by route, registered on first use.
@@ -115,32 +110,6 @@ impl RouteCounters {
         let counter = recorder.register_counter(&Key::from_parts(self.name, labels), &METADATA);
         handles.push((route.into(), counter.clone()));
         counter
-    }
-}
-
-/// Which WeChat API a call went to.
-#[derive(Debug, Clone, Copy)]
-pub enum WeChatApi {
-    Code2Session,
-    StableToken,
-    PhoneNumber,
-    CheckSession,
-}
-
-impl WeChatApi {
-    const COUNT: usize = Self::CheckSession as usize + 1;
-
-    fn index(self) -> usize {
-        self as usize
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            Self::Code2Session => "code2session",
-            Self::StableToken => "stable_token",
-            Self::PhoneNumber => "phone_number",
-            Self::CheckSession => "check_session",
-        }
     }
 }
 
@@ -232,41 +201,69 @@ impl Metrics {
         self.0.coalesced.increment(1);
     }
 
-    /// One attempt at a WeChat call, with what came of it and how long it took.
-    pub fn wechat_call(&self, api: WeChatApi, result: Result<(), &WeChatError>, took: Duration) {
-        let uncommon;
-        let (calls, latency) = match result {
-            Ok(()) => {
-                self.0.answered_calls[api.index()].get_or_init(|| self.wechat_series(api, Ok(())))
-            }
-            Err(_) => {
-                uncommon = self.wechat_series(api, result);
-                &uncommon
-            }
+    /// One attempt at a call to the WeChat API named `api`: what came of it (`outcome`,
+    /// and the `errcode` label, "0" for success) and how long it took. The labels come from
+    /// small fixed sets that the WeChat client defines.
+    pub fn wechat_call(
+        &self,
+        api: &'static str,
+        outcome: &'static str,
+        errcode: Cow<'static, str>,
+        took: Duration,
+    ) {
+        let (calls, latency) = if outcome == "answered" && errcode == "0" {
+            self.answered_series(api)
+        } else {
+            let errcode = match errcode {
+                Cow::Borrowed(label) => SharedString::const_str(label),
+                Cow::Owned(label) => SharedString::from_owned(label),
+            };
+            self.wechat_series(api, outcome, errcode)
         };
         calls.increment(1);
         latency.record(took.as_secs_f64());
     }
 
+    /// The series of successful calls to `api`, registered on first use.
+    fn answered_series(&self, api: &'static str) -> (Counter, Histogram) {
+        let known = |series: &[(&'static str, (Counter, Histogram))]| {
+            series
+                .iter()
+                .find(|(known, _)| *known == api)
+                .map(|(_, handles)| handles.clone())
+        };
+        let calls = &self.0.answered_calls;
+        if let Some(handles) = known(&calls.read().unwrap_or_else(PoisonError::into_inner)) {
+            return handles;
+        }
+        let mut calls = calls.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(handles) = known(&calls) {
+            return handles;
+        }
+        let handles = self.wechat_series(api, "answered", SharedString::const_str("0"));
+        calls.push((api, handles.clone()));
+        handles
+    }
+
     fn wechat_series(
         &self,
-        api: WeChatApi,
-        result: Result<(), &WeChatError>,
+        api: &'static str,
+        outcome: &'static str,
+        errcode: SharedString,
     ) -> (Counter, Histogram) {
-        let (outcome, errcode) = wechat_outcome(result);
         let labels = vec![
-            Label::new("api", api.label()),
+            Label::new("api", api),
             Label::new("outcome", outcome),
             Label::new("errcode", errcode),
         ];
-        let key = Key::from_parts(WECHAT_LATENCY, vec![Label::new("api", api.label())]);
+        let key = Key::from_parts(WECHAT_LATENCY, vec![Label::new("api", api)]);
         let latency = self.0.recorder.register_histogram(&key, &METADATA);
         (self.counter(WECHAT_CALLS, labels), latency)
     }
 
     /// A WeChat call was not made: the cap on concurrent calls was reached.
-    pub fn wechat_call_shed(&self, api: WeChatApi) {
-        self.counter(WECHAT_SHED, vec![Label::new("api", api.label())])
+    pub fn wechat_call_shed(&self, api: &'static str) {
+        self.counter(WECHAT_SHED, vec![Label::new("api", api)])
             .increment(1);
     }
 
@@ -305,31 +302,6 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.decrement(1.0);
     }
-}
-
-fn wechat_outcome(result: Result<(), &WeChatError>) -> (&'static str, SharedString) {
-    let err = match result {
-        Ok(()) => return ("answered", "0".into()),
-        Err(err) => err,
-    };
-    let outcome = match err {
-        WeChatError::Api { .. } => "answered",
-        WeChatError::Timeout => "timeout",
-        WeChatError::Unreachable(_) => "unreachable",
-        WeChatError::Status(_) => "bad_status",
-        _ => "malformed",
-    };
-    let errcode = match err.raw_errcode() {
-        None => "".into(),
-        Some(code)
-            if matches!(ErrCode::from(code), ErrCode::Other(_))
-                && !LABELLED_ERRCODES.contains(&code) =>
-        {
-            "other".into()
-        }
-        Some(code) => code.to_string().into(),
-    };
-    (outcome, errcode)
 }
 
 fn describe(recorder: &PrometheusRecorder) {
@@ -400,24 +372,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unknown_errcodes_share_one_label_value() {
-        let label = |result: Result<(), &WeChatError>| {
-            let (outcome, errcode) = wechat_outcome(result);
-            format!("{outcome}/{}", errcode.as_ref())
-        };
-        let err = |errcode| WeChatError::Api {
-            errcode,
-            errmsg: String::new(),
-        };
-        assert_eq!(label(Err(&err(40029))), "answered/40029");
-        assert_eq!(label(Err(&err(42001))), "answered/42001");
-        assert_eq!(label(Err(&err(61024))), "answered/other");
-        assert_eq!(label(Err(&err(-1))), "answered/-1");
-        assert_eq!(label(Ok(())), "answered/0");
-        assert_eq!(label(Err(&WeChatError::Timeout)), "timeout/");
-    }
-
-    #[test]
     fn the_handles_kept_for_successes_count_in_the_same_series_as_the_rest() {
         let metrics = Metrics::new();
         for status in [200, 200, 401] {
@@ -429,9 +383,9 @@ mod tests {
         metrics.login_finished("/openid", "ok");
         metrics.login_finished("/openid", "invalid_code");
         let took = Duration::from_millis(30);
-        metrics.wechat_call(WeChatApi::Code2Session, Ok(()), took);
-        metrics.wechat_call(WeChatApi::Code2Session, Ok(()), took);
-        metrics.wechat_call(WeChatApi::Code2Session, Err(&WeChatError::Timeout), took);
+        metrics.wechat_call("code2session", "answered", "0".into(), took);
+        metrics.wechat_call("code2session", "answered", "0".into(), took);
+        metrics.wechat_call("code2session", "timeout", "".into(), took);
         let text = metrics.render(None);
         for series in [
             r#"wxlogin_http_requests_total{route="/session",status="200"} 2"#,

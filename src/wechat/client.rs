@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -6,9 +7,29 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::error::{ErrCode, WeChatError};
-use super::types::{JsCode, OpenId, SessionKey, UnionId, WxSession};
 use crate::config::WeChatSettings;
-use crate::telemetry::metrics::{Metrics, WeChatApi};
+use crate::domain::{JsCode, OpenId, SessionKey, UnionId, WxSession};
+use crate::telemetry::metrics::Metrics;
+
+/// Which WeChat API a call went to, as the `api` label of the call metrics.
+#[derive(Debug, Clone, Copy)]
+pub enum WeChatApi {
+    Code2Session,
+    StableToken,
+    PhoneNumber,
+    CheckSession,
+}
+
+impl WeChatApi {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Code2Session => "code2session",
+            Self::StableToken => "stable_token",
+            Self::PhoneNumber => "phone_number",
+            Self::CheckSession => "check_session",
+        }
+    }
+}
 
 /// WeChat answers are a few hundred bytes; anything much larger is not WeChat.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -96,14 +117,19 @@ impl WeChatClient {
         Fut: Future<Output = Result<T, WeChatError>>,
     {
         let Ok(_permit) = self.0.permits.try_acquire() else {
-            self.0.metrics.wechat_call_shed(api);
+            self.0.metrics.wechat_call_shed(api.label());
             return Err(WeChatError::Overloaded);
         };
         let timed = || async {
             let started = Instant::now();
             let result = attempt().await;
-            let outcome = result.as_ref().map(|_| ());
-            self.0.metrics.wechat_call(api, outcome, started.elapsed());
+            let (outcome, errcode) = match &result {
+                Ok(_) => ("answered", Cow::Borrowed("0")),
+                Err(err) => (err.outcome_label(), err.errcode_label()),
+            };
+            self.0
+                .metrics
+                .wechat_call(api.label(), outcome, errcode, started.elapsed());
             result
         };
         match timed().await {

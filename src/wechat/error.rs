@@ -1,6 +1,11 @@
 //! How a WeChat call can fail. Nothing here carries the request URL: it holds the secret.
 
+use std::borrow::Cow;
+
 use reqwest::StatusCode;
+
+/// Errcodes worth a label value of their own beyond those [`ErrCode`] names.
+const LABELLED_ERRCODES: &[i64] = &[40001, 41001, 42001, 45009, 87009];
 
 #[derive(Debug, thiserror::Error)]
 pub enum WeChatError {
@@ -24,7 +29,7 @@ pub enum WeChatError {
     Overloaded,
     /// The store that replicas share the access_token through (Redis) failed.
     #[error("the shared access_token store failed")]
-    TokenStore(#[source] crate::session::StoreError),
+    TokenStore(#[source] crate::redis_conn::StoreError),
     /// The call needed an access_token, and none could be had: the cause says why.
     #[error("could not get an access_token")]
     AccessToken(#[source] Box<WeChatError>),
@@ -75,6 +80,33 @@ impl WeChatError {
         self.raw_errcode().map(ErrCode::from)
     }
 
+    /// What came of a call, as the `outcome` label of the call metrics.
+    pub fn outcome_label(&self) -> &'static str {
+        match self {
+            Self::Api { .. } => "answered",
+            Self::Timeout => "timeout",
+            Self::Unreachable(_) => "unreachable",
+            Self::Status(_) => "bad_status",
+            _ => "malformed",
+        }
+    }
+
+    /// The errcode as the `errcode` label of the call metrics: empty without an answer, and
+    /// "other" for an errcode wxlogin neither names nor lists, so that a misbehaving
+    /// upstream cannot mint new series without end.
+    pub fn errcode_label(&self) -> Cow<'static, str> {
+        match self.raw_errcode() {
+            None => Cow::Borrowed(""),
+            Some(code)
+                if matches!(ErrCode::from(code), ErrCode::Other(_))
+                    && !LABELLED_ERRCODES.contains(&code) =>
+            {
+                Cow::Borrowed("other")
+            }
+            Some(code) => Cow::Owned(code.to_string()),
+        }
+    }
+
     /// WeChat's request id (`rid: …` in errmsg), which WeChat support asks for.
     pub fn rid(&self) -> Option<&str> {
         match self {
@@ -84,7 +116,7 @@ impl WeChatError {
     }
 }
 
-/// The errcodes that wxlogin tells apart (see `shared/wechat-api.md`).
+/// The errcodes that wxlogin tells apart (the README's error table says what each answers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrCode {
     /// -1: system busy, worth one retry.
@@ -157,6 +189,20 @@ mod tests {
         ] {
             assert_eq!(ErrCode::from(code), kind, "{code}");
         }
+    }
+
+    #[test]
+    fn unknown_errcodes_share_one_label_value() {
+        let label = |err: WeChatError| format!("{}/{}", err.outcome_label(), err.errcode_label());
+        let err = |errcode| WeChatError::Api {
+            errcode,
+            errmsg: String::new(),
+        };
+        assert_eq!(label(err(40029)), "answered/40029");
+        assert_eq!(label(err(42001)), "answered/42001");
+        assert_eq!(label(err(61024)), "answered/other");
+        assert_eq!(label(err(-1)), "answered/-1");
+        assert_eq!(label(WeChatError::Timeout), "timeout/");
     }
 
     #[test]

@@ -7,11 +7,8 @@ pub mod emulator;
 mod error;
 pub mod open_data;
 mod server_api;
-mod shared_access_token;
-mod types;
 
 pub use access_token::{AccessToken, AccessTokens};
 pub use client::WeChatClient;
 pub use error::{ErrCode, WeChatError};
 pub use server_api::PhoneNumber;
-pub use types::{InvalidCode, JsCode, OpenId, PhoneCode, SessionKey, UnionId, WxSession};

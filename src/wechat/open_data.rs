@@ -13,7 +13,7 @@ use sha1::{Digest, Sha1};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::SessionKey;
+use crate::domain::SessionKey;
 
 type Aes128CbcDec = cbc::Decryptor<aes::Aes128>;
 type Aes128CbcEnc = cbc::Encryptor<aes::Aes128>;

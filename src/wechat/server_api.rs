@@ -4,11 +4,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::access_token::AccessToken;
-use super::client::{WeChatClient, check_errcode, read_answer};
+use super::client::{WeChatApi, WeChatClient, check_errcode, read_answer};
 use super::error::WeChatError;
 use super::open_data::{Watermark, check_session_signature};
-use super::{PhoneCode, SessionKey};
-use crate::telemetry::metrics::WeChatApi;
+use crate::domain::{PhoneCode, SessionKey};
 
 /// checkSessionKey's answer when the session_key is not the user's current one.
 const STALE_SESSION_KEY: i64 = 87009;

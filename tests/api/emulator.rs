@@ -4,8 +4,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use wxlogin::config::Credentials;
-use wxlogin::wechat::emulator::{EMULATOR_APPID, Emulator, MAGIC_CODES, MagicAnswer};
+use wxlogin::config::DEV_APPID as EMULATOR_APPID;
+use wxlogin::domain::Credentials;
+use wxlogin::wechat::emulator::{Emulator, MAGIC_CODES, MagicAnswer};
 
 use crate::helpers::*;
 

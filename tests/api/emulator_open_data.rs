@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::emulator::{code2session, dev_login, emulator, login_query};
 use crate::helpers::*;
-use wxlogin::wechat::emulator::EMULATOR_APPID;
+use wxlogin::config::DEV_APPID as EMULATOR_APPID;
 
 impl DevApp {
     async fn emulator_get(&self, route: &str) -> Reply {

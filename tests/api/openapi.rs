@@ -39,7 +39,11 @@ fn routes_in_source() -> BTreeSet<(String, String)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
     let mut routes = BTreeSet::new();
     for entry in std::fs::read_dir(dir).expect("src/http") {
-        let source = std::fs::read_to_string(entry.expect("entry").path()).expect("source");
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|ext| ext != "rs") {
+            continue;
+        }
+        let source = std::fs::read_to_string(path).expect("source");
         for call in source.split(".route(").skip(1) {
             let path = call.split('"').nth(1).expect("a literal path").to_owned();
             // The method routers, up to the call's closing parenthesis.

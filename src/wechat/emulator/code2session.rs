@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{EmulatorState, IssuedUser, derived_id, failure, text_plain};
-use crate::wechat::SessionKey;
+use crate::domain::SessionKey;
 
 #[derive(Deserialize)]
 pub(super) struct Code2SessionQuery {

@@ -37,12 +37,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::config::Credentials;
-use crate::wechat::SessionKey;
-use crate::wechat::types::MAX_JS_CODE_LEN;
-
-/// The appid `--dev` runs under. Shaped like a real one, and obviously not one.
-pub const EMULATOR_APPID: &str = "wx0000000000000dev";
+use crate::domain::Credentials;
+use crate::domain::MAX_JS_CODE_LEN;
+use crate::domain::SessionKey;
 
 /// How long the emulator remembers a used code; WeChat's codes expire after 5 minutes.
 const USED_CODE_MEMORY: Duration = Duration::from_secs(10 * 60);
@@ -85,18 +82,6 @@ pub const MAGIC_CODES: &[(&str, MagicAnswer)] = &[
     ("html", MagicAnswer::Html),
     ("timeout", MagicAnswer::Silence),
 ];
-
-/// Credentials for development mode: a fixed appid and a secret made up per run, which the
-/// emulator checks exactly as WeChat would.
-pub fn dev_credentials() -> Credentials {
-    let mut secret = [0u8; 16];
-    rand::rng().fill_bytes(&mut secret);
-    let secret: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-    Credentials {
-        appid: EMULATOR_APPID.to_owned(),
-        secret: SecretString::from(secret),
-    }
-}
 
 /// A running emulator. It stops when this is dropped.
 pub struct Emulator {
@@ -261,7 +246,7 @@ mod tests {
         let a = derived_id('o', "openid", "wx1", "alice");
         assert_eq!(a.len(), 28);
         assert!(a.starts_with('o'));
-        assert!(crate::wechat::OpenId::parse(&a).is_some());
+        assert!(crate::domain::OpenId::parse(&a).is_some());
         assert_eq!(a, derived_id('o', "openid", "wx1", "alice"));
         assert_ne!(a, derived_id('o', "openid", "wx1", "bob"));
         assert_ne!(

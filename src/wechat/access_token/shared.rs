@@ -7,13 +7,13 @@ use std::time::Duration;
 use rand::Rng;
 use redis::Script;
 
-use super::access_token::{
+use super::{
     AccessToken, DAY_SECS, FORCE_REFRESH_PER_DAY, FORCE_REFRESH_SPACING_SECS, Grant, cache_for,
     fetch_replacing, within_wait_limit,
 };
-use super::client::WeChatClient;
-use super::error::WeChatError;
-use crate::session::Redis;
+use crate::redis_conn::Redis;
+use crate::wechat::client::WeChatClient;
+use crate::wechat::error::WeChatError;
 
 /// How often a replica that is not refreshing looks for the token another one writes.
 const POLL_INTERVAL: Duration = Duration::from_millis(25);

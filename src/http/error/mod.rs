@@ -1,5 +1,9 @@
-//! Every way a request can fail, and the one place that turns each into a status and a
-//! `{"error": kind, "message": text}` body.
+//! Every way a request can fail, and the one place that says how each is answered: its
+//! status, kind, message and headers ([`ApiError::answer`]), and what the log line adds
+//! ([`ErrorReport`]). The response, the request log line, the login metrics and the
+//! OpenAPI response sets ([`responses`]) all read from there.
+
+pub mod responses;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -10,22 +14,27 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::domain::InvalidCode;
 use crate::login::LoginError;
-use crate::session::StoreError;
+use crate::redis_conn::StoreError;
 use crate::telemetry::error_chain;
 use crate::wechat::open_data::DecryptError;
-use crate::wechat::{ErrCode, InvalidCode, WeChatError};
+use crate::wechat::{ErrCode, WeChatError};
 
 /// Seconds a client should wait after WeChat's per-user limit (counted per minute).
-const RATE_LIMITED_RETRY_AFTER: &str = "60";
+const RATE_LIMITED_RETRY_AFTER: u64 = 60;
 /// Seconds a client should wait after WeChat said it is busy, even on our retry.
-const BUSY_RETRY_AFTER: &str = "2";
+const BUSY_RETRY_AFTER: u64 = 2;
 /// Seconds a client should wait when the session store is unreachable.
-const STORE_RETRY_AFTER: &str = "2";
+const STORE_RETRY_AFTER: u64 = 2;
 /// Seconds a client should wait when no access_token could be had.
-const ACCESS_TOKEN_RETRY_AFTER: &str = "5";
+const ACCESS_TOKEN_RETRY_AFTER: u64 = 5;
 /// Seconds a client should wait when its request was shed: load passes in moments.
-const OVERLOADED_RETRY_AFTER: &str = "1";
+const OVERLOADED_RETRY_AFTER: u64 = 1;
+
+/// `WWW-Authenticate` without an error code (no token was sent: RFC 6750 §3.1).
+const BEARER_CHALLENGE: &str = r#"Bearer realm="wxlogin""#;
+const INVALID_TOKEN_CHALLENGE: &str = r#"Bearer realm="wxlogin", error="invalid_token""#;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -56,14 +65,53 @@ pub enum ApiError {
     /// 400 `malformed_base64`, `invalid_length`, `decryption_failed` or `watermark_mismatch`.
     Decrypt(DecryptError),
     /// WeChat said no, or could not be asked: 401, 403, 409, 429, 500, 502, 503 or 504.
+    /// Shared: overlapping logins with one code all answer the one WeChat call's error.
     WeChat(Arc<WeChatError>),
     /// 503 `store_unavailable`: the session store (Redis) failed or did not answer in time.
-    StoreUnavailable(Arc<StoreError>),
+    StoreUnavailable(StoreError),
     /// 429 `rate_limited`: this client IP has spent its allowance; it may retry after the
     /// given number of seconds.
     RateLimited { retry_after_secs: u64 },
     /// 500 `internal_error`: a bug (a caught panic).
     Internal,
+}
+
+/// How one error is answered.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: StatusCode,
+    /// A stable snake_case kind for code to match on.
+    pub kind: &'static str,
+    /// For people: says what to do, and nothing internal.
+    pub message: Cow<'static, str>,
+    /// Seconds, in `Retry-After`.
+    pub retry_after: Option<u64>,
+    pub www_authenticate: Option<&'static str>,
+    /// WeChat's errcode, in the body, when it is one that wxlogin does not know.
+    pub wechat_errcode: Option<i64>,
+}
+
+impl Answer {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            status,
+            kind,
+            message: message.into(),
+            retry_after: None,
+            www_authenticate: None,
+            wechat_errcode: None,
+        }
+    }
+
+    fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    fn challenge(mut self, challenge: &'static str) -> Self {
+        self.www_authenticate = Some(challenge);
+        self
+    }
 }
 
 /// What the request log line reports about a failed request. Attached to the response as
@@ -110,57 +158,92 @@ impl ApiError {
         }
     }
 
-    fn parts(&self) -> (StatusCode, &'static str, Cow<'static, str>) {
+    /// How this error is answered: the one place that decides it.
+    pub fn answer(&self) -> Answer {
         use StatusCode as S;
         match self {
-            Self::BadCode(InvalidCode::Missing) => (S::BAD_REQUEST, "missing_code", msg(InvalidCode::Missing)),
-            Self::BadCode(e) => (S::BAD_REQUEST, "malformed_code", msg(e)),
+            Self::BadCode(InvalidCode::Missing) => Answer::new(
+                S::BAD_REQUEST,
+                "missing_code",
+                InvalidCode::Missing.to_string(),
+            ),
+            Self::BadCode(e) => Answer::new(S::BAD_REQUEST, "malformed_code", e.to_string()),
             // The parser's own words name internal types; they go to the log instead.
-            Self::MalformedJson(_) => (S::BAD_REQUEST, "malformed_json", "The body is not valid JSON.".into()),
-            Self::InvalidBody { expected, .. } => (S::BAD_REQUEST, "invalid_body", format!("Send {expected}.").into()),
-            Self::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, "payload_too_large", format!("The body is larger than {} KiB.", super::MAX_BODY_BYTES / 1024).into()),
-            Self::UnsupportedMediaType => (
+            Self::MalformedJson(_) => Answer::new(
+                S::BAD_REQUEST,
+                "malformed_json",
+                "The body is not valid JSON.",
+            ),
+            Self::InvalidBody { expected, .. } => {
+                Answer::new(S::BAD_REQUEST, "invalid_body", format!("Send {expected}."))
+            }
+            Self::PayloadTooLarge => Answer::new(
+                S::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "The body is larger than {} KiB.",
+                    super::MAX_BODY_BYTES / 1024
+                ),
+            ),
+            Self::UnsupportedMediaType => Answer::new(
                 S::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
-                "Send the body as application/json (or application/x-www-form-urlencoded where a form is accepted).".into(),
+                "Send the body as application/json (or application/x-www-form-urlencoded where a form is accepted).",
             ),
-            Self::NotFound => (S::NOT_FOUND, "not_found", "There is no such route.".into()),
-            Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed", "This route does not take that method.".into()),
-            Self::MissingToken => (
+            Self::NotFound => Answer::new(S::NOT_FOUND, "not_found", "There is no such route."),
+            Self::MethodNotAllowed => Answer::new(
+                S::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "This route does not take that method.",
+            ),
+            Self::MissingToken => Answer::new(
                 S::UNAUTHORIZED,
                 "invalid_token",
-                "Send the session token as `Authorization: Bearer <token>`.".into(),
-            ),
-            Self::InvalidToken => (
+                "Send the session token as `Authorization: Bearer <token>`.",
+            )
+            .challenge(BEARER_CHALLENGE),
+            Self::InvalidToken => Answer::new(
                 S::UNAUTHORIZED,
                 "invalid_token",
-                "The session token is unknown, expired or revoked: log in again.".into(),
-            ),
-            Self::InvalidSignature => (
+                "The session token is unknown, expired or revoked: log in again.",
+            )
+            .challenge(INVALID_TOKEN_CHALLENGE),
+            Self::InvalidSignature => Answer::new(
                 S::BAD_REQUEST,
                 "invalid_signature",
-                "signature is not the SHA-1 of rawData and this session's session_key. Send rawData exactly as wx.getUserInfo returned it; if it is, log in again.".into(),
+                "signature is not the SHA-1 of rawData and this session's session_key. Send rawData exactly as wx.getUserInfo returned it; if it is, log in again.",
             ),
-            Self::Decrypt(DecryptError::Base64(field)) => (S::BAD_REQUEST, "malformed_base64", format!("{field} is not valid base64.").into()),
-            Self::Decrypt(DecryptError::Length(what)) => (S::BAD_REQUEST, "invalid_length", format!("{what}.").into()),
-            Self::Decrypt(DecryptError::Garbled(_)) => (
+            Self::Decrypt(DecryptError::Base64(field)) => Answer::new(
+                S::BAD_REQUEST,
+                "malformed_base64",
+                format!("{field} is not valid base64."),
+            ),
+            Self::Decrypt(DecryptError::Length(what)) => {
+                Answer::new(S::BAD_REQUEST, "invalid_length", format!("{what}."))
+            }
+            Self::Decrypt(DecryptError::Garbled(_)) => Answer::new(
                 S::BAD_REQUEST,
                 "decryption_failed",
-                "The data does not decrypt with this session's session_key. It most often means wx.login() was called again after the data was fetched: re-login and fetch the data again.".into(),
+                "The data does not decrypt with this session's session_key. It most often means wx.login() was called again after the data was fetched: re-login and fetch the data again.",
             ),
-            Self::Decrypt(DecryptError::Watermark) => (
+            Self::Decrypt(DecryptError::Watermark) => Answer::new(
                 S::BAD_REQUEST,
                 "watermark_mismatch",
-                "The data decrypts, but it was sealed for another mini-program.".into(),
+                "The data decrypts, but it was sealed for another mini-program.",
             ),
-            Self::WeChat(err) => wechat_parts(err),
+            Self::WeChat(err) => wechat_answer(err),
             Self::StoreUnavailable(_) => store_unavailable(),
-            Self::RateLimited { retry_after_secs } => (
+            Self::RateLimited { retry_after_secs } => Answer::new(
                 S::TOO_MANY_REQUESTS,
                 "rate_limited",
-                format!("Too many requests from this address. Try again in {retry_after_secs} s.").into(),
+                format!("Too many requests from this address. Try again in {retry_after_secs} s."),
+            )
+            .retry_after(*retry_after_secs),
+            Self::Internal => Answer::new(
+                S::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Something went wrong on our side.",
             ),
-            Self::Internal => (S::INTERNAL_SERVER_ERROR, "internal_error", "Something went wrong on our side.".into()),
         }
     }
 
@@ -177,7 +260,7 @@ impl ApiError {
             Self::MalformedJson(detail) | Self::InvalidBody { detail, .. } => {
                 (Some(detail.clone()), None, None)
             }
-            Self::StoreUnavailable(err) => (Some(error_chain(err.as_ref())), None, None),
+            Self::StoreUnavailable(err) => (Some(error_chain(err)), None, None),
             _ => (None, None, None),
         };
         ErrorReport {
@@ -189,156 +272,123 @@ impl ApiError {
     }
 }
 
-fn msg(e: impl ToString) -> Cow<'static, str> {
-    e.to_string().into()
-}
-
-fn wechat_parts(err: &WeChatError) -> (StatusCode, &'static str, Cow<'static, str>) {
+fn wechat_answer(err: &WeChatError) -> Answer {
     use StatusCode as S;
     if err.is_overloaded() {
-        return (
+        return Answer::new(
             S::SERVICE_UNAVAILABLE,
             "overloaded",
-            "wxlogin has as many WeChat calls in flight as it allows. Try again in a moment."
-                .into(),
-        );
+            "wxlogin has as many WeChat calls in flight as it allows. Try again in a moment.",
+        )
+        .retry_after(OVERLOADED_RETRY_AFTER);
     }
     if let Some(cause) = err.access_token_failure() {
         return match cause.errcode() {
             _ if matches!(cause, WeChatError::TokenStore(_)) => store_unavailable(),
             Some(ErrCode::Misconfigured(_)) => misconfigured(),
-            _ => (
+            _ => Answer::new(
                 S::SERVICE_UNAVAILABLE,
                 "access_token_unavailable",
-                "wxlogin could not get an access_token from WeChat. Try again shortly.".into(),
-            ),
+                "wxlogin could not get an access_token from WeChat. Try again shortly.",
+            )
+            .retry_after(ACCESS_TOKEN_RETRY_AFTER),
         };
     }
     let Some(errcode) = err.errcode() else {
         return match err {
-            WeChatError::Timeout => (
+            WeChatError::Timeout => Answer::new(
                 S::GATEWAY_TIMEOUT,
                 "upstream_timeout",
-                "WeChat did not answer in time.".into(),
+                "WeChat did not answer in time.",
             ),
-            _ => (
+            _ => Answer::new(
                 S::BAD_GATEWAY,
                 "upstream_error",
-                "WeChat could not be reached or gave an unusable answer.".into(),
+                "WeChat could not be reached or gave an unusable answer.",
             ),
         };
     };
     match errcode {
-        ErrCode::InvalidCode => (
+        ErrCode::InvalidCode => Answer::new(
             S::UNAUTHORIZED,
             "invalid_code",
-            "WeChat rejected the code: it is invalid, expired or from another app. Get a new one (from wx.login(), or the getPhoneNumber button) and try again.".into(),
+            "WeChat rejected the code: it is invalid, expired or from another app. Get a new one (from wx.login(), or the getPhoneNumber button) and try again.",
         ),
-        ErrCode::CodeUsed => (
+        ErrCode::CodeUsed => Answer::new(
             S::CONFLICT,
             "code_used",
-            "This code has been used already. Get a new one (from wx.login(), or the getPhoneNumber button).".into(),
+            "This code has been used already. Get a new one (from wx.login(), or the getPhoneNumber button).",
         ),
-        ErrCode::UserBlocked => (S::FORBIDDEN, "user_blocked", "WeChat blocked this login: the user is rated high-risk.".into()),
-        ErrCode::RateLimited => (
+        ErrCode::UserBlocked => Answer::new(
+            S::FORBIDDEN,
+            "user_blocked",
+            "WeChat blocked this login: the user is rated high-risk.",
+        ),
+        ErrCode::RateLimited => Answer::new(
             S::TOO_MANY_REQUESTS,
             "rate_limited",
-            "WeChat's login limit for this user was reached. Try again in a minute.".into(),
-        ),
-        ErrCode::Busy => (S::SERVICE_UNAVAILABLE, "upstream_busy", "WeChat is busy. Try again shortly.".into()),
+            "WeChat's login limit for this user was reached. Try again in a minute.",
+        )
+        .retry_after(RATE_LIMITED_RETRY_AFTER),
+        ErrCode::Busy => Answer::new(
+            S::SERVICE_UNAVAILABLE,
+            "upstream_busy",
+            "WeChat is busy. Try again shortly.",
+        )
+        .retry_after(BUSY_RETRY_AFTER),
         ErrCode::Misconfigured(_) => misconfigured(),
-        ErrCode::Other(_) => (S::BAD_GATEWAY, "upstream_error", "WeChat answered with an error wxlogin does not know.".into()),
+        ErrCode::Other(code) => Answer {
+            wechat_errcode: Some(code),
+            ..Answer::new(
+                S::BAD_GATEWAY,
+                "upstream_error",
+                "WeChat answered with an error wxlogin does not know.",
+            )
+        },
     }
 }
 
-fn store_unavailable() -> (StatusCode, &'static str, Cow<'static, str>) {
-    (
+fn store_unavailable() -> Answer {
+    Answer::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "store_unavailable",
-        "The session store is unreachable. Try again shortly.".into(),
+        "The session store is unreachable. Try again shortly.",
     )
+    .retry_after(STORE_RETRY_AFTER)
 }
 
 /// Our appid, secret or IP whitelist is wrong. The details go to the log, not the client.
-fn misconfigured() -> (StatusCode, &'static str, Cow<'static, str>) {
-    (
+fn misconfigured() -> Answer {
+    Answer::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "misconfigured",
-        "The login service is misconfigured; its operators can see why in its logs.".into(),
+        "The login service is misconfigured; its operators can see why in its logs.",
     )
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, kind, message) = self.parts();
-        let wechat_errcode = match &self {
-            Self::WeChat(err) if matches!(err.errcode(), Some(ErrCode::Other(_))) => {
-                err.raw_errcode()
-            }
-            _ => None,
-        };
+        let answer = self.answer();
         let mut response = (
-            status,
+            answer.status,
             Json(ErrorBody {
-                error: kind,
-                message: &message,
-                wechat_errcode,
+                error: answer.kind,
+                message: &answer.message,
+                wechat_errcode: answer.wechat_errcode,
             }),
         )
             .into_response();
         let headers = response.headers_mut();
-        match &self {
-            Self::MissingToken => {
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(r#"Bearer realm="wxlogin""#),
-                );
-            }
-            Self::InvalidToken => {
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(r#"Bearer realm="wxlogin", error="invalid_token""#),
-                );
-            }
-            Self::StoreUnavailable(_) => {
-                headers.insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from_static(STORE_RETRY_AFTER),
-                );
-            }
-            Self::RateLimited { retry_after_secs } => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
-            }
-            Self::WeChat(err) if err.is_overloaded() => {
-                headers.insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from_static(OVERLOADED_RETRY_AFTER),
-                );
-            }
-            Self::WeChat(err) => match err.errcode() {
-                Some(ErrCode::RateLimited) => {
-                    headers.insert(
-                        header::RETRY_AFTER,
-                        HeaderValue::from_static(RATE_LIMITED_RETRY_AFTER),
-                    );
-                }
-                Some(ErrCode::Busy) => {
-                    headers.insert(
-                        header::RETRY_AFTER,
-                        HeaderValue::from_static(BUSY_RETRY_AFTER),
-                    );
-                }
-                _ if err.access_token_failure().is_some() => {
-                    headers.insert(
-                        header::RETRY_AFTER,
-                        HeaderValue::from_static(ACCESS_TOKEN_RETRY_AFTER),
-                    );
-                }
-                _ => {}
-            },
-            _ => {}
+        if let Some(challenge) = answer.www_authenticate {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
-        response.extensions_mut().insert(self.report(kind));
+        if let Some(secs) = answer.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response.extensions_mut().insert(self.report(answer.kind));
         response
     }
 }
@@ -398,7 +448,7 @@ impl From<DecryptError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        Self::StoreUnavailable(Arc::new(e))
+        Self::StoreUnavailable(e)
     }
 }
 
@@ -406,14 +456,8 @@ impl From<LoginError> for ApiError {
     fn from(e: LoginError) -> Self {
         match e {
             LoginError::WeChat(err) => Self::WeChat(err),
-            LoginError::Store(err) => Self::StoreUnavailable(Arc::new(err)),
+            LoginError::Store(err) => Self::StoreUnavailable(err),
             LoginError::Interrupted => Self::Internal,
         }
-    }
-}
-
-impl From<Arc<WeChatError>> for ApiError {
-    fn from(e: Arc<WeChatError>) -> Self {
-        Self::WeChat(e)
     }
 }

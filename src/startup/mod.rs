@@ -1,4 +1,8 @@
-//! The composition root: the one place that picks concrete backends and wires the app.
+//! The composition root: the one place that picks concrete backends, wires the app and
+//! starts its background tasks; and the process's entry points ([`serve`],
+//! [`serve_emulator`]) that `main` calls.
+
+mod banner;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -6,11 +10,16 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use std::process::ExitCode;
+
 use crate::clock::Clock;
-use crate::config::{Settings, StoreSettings};
-use crate::http::{AppState, AuthCookie, ClientLimiter, router};
+use crate::config::{LogFormat, Mode, Settings, StoreSettings};
+use crate::domain::Credentials;
+use crate::http::{AppState, AuthCookie, ClientLimiter, PRUNE_EVERY, router};
 use crate::login::LoginService;
-use crate::session::{Redis, RedisStore, SessionStore, StoreError};
+use crate::redis_conn::{Redis, StoreError};
+use crate::session::{RedisStore, SessionStore};
+use crate::telemetry;
 use crate::telemetry::metrics::Metrics;
 use crate::wechat::emulator::Emulator;
 use crate::wechat::{AccessTokens, WeChatClient};
@@ -65,6 +74,10 @@ impl Application {
                 )
             }
         };
+        let limiter = ClientLimiter::new(&settings.limits);
+        if let Some(buckets) = limiter.buckets() {
+            crate::periodic::spawn_every(PRUNE_EVERY, buckets, |buckets| buckets.prune());
+        }
         let state = AppState {
             logins: Arc::new(LoginService::new(
                 wechat.clone(),
@@ -75,7 +88,7 @@ impl Application {
             access_tokens,
             wechat,
             metrics,
-            limiter: ClientLimiter::new(&settings.limits),
+            limiter,
             auth_cookie: AuthCookie(settings.auth_cookie.as_deref().map(Into::into)),
         };
         let listener =
@@ -152,6 +165,65 @@ impl Application {
             }
         }
     }
+}
+
+/// Runs wxlogin as the process: settings from the environment (and `WXLOGIN_CONFIG`), logs
+/// to stderr, WeChat the real one or, in development mode, the built-in emulator. Returns
+/// when it has stopped.
+pub async fn serve(mode: Mode) -> ExitCode {
+    let settings = match Settings::load(std::env::vars_os(), mode) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("wxlogin: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let flush_logs = telemetry::init(settings.log_format);
+    for setting in &settings.unknown {
+        tracing::warn!(
+            setting,
+            "ignoring a setting wxlogin does not know; is it misspelt?"
+        );
+    }
+    let app = match mode {
+        Mode::Production => Application::build(settings, Clock::System).await,
+        Mode::Development => Application::build_with_emulator(settings, Clock::System).await,
+    };
+    let app = match app {
+        Ok(app) => app,
+        Err(err) => {
+            // The lines logged so far (an unknown setting, say) go out first, so that the
+            // error reads last, where people look.
+            drop(flush_logs);
+            eprintln!("wxlogin: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    banner::announce(&app);
+    match app.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "the server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs only the WeChat emulator on `listen`, accepting `credentials`, until SIGTERM or
+/// Ctrl-C: a stand-in for `api.weixin.qq.com` for front-end set-ups and benchmarks.
+pub async fn serve_emulator(listen: SocketAddr, credentials: Credentials) -> ExitCode {
+    let _flush_logs = telemetry::init(LogFormat::Pretty);
+    let appid = credentials.appid.clone();
+    let emulator = match Emulator::start(listen, credentials).await {
+        Ok(emulator) => emulator,
+        Err(err) => {
+            eprintln!("wxlogin emulator: cannot listen on {listen}: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    banner::announce_emulator(emulator.base_url(), &appid);
+    shutdown_signal().await;
+    ExitCode::SUCCESS
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -2,20 +2,23 @@
 //! `stable_token`, cached until shortly before it expires, refreshed by one caller at a
 //! time, and replaced once when an API rejects it.
 
-use std::collections::VecDeque;
 use std::fmt;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
-use super::client::{WeChatClient, check_errcode, read_answer};
+mod local;
+mod shared;
+
+use local::LocalAccessTokens;
+use shared::SharedAccessTokens;
+
+use super::client::{WeChatApi, WeChatClient, check_errcode, read_answer};
 use super::error::WeChatError;
-use super::shared_access_token::SharedAccessTokens;
 use crate::clock::Clock;
-use crate::session::Redis;
-use crate::telemetry::metrics::WeChatApi;
+use crate::redis_conn::Redis;
 
 /// WeChat documents force_refresh as limited to 20 a day, at least 30 seconds apart.
 pub(super) const FORCE_REFRESH_PER_DAY: u32 = 20;
@@ -127,13 +130,7 @@ impl AccessTokens {
     /// A token cache in this process. `wait_limit` bounds how long any caller waits for a
     /// refresh, its own or another caller's.
     pub fn local(wechat: WeChatClient, clock: Clock, wait_limit: Duration) -> Self {
-        Self::Local(Arc::new(LocalAccessTokens {
-            wechat,
-            clock,
-            wait_limit,
-            current: RwLock::new(None),
-            refreshing: tokio::sync::Mutex::new(ForceRefreshes::default()),
-        }))
+        Self::Local(Arc::new(LocalAccessTokens::new(wechat, clock, wait_limit)))
     }
 
     /// A token cache in Redis, shared by the replicas that use the same Redis and appid.
@@ -186,84 +183,6 @@ impl AccessTokens {
     }
 }
 
-/// The token cache of one process.
-pub struct LocalAccessTokens {
-    wechat: WeChatClient,
-    clock: Clock,
-    wait_limit: Duration,
-    /// Read on every call without waiting on anything.
-    current: RwLock<Option<Cached>>,
-    /// Held while refreshing, so that however many callers find the token stale, one of
-    /// them asks WeChat and the others take its answer.
-    refreshing: tokio::sync::Mutex<ForceRefreshes>,
-}
-
-#[derive(Clone)]
-struct Cached {
-    token: AccessToken,
-    /// When to stop using it: WeChat's expiry minus a margin.
-    refresh_at: u64,
-}
-
-impl LocalAccessTokens {
-    async fn get(&self) -> Result<AccessToken, WeChatError> {
-        let now = self.clock.now();
-        if let Some(cached) = self.cached().filter(|c| c.refresh_at > now) {
-            return Ok(cached.token);
-        }
-        self.refresh(
-            |cached| cached.is_none_or(|c| c.refresh_at <= self.clock.now()),
-            None,
-        )
-        .await
-    }
-
-    async fn replace_rejected(&self, rejected: &AccessToken) -> Result<AccessToken, WeChatError> {
-        self.refresh(
-            |cached| cached.is_none_or(|c| c.token == *rejected),
-            Some(rejected),
-        )
-        .await
-    }
-
-    /// Refreshes the token if `needed` still says so once this caller has the refresh
-    /// lock: the caller before it may have refreshed already. When `rejected` is the token
-    /// WeChat just refused and stable_token hands it out again, one forced refresh is
-    /// made, within WeChat's limits.
-    async fn refresh(
-        &self,
-        needed: impl Fn(Option<&Cached>) -> bool,
-        rejected: Option<&AccessToken>,
-    ) -> Result<AccessToken, WeChatError> {
-        within_wait_limit(self.wait_limit, async {
-            let mut force_refreshes = self.refreshing.lock().await;
-            let cached = self.cached();
-            if let Some(cached) = cached.as_ref().filter(|c| !needed(Some(c))) {
-                return Ok(cached.token.clone());
-            }
-            let grant = fetch_replacing(&self.wechat, rejected, async || {
-                Ok(force_refreshes.allow(self.clock.now()))
-            })
-            .await?;
-            let fresh = Cached {
-                token: grant.token,
-                refresh_at: self.clock.now() + cache_for(grant.expires_in),
-            };
-            *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(fresh.clone());
-            tracing::info!(expires_in = grant.expires_in, "fetched a new access_token");
-            Ok(fresh.token)
-        })
-        .await
-    }
-
-    fn cached(&self) -> Option<Cached> {
-        self.current
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-}
-
 /// Asks `stable_token` for a token. When `rejected` is the token WeChat just refused and
 /// stable_token hands it out again, makes one forced refresh, if `allow_forced` (which
 /// counts it against WeChat's limits) says one may be made now.
@@ -302,46 +221,9 @@ pub(super) async fn within_wait_limit(
     }
 }
 
-/// When this process last forced a refresh, to keep within WeChat's limits.
-#[derive(Default)]
-struct ForceRefreshes(VecDeque<u64>);
-
-impl ForceRefreshes {
-    /// Records a forced refresh at `now` and returns true, if WeChat's limits allow one.
-    fn allow(&mut self, now: u64) -> bool {
-        while self.0.front().is_some_and(|&at| at + DAY_SECS <= now) {
-            self.0.pop_front();
-        }
-        let spaced = self
-            .0
-            .back()
-            .is_none_or(|&last| last + FORCE_REFRESH_SPACING_SECS <= now);
-        if spaced && self.0.len() < FORCE_REFRESH_PER_DAY as usize {
-            self.0.push_back(now);
-            true
-        } else {
-            false
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn forced_refreshes_keep_to_20_a_day_30_seconds_apart() {
-        let mut log = ForceRefreshes::default();
-        assert!(log.allow(1000));
-        assert!(!log.allow(1029), "29 s after the last one");
-        let mut now = 1030;
-        for _ in 1..FORCE_REFRESH_PER_DAY {
-            assert!(log.allow(now));
-            now += 30;
-        }
-        assert!(!log.allow(now), "the 21st within a day");
-        assert!(log.allow(1000 + DAY_SECS), "the first has aged out");
-    }
 
     #[test]
     fn an_access_token_never_shows_in_debug_output() {

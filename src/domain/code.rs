@@ -1,0 +1,108 @@
+//! The one-time codes a mini-program hands over: from `wx.login()`, and from the
+//! `getPhoneNumber` button. Checked for shape before any WeChat call.
+
+use std::fmt;
+
+/// The longest one-time code we accept. Real ones are 32 characters (login) or 64 (phone).
+pub const MAX_JS_CODE_LEN: usize = 128;
+/// The one-time code from `wx.login()`: 1 to 128 printable ASCII characters, no spaces.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct JsCode(Box<str>);
+
+/// Why a one-time code (from `wx.login()` or the phone button) was refused before any
+/// WeChat call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidCode {
+    #[error("The request has no code.")]
+    Missing,
+    #[error("The code is longer than {MAX_JS_CODE_LEN} characters.")]
+    TooLong,
+    #[error("The code may only contain printable ASCII characters, without spaces.")]
+    BadCharacters,
+}
+
+impl JsCode {
+    pub fn parse(raw: Option<&str>) -> Result<Self, InvalidCode> {
+        check_code(raw).map(|code| Self(code.into()))
+    }
+}
+
+fn check_code(raw: Option<&str>) -> Result<&str, InvalidCode> {
+    let raw = raw.unwrap_or_default();
+    if raw.trim().is_empty() {
+        return Err(InvalidCode::Missing);
+    }
+    if raw.len() > MAX_JS_CODE_LEN {
+        return Err(InvalidCode::TooLong);
+    }
+    if !raw.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(InvalidCode::BadCharacters);
+    }
+    Ok(raw)
+}
+
+impl AsRef<str> for JsCode {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Codes are short-lived credentials: keep them out of logs.
+impl fmt::Debug for JsCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JsCode(<redacted>)")
+    }
+}
+
+/// The one-time code from the `getPhoneNumber` button: the same shape as a [`JsCode`],
+/// but good only for `getuserphonenumber`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PhoneCode(Box<str>);
+
+impl PhoneCode {
+    pub fn parse(raw: Option<&str>) -> Result<Self, InvalidCode> {
+        check_code(raw).map(|code| Self(code.into()))
+    }
+}
+
+impl AsRef<str> for PhoneCode {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PhoneCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PhoneCode(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_js_code_is_one_to_128_printable_characters() {
+        assert!(JsCode::parse(Some("081AbCdE-x_y.z")).is_ok());
+        assert!(JsCode::parse(Some(&"a".repeat(128))).is_ok());
+        for (raw, expected) in [
+            (None, InvalidCode::Missing),
+            (Some(""), InvalidCode::Missing),
+            (Some("   \t"), InvalidCode::Missing),
+            (Some(&*"a".repeat(129)), InvalidCode::TooLong),
+            (Some("with space"), InvalidCode::BadCharacters),
+            (Some("tab\there"), InvalidCode::BadCharacters),
+            (Some("non-ascii-码"), InvalidCode::BadCharacters),
+        ] {
+            assert_eq!(JsCode::parse(raw), Err(expected), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_codes() {
+        let code = JsCode::parse(Some("secret-code")).expect("code");
+        assert!(!format!("{code:?}").contains("secret-code"));
+        let code = PhoneCode::parse(Some("secret-phone-code")).expect("code");
+        assert!(!format!("{code:?}").contains("secret-phone-code"));
+    }
+}

@@ -1,0 +1,211 @@
+//! The OpenAPI response sets: which errors a group of routes can answer, each listed once
+//! by example. Statuses, kinds, messages and headers come from [`ApiError::answer`], so the
+//! document cannot drift from what the server sends.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use utoipa::IntoResponses;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, Response, ResponseBuilder};
+
+use super::{Answer, ApiError};
+use crate::domain::InvalidCode;
+use crate::redis_conn::StoreError;
+use crate::wechat::WeChatError;
+use crate::wechat::open_data::DecryptError;
+
+/// The responses for `errors`, one per status; each lists its kinds with their messages
+/// (a kind twice where it has two: `invalid_token` for no token and for a dead one).
+fn responses_of(errors: Vec<ApiError>) -> BTreeMap<String, RefOr<Response>> {
+    let mut by_status: BTreeMap<StatusCode, Vec<Answer>> = BTreeMap::new();
+    for error in &errors {
+        let answer = error.answer();
+        let answers = by_status.entry(answer.status).or_default();
+        let known = |known: &Answer| known.kind == answer.kind && known.message == answer.message;
+        if !answers.iter().any(known) {
+            answers.push(answer);
+        }
+    }
+    by_status
+        .into_iter()
+        .map(|(status, answers)| (status.as_u16().to_string(), response(&answers).into()))
+        .collect()
+}
+
+fn response(answers: &[Answer]) -> Response {
+    let description = answers
+        .iter()
+        .map(|answer| format!("`{}`: {}", answer.kind, answer.message))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let body = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("ErrorBody")))
+        .build();
+    let mut response = ResponseBuilder::new()
+        .description(description)
+        .content("application/json", body);
+    if answers.iter().any(|answer| answer.retry_after.is_some()) {
+        let seconds = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(1));
+        let header = HeaderBuilder::new()
+            .schema(Some(seconds))
+            .description(Some("Seconds to wait before trying again."))
+            .build();
+        response = response.header("Retry-After", header);
+    }
+    if answers
+        .iter()
+        .any(|answer| answer.www_authenticate.is_some())
+    {
+        let header = HeaderBuilder::new()
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .build();
+        response = response.header("WWW-Authenticate", header);
+    }
+    response.build()
+}
+
+fn all<const N: usize>(sets: [Vec<ApiError>; N]) -> Vec<ApiError> {
+    sets.into_iter().flatten().collect()
+}
+
+/// WeChat answered `errcode`.
+fn wechat(errcode: i64) -> ApiError {
+    ApiError::WeChat(Arc::new(WeChatError::Api {
+        errcode,
+        errmsg: String::new(),
+    }))
+}
+
+fn wechat_error(err: WeChatError) -> ApiError {
+    ApiError::WeChat(Arc::new(err))
+}
+
+fn bad_bodies() -> Vec<ApiError> {
+    vec![
+        ApiError::MalformedJson(String::new()),
+        ApiError::invalid_body(String::new()),
+    ]
+}
+
+fn bad_codes() -> Vec<ApiError> {
+    vec![
+        ApiError::BadCode(InvalidCode::Missing),
+        ApiError::BadCode(InvalidCode::TooLong),
+    ]
+}
+
+fn bad_tokens() -> Vec<ApiError> {
+    vec![ApiError::MissingToken, ApiError::InvalidToken]
+}
+
+fn store_down() -> ApiError {
+    ApiError::StoreUnavailable(StoreError::Timeout)
+}
+
+/// What a one-time code spent at WeChat can come back as.
+fn spent_codes() -> Vec<ApiError> {
+    vec![
+        wechat(40029),
+        wechat(40163),
+        ApiError::RateLimited {
+            retry_after_secs: 60,
+        },
+        wechat(45011),
+        wechat(40125),
+        wechat(-1),
+        wechat_error(WeChatError::Overloaded),
+    ]
+}
+
+macro_rules! error_set {
+    ($(#[$doc:meta])* $name:ident = $errors:expr) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<Response>> {
+                responses_of($errors)
+            }
+        }
+    };
+}
+
+error_set!(
+    /// What any route that reads a body can answer, beside the route's own set.
+    BodyErrors = vec![ApiError::PayloadTooLarge, ApiError::UnsupportedMediaType]
+);
+
+error_set!(
+    /// What any route that calls WeChat can answer when WeChat gives no usable answer.
+    UpstreamErrors = vec![
+        wechat_error(WeChatError::Status(StatusCode::BAD_GATEWAY)),
+        wechat_error(WeChatError::Timeout),
+    ]
+);
+
+error_set!(
+    /// What a login route can answer besides its 200, [`BodyErrors`] and [`UpstreamErrors`].
+    LoginErrors = all([bad_codes(), bad_bodies(), spent_codes(), vec![wechat(40226), store_down()]])
+);
+
+error_set!(
+    /// What a route that needs a session token can answer besides its 200.
+    TokenErrors = all([bad_tokens(), vec![store_down()]])
+);
+
+error_set!(
+    /// What the user-data routes that only use the session_key can answer besides their
+    /// 200 and [`BodyErrors`].
+    OpenDataErrors = all([
+        vec![
+            ApiError::InvalidSignature,
+            ApiError::Decrypt(DecryptError::Base64("iv")),
+            ApiError::Decrypt(DecryptError::Length("The iv is not 16 bytes")),
+            ApiError::Decrypt(DecryptError::Garbled("JSON")),
+            ApiError::Decrypt(DecryptError::Watermark),
+        ],
+        bad_bodies(),
+        bad_tokens(),
+        vec![store_down()],
+    ])
+);
+
+error_set!(
+    /// What the user-data routes that ask WeChat can answer besides their 200,
+    /// [`BodyErrors`] and [`UpstreamErrors`].
+    ServerApiErrors = all([
+        bad_codes(),
+        bad_bodies(),
+        bad_tokens(),
+        spent_codes(),
+        vec![
+            wechat_error(WeChatError::AccessToken(Box::new(WeChatError::Timeout))),
+            store_down(),
+        ],
+    ])
+);
+
+error_set!(
+    /// What `/wechat/check_session` can answer besides its 200 and [`UpstreamErrors`]: it
+    /// takes no body and no code.
+    CheckSessionErrors = all([
+        bad_tokens(),
+        vec![
+            wechat(40125),
+            wechat(-1),
+            wechat_error(WeChatError::Overloaded),
+            wechat_error(WeChatError::AccessToken(Box::new(WeChatError::Timeout))),
+            store_down(),
+        ],
+    ])
+);
+
+error_set!(
+    /// What `/readyz` answers when the session store does not.
+    NotReady = vec![store_down()]
+);

@@ -1,0 +1,51 @@
+//! What wxlogin tells people when it starts: the address, and in development mode a
+//! warning and a login to copy.
+
+use std::io::Write as _;
+
+use super::Application;
+use crate::wechat::emulator::MAGIC_CODES;
+
+/// The start-up banner. In development mode it says so loudly, and shows a login to copy.
+pub(super) fn announce(app: &Application) {
+    let addr = match app.local_addr() {
+        Ok(addr) => addr.to_string(),
+        Err(_) => "?".to_owned(),
+    };
+    match app.emulator_url() {
+        None => tracing::info!(%addr, "wxlogin listening"),
+        Some(emulator) => {
+            tracing::warn!(%addr, emulator, "DEVELOPMENT MODE: WeChat is the built-in emulator");
+            print_for_people(&format!(
+                "\nwxlogin {version} is running in DEVELOPMENT MODE on http://{addr}\n\
+                 WeChat is the built-in emulator at {emulator}: no real user can log in. Never run --dev in production.\n\n\
+                 Log in (each code works once; `alice@1`, `alice@2`… are all the user alice):\n\n  \
+                 curl -s -X POST http://{addr}/openid -H 'Content-Type: application/json' -d '{{\"code\":\"alice@1\"}}'\n\n\
+                 Then: curl -s http://{addr}/session -H 'Authorization: Bearer <token>'\n\
+                 Magic codes that fail on purpose: {magic}\n\
+                 Sealed user info for /wechat/decrypt: curl -s '{emulator}/dev/user_info?openid=<openid>'\n\n",
+                version = env!("CARGO_PKG_VERSION"),
+                magic = MAGIC_CODES
+                    .iter()
+                    .map(|(code, _)| *code)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ));
+        }
+    }
+}
+
+/// The banner of `wxlogin emulator`.
+pub(super) fn announce_emulator(url: &str, appid: &str) {
+    print_for_people(&format!(
+        "WeChat emulator listening on {url}\n\
+         Point wxlogin at it: WXLOGIN_WECHAT_BASE_URL={url} WXLOGIN_APPID={appid} WXLOGIN_SECRET=<the --secret>\n"
+    ));
+}
+
+/// Writes `text` to stdout in one piece, if stdout will take it. `println!` writes a
+/// piece at a time and panics when stdout is gone (a closed pipe, say, once whoever read
+/// the banner has read it), and the server would die with it.
+fn print_for_people(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
