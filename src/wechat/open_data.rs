@@ -1,6 +1,7 @@
 //! The server-side halves of the mini-program's open-data features: the rawData signature,
 //! encryptedData decryption, and the checkSessionKey signature. Every detail here follows
-//! `shared/wechat-api.md`; most SDKs get at least one of them wrong.
+//! WeChat's documentation and its worked examples (the tests below use them); most SDKs
+//! get at least one of them wrong.
 
 use aes::cipher::block_padding::Pkcs7;
 use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit};
