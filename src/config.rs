@@ -39,6 +39,7 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub shutdown_timeout: Duration,
+    pub server: ServerSettings,
     pub limits: LimitSettings,
     /// The cookie `GET /auth` also reads the session token from, for gateways in front of
     /// browsers (web views); `None` means the bearer header only.
@@ -58,6 +59,33 @@ pub struct WeChatSettings {
     pub busy_retry_delay: Duration,
     /// WeChat calls allowed in flight at once; past it, requests are shed with a 503.
     pub max_concurrent_calls: usize,
+}
+
+/// How the HTTP server treats connections: what a slow, idle or greedy client may hold.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// A request's whole header must arrive within this, or the connection is closed.
+    pub header_read_timeout: Duration,
+    /// A request's whole body must arrive within this (from its header), or it is
+    /// answered `408 request_timeout`.
+    pub body_read_timeout: Duration,
+    /// A connection with no request in progress is closed after this long.
+    pub idle_timeout: Duration,
+    /// Open connections at most; at the cap, the longest-idle one makes room, and a new
+    /// connection is refused only when every one is busy.
+    pub max_connections: usize,
+    /// HTTPS, when a certificate and key are configured.
+    pub tls: Option<TlsSettings>,
+}
+
+/// The certificate chain and key to serve HTTPS with, as PEM files. They are read again
+/// on SIGHUP, and when either file changes.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// How often the files are checked for a change.
+    pub reload_check: Duration,
 }
 
 /// Inbound rate limiting, per client IP.
@@ -151,6 +179,13 @@ struct RawSettings {
     redis_key_prefix: String,
     log_format: LogFormat,
     shutdown_timeout_secs: u64,
+    header_read_timeout_secs: u64,
+    body_read_timeout_secs: u64,
+    idle_timeout_secs: u64,
+    max_connections: usize,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    tls_reload_check_ms: u64,
     wechat_max_concurrent_calls: usize,
     rate_limit_per_min: u32,
     trusted_proxies: String,
@@ -271,6 +306,26 @@ impl RawSettings {
             },
             log_format: self.log_format,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+            server: ServerSettings {
+                header_read_timeout: positive_secs(
+                    "header_read_timeout_secs",
+                    self.header_read_timeout_secs,
+                )?,
+                body_read_timeout: positive_secs(
+                    "body_read_timeout_secs",
+                    self.body_read_timeout_secs,
+                )?,
+                idle_timeout: positive_secs("idle_timeout_secs", self.idle_timeout_secs)?,
+                max_connections: match self.max_connections {
+                    0 => return Err(invalid("max_connections", "must be at least 1")),
+                    n => n,
+                },
+                tls: tls(
+                    self.tls_cert_file,
+                    self.tls_key_file,
+                    self.tls_reload_check_ms,
+                )?,
+            },
             limits: LimitSettings {
                 per_ip_per_min: std::num::NonZeroU32::new(self.rate_limit_per_min),
                 trusted_proxies: trusted_proxies(&self.trusted_proxies)?,
@@ -338,6 +393,31 @@ fn resolve_secret(
             }
             Ok(Some(SecretString::from(trimmed)))
         }
+    }
+}
+
+/// HTTPS needs both files, or neither.
+fn tls(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    reload_check_ms: u64,
+) -> Result<Option<TlsSettings>, ConfigError> {
+    let given = |path: Option<PathBuf>| path.filter(|p| !p.as_os_str().is_empty());
+    match (given(cert), given(key)) {
+        (None, None) => Ok(None),
+        (Some(cert_file), Some(key_file)) => Ok(Some(TlsSettings {
+            cert_file,
+            key_file,
+            reload_check: positive_ms("tls_reload_check_ms", reload_check_ms)?,
+        })),
+        (Some(_), None) => Err(invalid(
+            "WXLOGIN_TLS_KEY_FILE",
+            "is needed with WXLOGIN_TLS_CERT_FILE to serve HTTPS",
+        )),
+        (None, Some(_)) => Err(invalid(
+            "WXLOGIN_TLS_CERT_FILE",
+            "is needed with WXLOGIN_TLS_KEY_FILE to serve HTTPS",
+        )),
     }
 }
 

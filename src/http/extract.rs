@@ -1,5 +1,6 @@
 //! Extractors that parse requests at the edge and reject in our error format.
 
+use axum::body::Bytes;
 use axum::extract::{Form, FromRef, FromRequest, FromRequestParts, Json, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
@@ -41,11 +42,7 @@ impl<S: Send + Sync> FromRequest<S> for LoginCode {
                 .map_err(|e| shape(e.into()))?
                 .0
         } else {
-            // Json rejects any other content type with 415.
-            Json::<CodeField>::from_request(req, state)
-                .await
-                .map_err(|e| shape(e.into()))?
-                .0
+            json::<CodeField, S>(req, state).await.map_err(shape)?
         };
         Ok(Self(JsCode::parse(code.as_deref())?))
     }
@@ -126,9 +123,36 @@ impl<S: Send + Sync, T: JsonShape> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(body)) => Ok(Self(body)),
-            Err(rejection) => Err(ApiError::from(rejection).expecting(T::EXPECTED)),
-        }
+        json(req, state)
+            .await
+            .map(Self)
+            .map_err(|err| err.expecting(T::EXPECTED))
     }
+}
+
+/// A JSON body of the shape `T`: `Content-Type: application/json` (else 415), and valid
+/// UTF-8 throughout (RFC 8259 §8.1), not only in the fields `T` reads: serde skips the
+/// others without looking at their bytes.
+async fn json<T: DeserializeOwned, S: Send + Sync>(req: Request, state: &S) -> Result<T, ApiError> {
+    if !is_json(&req) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let body = Bytes::from_request(req, state).await?;
+    if std::str::from_utf8(&body).is_err() {
+        return Err(ApiError::MalformedJson("the body is not UTF-8".to_owned()));
+    }
+    Ok(Json::<T>::from_bytes(&body)?.0)
+}
+
+/// `application/json`, or a `+json` type, as axum's `Json` accepts.
+fn is_json(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| mime.trim().to_ascii_lowercase())
+        .is_some_and(|mime| {
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
 }

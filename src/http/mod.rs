@@ -9,7 +9,9 @@ mod login;
 mod open_data;
 pub mod openapi;
 mod rate_limit;
+mod serve;
 mod session;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,13 +24,16 @@ use axum::response::IntoResponse;
 use tower_http::ServiceBuilderExt;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestId, RequestId};
+use tower_http::timeout::RequestBodyDeadlineLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
 
 pub use error::{ApiError, ErrorReport};
 pub use forward_auth::AuthCookie;
 pub use rate_limit::{ClientLimiter, PRUNE_EVERY};
+pub use serve::{MAX_HEADER_BYTES, serve};
 
+use crate::config::ServerSettings;
 use crate::login::LoginService;
 use crate::session::SessionStore;
 use crate::telemetry::metrics::Metrics;
@@ -50,7 +55,7 @@ pub struct AppState {
 }
 
 /// The whole HTTP surface, with its middleware. Tests drive exactly this.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, server: &ServerSettings) -> Router {
     let middleware = tower::ServiceBuilder::new()
         .set_x_request_id(RandomRequestId)
         .layer(
@@ -70,7 +75,9 @@ pub fn router(state: AppState) -> Router {
             tracing::error!("a handler panicked");
             ApiError::Internal.into_response()
         }))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // A body trickled in a byte at a time must not hold a request open for long.
+        .layer(RequestBodyDeadlineLayer::new(server.body_read_timeout));
 
     Router::new()
         .merge(login::router(state.metrics.clone()))

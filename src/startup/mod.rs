@@ -13,8 +13,9 @@ use tokio::net::TcpListener;
 use std::process::ExitCode;
 
 use crate::clock::Clock;
-use crate::config::{LogFormat, Mode, Settings, StoreSettings};
+use crate::config::{LogFormat, Mode, ServerSettings, Settings, StoreSettings, TlsSettings};
 use crate::domain::Credentials;
+use crate::http::tls::{Certificates, TlsAcceptor, TlsError};
 use crate::http::{AppState, AuthCookie, ClientLimiter, PRUNE_EVERY, router};
 use crate::login::LoginService;
 use crate::redis_conn::{Redis, StoreError};
@@ -37,12 +38,17 @@ pub enum StartupError {
     HttpClient(#[from] reqwest::Error),
     #[error("cannot set up the Redis client: {0}")]
     Redis(#[from] StoreError),
+    #[error("cannot serve HTTPS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// A bound, ready-to-run wxlogin.
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    server: ServerSettings,
+    tls: Option<(TlsAcceptor, Arc<Certificates>)>,
+    metrics: Metrics,
     shutdown_timeout: Duration,
     /// Present in development mode; the emulator lives as long as the app.
     emulator: Option<Emulator>,
@@ -87,7 +93,7 @@ impl Application {
             sessions,
             access_tokens,
             wechat,
-            metrics,
+            metrics: metrics.clone(),
             limiter,
             auth_cookie: AuthCookie(settings.auth_cookie.as_deref().map(Into::into)),
         };
@@ -98,9 +104,18 @@ impl Application {
                     addr: settings.listen,
                     source,
                 })?;
+        let tls = match &settings.server.tls {
+            None => None,
+            Some(tls) => Some(https(tls)?),
+        };
+        let mut server = settings.server;
+        server.max_connections = connection_cap(server.max_connections);
         Ok(Self {
             listener,
-            router: router(state),
+            router: router(state, &server),
+            server,
+            tls,
+            metrics,
             shutdown_timeout: settings.shutdown_timeout,
             emulator: None,
         })
@@ -142,29 +157,54 @@ impl Application {
         self,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
-        // The peer address feeds the per-client rate limit.
-        let app = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(self.listener, app).with_graceful_shutdown(async move {
-            stop.await;
-            tracing::info!("shutting down: no new connections; finishing the requests in flight");
-            let _ = stopping_tx.send(true);
-        });
-        let drain_deadline = async {
-            // Resolves only once the signal has come: then the drain gets its time limit.
-            let _ = stopping_rx.wait_for(|stopping| *stopping).await;
-            tokio::time::sleep(self.shutdown_timeout).await;
-        };
-        tokio::select! {
-            served = serve => served,
-            () = drain_deadline => {
-                tracing::warn!(timeout_secs = self.shutdown_timeout.as_secs(), "requests still in flight at the shutdown timeout; exiting anyway");
-                Ok(())
+        let (acceptor, _reloading) = self.tls.unzip();
+        crate::http::serve(
+            self.listener,
+            self.router,
+            &self.server,
+            acceptor,
+            self.metrics,
+            stop,
+            self.shutdown_timeout,
+        )
+        .await
+    }
+
+    /// Whether it serves HTTPS.
+    pub fn is_https(&self) -> bool {
+        self.tls.is_some()
+    }
+}
+
+/// The certificate, loaded, with the tasks that reload it on SIGHUP and when its files
+/// change.
+/// The reload tasks hold the certificates weakly: they end with the app that holds them.
+fn https(settings: &TlsSettings) -> Result<(TlsAcceptor, Arc<Certificates>), TlsError> {
+    let certificates = Arc::new(Certificates::load(settings)?);
+    let acceptor = certificates.acceptor()?;
+    crate::periodic::spawn_every(settings.reload_check, &certificates, |certificates| {
+        certificates.reload_if_changed();
+    });
+    #[cfg(unix)]
+    {
+        let certificates = Arc::downgrade(&certificates);
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(mut hangups) => {
+                tokio::spawn(async move {
+                    while hangups.recv().await.is_some() {
+                        let Some(certificates) = certificates.upgrade() else {
+                            return;
+                        };
+                        certificates.reload();
+                    }
+                });
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGHUP; the certificate reloads only when its files change")
             }
         }
     }
+    Ok((acceptor, certificates))
 }
 
 /// Runs wxlogin as the process: settings from the environment (and `WXLOGIN_CONFIG`), logs
@@ -179,6 +219,7 @@ pub async fn serve(mode: Mode) -> ExitCode {
         }
     };
     let flush_logs = telemetry::init(settings.log_format);
+    raise_open_file_limit();
     for setting in &settings.unknown {
         tracing::warn!(
             setting,
@@ -206,6 +247,45 @@ pub async fn serve(mode: Mode) -> ExitCode {
             tracing::error!(error = %err, "the server failed");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Raises the soft limit on open files to the hard one: each connection is a descriptor,
+/// and the usual soft limit (1024) is far below what the kernel would allow.
+fn raise_open_file_limit() {
+    let before = rlimit::getrlimit(rlimit::Resource::NOFILE);
+    match (before, rlimit::increase_nofile_limit(u64::MAX)) {
+        (Ok((soft, hard)), Ok(raised)) => {
+            tracing::info!(soft_before = soft, soft_now = raised, hard, "open-file limit");
+        }
+        (_, Err(err)) | (Err(err), _) => {
+            tracing::warn!(error = %err, "cannot raise the open-file limit");
+        }
+    }
+}
+
+/// Descriptors kept for what is not a client connection: the listener, Redis, WeChat's
+/// pool, the emulator in development mode, log and standard streams.
+const RESERVED_DESCRIPTORS: u64 = 64;
+
+/// `max_connections`, or fewer if the open-file limit would be reached first: at the cap,
+/// idle connections make room, which an exhausted descriptor table cannot.
+fn connection_cap(max_connections: usize) -> usize {
+    let Ok((soft, _)) = rlimit::getrlimit(rlimit::Resource::NOFILE) else {
+        return max_connections;
+    };
+    let room = soft.saturating_sub(RESERVED_DESCRIPTORS).max(1);
+    match usize::try_from(room) {
+        Ok(room) if room < max_connections => {
+            tracing::warn!(
+                max_connections,
+                open_file_limit = soft,
+                cap = room,
+                "WXLOGIN_MAX_CONNECTIONS is above what the open-file limit allows; capping connections lower"
+            );
+            room
+        }
+        _ => max_connections,
     }
 }
 

@@ -28,6 +28,7 @@ const RATE_LIMITED: &str = "wxlogin_rate_limited_total";
 const SESSIONS_EVICTED: &str = "wxlogin_sessions_evicted_total";
 const LOGINS_ABANDONED: &str = "wxlogin_login_abandoned_total";
 const LOG_LINES_DROPPED: &str = "wxlogin_log_lines_dropped_total";
+const CONNECTIONS_REFUSED: &str = "wxlogin_connections_refused_total";
 
 /// From a fast WeChat answer to the default 5 s timeout; WeChat's own p99 is ~100 ms.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -287,6 +288,11 @@ impl Metrics {
             .absolute(total);
     }
 
+    /// A new connection was closed at once: as many as allowed were open, all busy.
+    pub fn connection_refused(&self) {
+        self.counter(CONNECTIONS_REFUSED, vec![]).increment(1);
+    }
+
     /// A new access_token was fetched; `forced` when with `force_refresh`.
     pub fn access_token_refreshed(&self, forced: bool) {
         let kind = if forced { "forced" } else { "normal" };
@@ -341,6 +347,10 @@ fn describe(recorder: &PrometheusRecorder) {
         (
             LOGINS_ABANDONED,
             "Logins whose WeChat call succeeded after every request waiting for it had gone away: the code was spent, no session was handed out.",
+        ),
+        (
+            CONNECTIONS_REFUSED,
+            "Connections closed as soon as accepted: WXLOGIN_MAX_CONNECTIONS were open and every one had a request in progress.",
         ),
         (
             LOG_LINES_DROPPED,

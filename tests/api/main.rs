@@ -23,6 +23,7 @@ mod secrets;
 mod server_apis;
 mod session;
 mod shutdown;
+mod slow_clients;
 mod startup;
 mod tools;
 mod upstream_errors;

@@ -191,3 +191,44 @@ fn when_start_up_fails_the_error_comes_after_the_warnings_logged_before_it() {
     assert!(warning < error, "{stderr}");
     assert!(lines[error].contains(&addr), "{stderr}");
 }
+
+#[tokio::test]
+async fn with_few_file_descriptors_idle_connections_make_room_and_healthz_still_answers() {
+    let port = crate::tools::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    // ulimit in the shell lowers both limits, so wxlogin cannot raise its own.
+    let mut shell = Command::new("sh");
+    shell
+        .args(["-c", "ulimit -n 128 && exec \"$0\" --dev", WXLOGIN])
+        .env_clear()
+        .env("WXLOGIN_LISTEN", &listen)
+        .env("WXLOGIN_MAX_CONNECTIONS", "10000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = KillOnDrop(shell.spawn().expect("wxlogin starts"));
+    let stderr = child.0.stderr.take().expect("stderr");
+    let capped = read_within_a_minute("the cap warning", move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .find(|line| line.contains("capping connections lower"))
+    })
+    .await;
+    assert!(capped.is_some(), "wxlogin says it keeps under the open-file limit");
+
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        match tokio::net::TcpStream::connect(&listen).await {
+            Ok(stream) => idle.push(stream),
+            Err(err) => panic!("connection {}: {err}", idle.len()),
+        }
+    }
+    let health = reqwest::Client::new()
+        .get(format!("http://{listen}/healthz"))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("wxlogin answers with 200 idle connections open");
+
+    assert_eq!(health.status(), 200);
+}

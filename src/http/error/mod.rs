@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::{FormRejection, JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, FormRejection, JsonRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -50,6 +50,8 @@ pub enum ApiError {
     },
     /// 413 `payload_too_large`.
     PayloadTooLarge,
+    /// 408 `request_timeout`: the body did not arrive within its deadline.
+    BodyTimeout,
     /// 415 `unsupported_media_type`.
     UnsupportedMediaType,
     /// 404 `not_found`.
@@ -184,6 +186,11 @@ impl ApiError {
                     "The body is larger than {} KiB.",
                     super::MAX_BODY_BYTES / 1024
                 ),
+            ),
+            Self::BodyTimeout => Answer::new(
+                S::REQUEST_TIMEOUT,
+                "request_timeout",
+                "The request body did not arrive in time. Send it again.",
             ),
             Self::UnsupportedMediaType => Answer::new(
                 S::UNSUPPORTED_MEDIA_TYPE,
@@ -388,6 +395,11 @@ impl IntoResponse for ApiError {
         if let Some(secs) = answer.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if answer.status == StatusCode::REQUEST_TIMEOUT {
+            // What is left of the body may still be on its way: the connection cannot be
+            // read again (RFC 9110 §15.5.9).
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response.extensions_mut().insert(self.report(answer.kind));
         response
     }
@@ -399,7 +411,7 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::MissingJsonContentType(_) => Self::UnsupportedMediaType,
             JsonRejection::JsonSyntaxError(e) => Self::MalformedJson(e.body_text()),
             JsonRejection::JsonDataError(e) => Self::invalid_body(e.body_text()),
-            other => body_failure(other.status(), other.body_text()),
+            other => body_failure(other.status(), &other, other.body_text()),
         }
     }
 }
@@ -408,8 +420,14 @@ impl From<FormRejection> for ApiError {
     fn from(rejection: FormRejection) -> Self {
         match rejection {
             FormRejection::InvalidFormContentType(_) => Self::UnsupportedMediaType,
-            other => body_failure(other.status(), other.body_text()),
+            other => body_failure(other.status(), &other, other.body_text()),
         }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        body_failure(rejection.status(), &rejection, rejection.body_text())
     }
 }
 
@@ -419,8 +437,19 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
-/// Reading the body failed: too large, or cut off.
-fn body_failure(status: StatusCode, text: String) -> ApiError {
+/// Reading the body failed: too large, too slow, or cut off.
+fn body_failure(
+    status: StatusCode,
+    err: &(dyn std::error::Error + 'static),
+    text: String,
+) -> ApiError {
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return ApiError::BodyTimeout;
+        }
+        cause = err.source();
+    }
     match status {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,

@@ -137,7 +137,11 @@ macro_rules! error_set {
 
 error_set!(
     /// What any route that reads a body can answer, beside the route's own set.
-    BodyErrors = vec![ApiError::PayloadTooLarge, ApiError::UnsupportedMediaType]
+    BodyErrors = vec![
+        ApiError::BodyTimeout,
+        ApiError::PayloadTooLarge,
+        ApiError::UnsupportedMediaType,
+    ]
 );
 
 error_set!(

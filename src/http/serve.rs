@@ -1,0 +1,435 @@
+//! Serving connections: the accept loop over hyper's own HTTP/1 and HTTP/2 connections,
+//! with what axum's `serve` has no settings for. A request's header must arrive within a
+//! deadline from its first byte, so must its body (tower-http's `DeadlineBody`, applied in
+//! the router), and a connection idle for too long is closed. (hyper's own
+//! `header_read_timeout` starts as soon as a response is sent, so it would also cut every
+//! idle keep-alive connection at the header deadline.) Open connections are capped:
+//! at the cap the longest-idle one makes room, as nginx does, and a new one is refused only
+//! when all are busy. At shutdown, idle connections close at once and busy ones finish
+//! their request.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use http_body_util::BodyExt;
+use hyper::Version;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+use super::tls::TlsAcceptor;
+use crate::config::ServerSettings;
+use crate::telemetry::metrics::Metrics;
+
+/// What one connection may buffer of a request's head, and so what a header may weigh:
+/// hyper answers a larger one `431`. The smallest hyper allows is 8 KiB.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Header lines per request at most.
+const MAX_HEADERS: usize = 64;
+/// The longest pause of an accept loop that has run out of file descriptors.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Serves `app` on `listener` until `stop` completes, then drains: connections with no
+/// request in progress close at once, the others finish theirs within `drain_timeout`.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    settings: &ServerSettings,
+    tls: Option<TlsAcceptor>,
+    metrics: Metrics,
+    stop: impl Future<Output = ()>,
+    drain_timeout: Duration,
+) -> io::Result<()> {
+    let server = Arc::new(Server {
+        app,
+        http: http_builder(),
+        settings: settings.clone(),
+        tls,
+        connections: Connections::default(),
+        metrics,
+    });
+    let (stopping_tx, stopping) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let mut backoff = Duration::from_millis(5);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            // Reap finished connections, so the set holds only live ones.
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    backoff = Duration::from_millis(5);
+                    if let Some(connection) = server.admit() {
+                        let server = Arc::clone(&server);
+                        let stopping = stopping.clone();
+                        tasks.spawn(async move {
+                            server.connection(stream, peer, connection, stopping).await;
+                        });
+                    } else {
+                        server.metrics.connection_refused();
+                        drop(stream);
+                    }
+                }
+                Err(err) if out_of_descriptors(&err) => {
+                    // Closing an idle connection frees a descriptor for the next accept;
+                    // with none idle, wait instead of spinning on the same error.
+                    if !server.connections.close_longest_idle() {
+                        tracing::warn!(error = %err, backoff_ms = backoff.as_millis() as u64, "out of file descriptors, and no idle connection to close; pausing accepts");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+                    }
+                }
+                // A connection reset before it was accepted, and the like: the next one is fine.
+                Err(err) => tracing::debug!(error = %err, "accept failed"),
+            },
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: no new connections; finishing the requests in flight");
+    let _ = stopping_tx.send(true);
+    let drained = tokio::time::timeout(drain_timeout, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            timeout_secs = drain_timeout.as_secs(),
+            "requests still in flight at the shutdown timeout; exiting anyway"
+        );
+    }
+    Ok(())
+}
+
+fn http_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .max_headers(MAX_HEADERS);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_concurrent_streams(64);
+    builder
+}
+
+fn out_of_descriptors(err: &io::Error) -> bool {
+    // EMFILE (this process) and ENFILE (the whole system), by their Linux numbers.
+    matches!(err.raw_os_error(), Some(24 | 23))
+}
+
+struct Server {
+    app: Router,
+    http: auto::Builder<TokioExecutor>,
+    settings: ServerSettings,
+    tls: Option<TlsAcceptor>,
+    connections: Connections,
+    metrics: Metrics,
+}
+
+impl Server {
+    /// A place for one more connection: free, or made by closing the longest-idle one.
+    /// `None` when every connection is busy.
+    fn admit(&self) -> Option<Arc<Connection>> {
+        if self.connections.len() >= self.settings.max_connections
+            && !self.connections.close_longest_idle()
+        {
+            return None;
+        }
+        Some(self.connections.open())
+    }
+
+    async fn connection(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        connection: Arc<Connection>,
+        stopping: watch::Receiver<bool>,
+    ) {
+        let _open = Registered(&self.connections, connection.id);
+        let _ = stream.set_nodelay(true);
+        match &self.tls {
+            None => self.http(stream, peer, connection, stopping).await,
+            Some(tls) => {
+                // The handshake counts as reading the header: a peer that stalls in it is
+                // dropped at the same deadline.
+                let handshake = tls.accept(stream);
+                match tokio::time::timeout(self.settings.header_read_timeout, handshake).await {
+                    Ok(Ok(stream)) => self.http(stream, peer, connection, stopping).await,
+                    Ok(Err(err)) => tracing::debug!(error = %err, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                }
+            }
+        }
+    }
+
+    /// Serves HTTP on one connection until it ends, it has been idle too long, it is asked
+    /// to make room, or the server stops.
+    async fn http<IO>(
+        &self,
+        io: IO,
+        peer: SocketAddr,
+        connection: Arc<Connection>,
+        mut stopping: watch::Receiver<bool>,
+    ) where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let app = self.app.clone();
+        let tracked = Arc::clone(&connection);
+        let service = tower::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let in_progress = tracked.request_started(request.version() == Version::HTTP_2);
+            let response = app.clone().oneshot(request.map(Body::new));
+            async move {
+                let response = response.await?;
+                // The request is in progress until its answer has been written: the body
+                // holds the mark, and hyper drops the body once it is sent.
+                Ok::<_, std::convert::Infallible>(response.map(move |body| {
+                    Body::new(body.map_frame(move |frame| {
+                        let _ = &in_progress;
+                        frame
+                    }))
+                }))
+            }
+        });
+        let io = Watched {
+            io,
+            connection: Arc::clone(&connection),
+        };
+        let served = self
+            .http
+            .serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+        tokio::pin!(served);
+        let mut draining = false;
+        loop {
+            let deadline = connection.deadline(&self.settings);
+            tokio::select! {
+                _ = served.as_mut() => return,
+                () = connection.make_room.notified() => return,
+                () = connection.changed.notified() => {}
+                Ok(()) = stopping.changed(), if !draining => {
+                    if connection.is_idle() {
+                        return;
+                    }
+                    // Finishes the request in progress, then closes.
+                    served.as_mut().graceful_shutdown();
+                    draining = true;
+                }
+                () = sleep_until(deadline) => {
+                    let deadline = connection.deadline(&self.settings);
+                    if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The open connections.
+#[derive(Default)]
+struct Connections {
+    open: Mutex<HashMap<u64, Arc<Connection>>>,
+    next_id: AtomicU64,
+}
+
+impl Connections {
+    fn open(&self) -> Arc<Connection> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let connection = Arc::new(Connection {
+            id,
+            in_progress: AtomicUsize::new(0),
+            idle_since: Mutex::new(Instant::now()),
+            head_since: Mutex::new(None),
+            http2: AtomicBool::new(false),
+            make_room: Notify::new(),
+            changed: Notify::new(),
+        });
+        self.lock().insert(id, Arc::clone(&connection));
+        connection
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Asks the connection that has been idle the longest to close, and takes it off the
+    /// count at once. Returns whether there was one.
+    fn close_longest_idle(&self) -> bool {
+        let mut open = self.lock();
+        let longest_idle = open
+            .values()
+            .filter(|c| c.is_idle())
+            .min_by_key(|c| *lock(&c.idle_since))
+            .map(|c| c.id);
+        let Some(id) = longest_idle.and_then(|id| open.remove(&id)) else {
+            return false;
+        };
+        // notify_one stores the permit, should the connection not be waiting right now.
+        id.make_room.notify_one();
+        true
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Connection>>> {
+        lock(&self.open)
+    }
+}
+
+/// Takes a connection off the list when its task ends.
+struct Registered<'a>(&'a Connections, u64);
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.0.lock().remove(&self.1);
+    }
+}
+
+struct Connection {
+    id: u64,
+    /// Requests read and not yet fully answered.
+    in_progress: AtomicUsize,
+    /// When the last request was answered (or the connection opened).
+    idle_since: Mutex<Instant>,
+    /// When the first byte of the next request's header arrived, if one has since the
+    /// connection went idle. Not kept for HTTP/2, whose frames (pings, window updates)
+    /// arrive whether or not a request is coming.
+    head_since: Mutex<Option<Instant>>,
+    http2: AtomicBool,
+    /// Told to close, to make room for a new connection.
+    make_room: Notify,
+    /// Told when a request starts or is answered, or a header starts to arrive: the
+    /// deadlines are read again.
+    changed: Notify,
+}
+
+impl Connection {
+    fn request_started(self: &Arc<Self>, http2: bool) -> InProgress {
+        self.in_progress.fetch_add(1, Ordering::SeqCst);
+        if http2 {
+            self.http2.store(true, Ordering::Relaxed);
+        }
+        *lock(&self.head_since) = None;
+        self.changed.notify_one();
+        InProgress(Arc::clone(self))
+    }
+
+    fn is_idle(&self) -> bool {
+        self.in_progress.load(Ordering::SeqCst) == 0
+    }
+
+    /// Bytes arrived: while idle, they are the start of a request's header.
+    fn bytes_arrived(&self) {
+        if self.is_idle() && !self.http2.load(Ordering::Relaxed) {
+            let mut head_since = lock(&self.head_since);
+            if head_since.is_none() {
+                *head_since = Some(Instant::now());
+                self.changed.notify_one();
+            }
+        }
+    }
+
+    /// When the connection is to be closed if nothing changes: its header deadline while a
+    /// header arrives, its idle deadline while idle, none while a request is in progress.
+    fn deadline(&self, settings: &ServerSettings) -> Option<Instant> {
+        if !self.is_idle() {
+            return None;
+        }
+        match *lock(&self.head_since) {
+            Some(head_since) => Some(head_since + settings.header_read_timeout),
+            None => Some(*lock(&self.idle_since) + settings.idle_timeout),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The connection's transport, reporting the bytes that arrive.
+struct Watched<IO> {
+    io: IO,
+    connection: Arc<Connection>,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.io).poll_read(cx, buf);
+        if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.connection.bytes_arrived();
+        }
+        read
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// A request in progress on a connection; dropping it marks the request answered.
+struct InProgress(Arc<Connection>);
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        *lock(&self.0.idle_since) = Instant::now();
+        self.0.in_progress.fetch_sub(1, Ordering::SeqCst);
+        self.0.changed.notify_one();
+    }
+}

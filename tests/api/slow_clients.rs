@@ -1,0 +1,211 @@
+//! Slow, idle and greedy clients, on real sockets against the real server, with limits small
+//! enough that each test runs in seconds. Every wait here is for the server to act (to close
+//! a connection, or to exit); the outer limits only turn a regression into a failure instead
+//! of a hang.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use wxlogin::clock::Clock;
+use wxlogin::config::{Mode, Settings};
+use wxlogin::startup::Application;
+
+use crate::held_wechat::{HeldWeChat, held_wechat};
+
+/// Far longer than any test runs: a limit the test does not exercise.
+const NEVER: &str = "600";
+const GUARD: Duration = Duration::from_secs(60);
+
+struct Server {
+    addr: String,
+    stop: oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// wxlogin against `wechat`, with every connection limit at `NEVER` unless `limits` says.
+async fn start(wechat: &HeldWeChat, limits: &[(&str, &str)]) -> Server {
+    let mut env = vec![
+        ("WXLOGIN_APPID", "wx_test_appid"),
+        ("WXLOGIN_SECRET", "slow-clients-secret"),
+        ("WXLOGIN_WECHAT_BASE_URL", wechat.url.as_str()),
+        ("WXLOGIN_LISTEN", "127.0.0.1:0"),
+        ("WXLOGIN_WECHAT_TIMEOUT_MS", "600000"),
+        ("WXLOGIN_HEADER_READ_TIMEOUT_SECS", NEVER),
+        ("WXLOGIN_BODY_READ_TIMEOUT_SECS", NEVER),
+        ("WXLOGIN_IDLE_TIMEOUT_SECS", NEVER),
+        ("WXLOGIN_SHUTDOWN_TIMEOUT_SECS", NEVER),
+    ];
+    env.extend_from_slice(limits);
+    let settings = Settings::load(env, Mode::Production).expect("settings");
+    let app = Application::build(settings, Clock::System)
+        .await
+        .expect("app");
+    let addr = app.local_addr().expect("addr").to_string();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(app.run_until(async move {
+        stopped.await.ok();
+    }));
+    Server { addr, stop, served }
+}
+
+/// Reads until the server closes the connection; returns what it sent before.
+async fn closed_by_server(stream: &mut TcpStream) -> String {
+    let mut received = Vec::new();
+    tokio::time::timeout(GUARD, stream.read_to_end(&mut received))
+        .await
+        .expect("the server closes the connection")
+        .ok();
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+/// A keep-alive connection that has had one `/healthz` answered.
+async fn kept_alive(addr: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: wxlogin\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = [0u8; 1024];
+    let read = stream.read(&mut answer).await.expect("read");
+    assert!(
+        answer[..read].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer[..read])
+    );
+    stream
+}
+
+/// Whether the server still answers on `stream`.
+async fn still_served(stream: &mut TcpStream) -> bool {
+    if stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: wxlogin\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = [0u8; 1024];
+    matches!(
+        tokio::time::timeout(GUARD, stream.read(&mut answer)).await,
+        Ok(Ok(read)) if answer[..read].starts_with(b"HTTP/1.1 200")
+    )
+}
+
+#[tokio::test]
+async fn a_header_that_never_finishes_is_cut_off_at_the_header_deadline() {
+    let wechat = held_wechat().await;
+    let server = start(&wechat, &[("WXLOGIN_HEADER_READ_TIMEOUT_SECS", "1")]).await;
+    let mut slowloris = TcpStream::connect(&server.addr).await.expect("connect");
+    slowloris
+        .write_all(b"GET /healthz HTTP/1.1\r\nX-Slow: a")
+        .await
+        .expect("write");
+
+    let answered = closed_by_server(&mut slowloris).await;
+
+    assert_eq!(answered, "", "closed without an answer");
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_at_the_idle_deadline() {
+    let wechat = held_wechat().await;
+    let server = start(&wechat, &[("WXLOGIN_IDLE_TIMEOUT_SECS", "1")]).await;
+    let mut idle = kept_alive(&server.addr).await;
+
+    assert_eq!(closed_by_server(&mut idle).await, "");
+}
+
+#[tokio::test]
+async fn a_body_trickled_past_its_deadline_is_answered_408_and_the_connection_closed() {
+    let wechat = held_wechat().await;
+    let server = start(&wechat, &[("WXLOGIN_BODY_READ_TIMEOUT_SECS", "1")]).await;
+    let mut trickle = TcpStream::connect(&server.addr).await.expect("connect");
+    trickle
+        .write_all(
+            b"POST /openid HTTP/1.1\r\nHost: wxlogin\r\nContent-Type: application/json\r\nContent-Length: 64\r\n\r\n{\"co",
+        )
+        .await
+        .expect("write");
+
+    let answered = closed_by_server(&mut trickle).await;
+
+    assert!(answered.starts_with("HTTP/1.1 408"), "{answered}");
+    assert!(answered.contains(r#""error":"request_timeout""#), "{answered}");
+    assert!(answered.contains("connection: close"), "{answered}");
+}
+
+#[tokio::test]
+async fn at_the_cap_the_longest_idle_connection_makes_room_for_a_new_one() {
+    let wechat = held_wechat().await;
+    let server = start(&wechat, &[("WXLOGIN_MAX_CONNECTIONS", "2")]).await;
+    let mut oldest = kept_alive(&server.addr).await;
+    let mut newer = kept_alive(&server.addr).await;
+
+    let mut third = kept_alive(&server.addr).await;
+
+    assert_eq!(closed_by_server(&mut oldest).await, "", "the longest idle made room");
+    assert!(still_served(&mut newer).await);
+    assert!(still_served(&mut third).await);
+}
+
+#[tokio::test]
+async fn at_the_cap_with_every_connection_busy_a_new_one_is_refused_until_one_is_free() {
+    let mut wechat = held_wechat().await;
+    let server = start(&wechat, &[("WXLOGIN_MAX_CONNECTIONS", "2")]).await;
+    let base = format!("http://{}", server.addr);
+    let first = wechat.hold_a_login(&base, "busy-1").await;
+    let second = wechat.hold_a_login(&base, "busy-2").await;
+
+    let mut refused = TcpStream::connect(&server.addr).await.expect("connect");
+    let _ = refused
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: wxlogin\r\n\r\n")
+        .await;
+    assert_eq!(closed_by_server(&mut refused).await, "", "refused, unanswered");
+
+    wechat.release(2);
+    for login in [first, second] {
+        let reply = login.await.expect("join").expect("answered");
+        assert_eq!(reply.status(), 200, "the busy connections were not disturbed");
+    }
+}
+
+#[tokio::test]
+async fn at_shutdown_an_unfinished_header_does_not_hold_the_drain() {
+    let wechat = held_wechat().await;
+    let server = start(&wechat, &[]).await;
+    let mut unfinished = TcpStream::connect(&server.addr).await.expect("connect");
+    unfinished
+        .write_all(b"GET /healthz HTTP/1.1\r\nX-Half: ")
+        .await
+        .expect("write");
+    let mut idle = kept_alive(&server.addr).await;
+
+    server.stop.send(()).expect("running");
+
+    // The header, idle and drain limits are all ten minutes: only closing connections
+    // with no request in progress at once lets the server exit within the guard.
+    let exited = tokio::time::timeout(GUARD, server.served)
+        .await
+        .expect("the server exits without waiting for the unfinished header");
+    exited.expect("join").expect("a clean exit");
+    assert_eq!(closed_by_server(&mut unfinished).await, "");
+    assert_eq!(closed_by_server(&mut idle).await, "");
+}
+
+#[tokio::test]
+async fn a_header_over_16_kib_is_refused_with_431() {
+    let wechat = held_wechat().await;
+    let server = start(&wechat, &[]).await;
+    let mut greedy = TcpStream::connect(&server.addr).await.expect("connect");
+    let header = format!(
+        "GET /healthz HTTP/1.1\r\nHost: wxlogin\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20 * 1024)
+    );
+    let _ = greedy.write_all(header.as_bytes()).await;
+
+    let answered = closed_by_server(&mut greedy).await;
+
+    assert!(answered.starts_with("HTTP/1.1 431"), "{answered}");
+}
