@@ -24,7 +24,10 @@ pub struct AuthCookie(pub Option<Arc<str>>);
 
 pub fn router() -> Router<AppState> {
     // Any method: Envoy and Traefik ask with the method of the request they guard.
-    Router::new().route("/auth", any(forward_auth))
+    Router::new()
+        .route("/auth", any(forward_auth))
+        // A gateway must ask again for every request: a logout takes effect at once.
+        .route_layer(axum::middleware::map_response(super::no_store_per_token))
 }
 
 /// Who the token belongs to, as headers for the gateway to pass on. The backends behind
@@ -62,8 +65,6 @@ pub async fn forward_auth(
     {
         headers.insert(UNIONID_HEADER, unionid);
     }
-    // A gateway must ask again for every request: a logout takes effect at once.
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }
 

@@ -25,6 +25,7 @@ pub fn router(metrics: Metrics) -> Router<AppState> {
         // The gin and echo tutorials': GET ?code=, or POST as JSON or a form.
         .route("/wechat/applet_login", get(login).post(login))
         .route_layer(axum::middleware::from_fn_with_state(metrics, count_login))
+        .route_layer(axum::middleware::map_response(super::no_store))
 }
 
 /// A new session for the user behind a `wx.login()` code.

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, State};
-use axum::http::{HeaderValue, Request, Response};
+use axum::http::{HeaderValue, Request, Response, header};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
 use tower_http::ServiceBuilderExt;
@@ -90,6 +90,26 @@ pub fn router(state: AppState, server: &ServerSettings) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware)
         .with_state(state)
+}
+
+/// Marks an answer that carries a token or personal data as one no cache may keep (RFC 6749
+/// §5.1, ASVS V8.2.1), error or not: `no-store`, and `Pragma` for HTTP/1.0 caches. The
+/// routers of such routes apply it to every answer.
+async fn no_store(mut response: axum::response::Response) -> axum::response::Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// [`no_store`], for answers that depend on the request's token: a cache that keeps one
+/// anyway must keep it apart per `Authorization`.
+async fn no_store_per_token(response: axum::response::Response) -> axum::response::Response {
+    let mut response = no_store(response).await;
+    response
+        .headers_mut()
+        .append(header::VARY, HeaderValue::from_static("authorization"));
+    response
 }
 
 /// Counts the request in flight while it is, then by route and status once answered.

@@ -25,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .route("/wechat/decrypt", post(decrypt_data))
         .route("/wechat/phone_number", post(phone_number))
         .route("/wechat/check_session", get(check_session))
+        .route_layer(axum::middleware::map_response(super::no_store_per_token))
 }
 
 /// Whether a check passed.

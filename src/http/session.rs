@@ -12,7 +12,9 @@ use super::extract::{BearerToken, LiveSession};
 use crate::session::SessionStore;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/session", get(who_is_it).delete(revoke))
+    Router::new()
+        .route("/session", get(who_is_it).delete(revoke))
+        .route_layer(axum::middleware::map_response(super::no_store_per_token))
 }
 
 /// The user a session token stands for.

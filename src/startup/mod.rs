@@ -256,7 +256,12 @@ fn raise_open_file_limit() {
     let before = rlimit::getrlimit(rlimit::Resource::NOFILE);
     match (before, rlimit::increase_nofile_limit(u64::MAX)) {
         (Ok((soft, hard)), Ok(raised)) => {
-            tracing::info!(soft_before = soft, soft_now = raised, hard, "open-file limit");
+            tracing::info!(
+                soft_before = soft,
+                soft_now = raised,
+                hard,
+                "open-file limit"
+            );
         }
         (_, Err(err)) | (Err(err), _) => {
             tracing::warn!(error = %err, "cannot raise the open-file limit");

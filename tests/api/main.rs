@@ -3,6 +3,7 @@
 
 mod architecture;
 mod bad_input;
+mod caching;
 mod coalescing;
 mod emulator;
 mod emulator_open_data;

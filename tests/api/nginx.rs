@@ -9,7 +9,7 @@ use axum::Router;
 use axum::http::HeaderMap;
 use tokio::sync::mpsc;
 
-use crate::helpers::{Requests, spawn_app};
+use crate::helpers::{Requests, spawn_app, success, wechat_answers};
 use crate::tools::{self, free_port};
 
 const NGINX: &str = "nginx";
@@ -85,6 +85,9 @@ http {{
     fastcgi_temp_path {dir}/fastcgi;
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
+    # A common "cache GETs for a minute" set-up, keyed on the URI alone: it serves a stored
+    # answer to anyone who asks for the same URI, whatever their Authorization.
+    proxy_cache_path {dir}/cache keys_zone=gets:1m;
 
     server {{
         listen 127.0.0.1:{port};
@@ -97,6 +100,14 @@ http {{
             proxy_set_header X-WxLogin-UnionId $wx_unionid;
             proxy_set_header Authorization "";
             proxy_pass {backend};
+        }}
+
+        location /cached/ {{
+            proxy_pass {wxlogin}/;
+            proxy_cache gets;
+            proxy_cache_key $request_uri;
+            proxy_cache_valid 200 1m;
+            add_header X-Cache-Status $upstream_cache_status always;
         }}
 
         location = /_wxlogin_auth {{
@@ -173,4 +184,39 @@ async fn nginx_lets_a_logged_in_user_through_with_the_openid_and_stops_anonymous
         seen.try_recv().is_err(),
         "an anonymous request reached the backend"
     );
+}
+
+#[tokio::test]
+async fn a_caching_nginx_keeps_nothing_personal_to_serve_to_someone_else() {
+    let app = spawn_app().await;
+    let (backend_url, _seen) = backend().await;
+    let Some(nginx) = Nginx::start(&app.address, &backend_url) else {
+        return;
+    };
+    let alice = app.login_as("c-alice", "oAliceCached").await;
+    let bob = app.login_as("c-bob", "oBobCached").await;
+    let session = format!("{}/cached/session", nginx.url);
+
+    let as_alice = app.send(app.http.get(&session).bearer_auth(&alice)).await;
+    let as_bob = app.send(app.http.get(&session).bearer_auth(&bob)).await;
+    let as_nobody = app.send(app.http.get(&session)).await;
+
+    assert_eq!(as_alice.status, 200, "{}", as_alice.text);
+    assert_eq!(as_alice.json()["openid"], "oAliceCached");
+    assert_eq!(as_bob.json()["openid"], "oBobCached", "bob was served alice's session");
+    assert_eq!(as_nobody.status, 401, "{}", as_nobody.text);
+
+    // The same login URI twice, as a retried GET would send it: each client gets its own
+    // token, never the one cached from the first.
+    wechat_answers(&app.wechat, success("oCachedLogin", None)).await;
+    let login = format!("{}/cached/wechat/applet_login?code=same-code", nginx.url);
+    let first = app.send(app.http.get(&login)).await;
+    let second = app.send(app.http.get(&login)).await;
+
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(second.status, 200, "{}", second.text);
+    assert_ne!(first.json()["token"], second.json()["token"]);
+    for reply in [&as_alice, &as_bob, &as_nobody, &first, &second] {
+        assert_ne!(reply.header("x-cache-status"), Some("HIT"));
+    }
 }

@@ -132,7 +132,10 @@ async fn a_body_trickled_past_its_deadline_is_answered_408_and_the_connection_cl
     let answered = closed_by_server(&mut trickle).await;
 
     assert!(answered.starts_with("HTTP/1.1 408"), "{answered}");
-    assert!(answered.contains(r#""error":"request_timeout""#), "{answered}");
+    assert!(
+        answered.contains(r#""error":"request_timeout""#),
+        "{answered}"
+    );
     assert!(answered.contains("connection: close"), "{answered}");
 }
 
@@ -145,7 +148,11 @@ async fn at_the_cap_the_longest_idle_connection_makes_room_for_a_new_one() {
 
     let mut third = kept_alive(&server.addr).await;
 
-    assert_eq!(closed_by_server(&mut oldest).await, "", "the longest idle made room");
+    assert_eq!(
+        closed_by_server(&mut oldest).await,
+        "",
+        "the longest idle made room"
+    );
     assert!(still_served(&mut newer).await);
     assert!(still_served(&mut third).await);
 }
@@ -162,12 +169,20 @@ async fn at_the_cap_with_every_connection_busy_a_new_one_is_refused_until_one_is
     let _ = refused
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: wxlogin\r\n\r\n")
         .await;
-    assert_eq!(closed_by_server(&mut refused).await, "", "refused, unanswered");
+    assert_eq!(
+        closed_by_server(&mut refused).await,
+        "",
+        "refused, unanswered"
+    );
 
     wechat.release(2);
     for login in [first, second] {
         let reply = login.await.expect("join").expect("answered");
-        assert_eq!(reply.status(), 200, "the busy connections were not disturbed");
+        assert_eq!(
+            reply.status(),
+            200,
+            "the busy connections were not disturbed"
+        );
     }
 }
 

@@ -214,7 +214,10 @@ async fn with_few_file_descriptors_idle_connections_make_room_and_healthz_still_
             .find(|line| line.contains("capping connections lower"))
     })
     .await;
-    assert!(capped.is_some(), "wxlogin says it keeps under the open-file limit");
+    assert!(
+        capped.is_some(),
+        "wxlogin says it keeps under the open-file limit"
+    );
 
     let mut idle = Vec::new();
     for _ in 0..200 {
