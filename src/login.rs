@@ -19,8 +19,12 @@ pub enum LoginError {
     /// Shared by every request that joined the same WeChat call.
     #[error(transparent)]
     WeChat(Arc<WeChatError>),
+    /// The store could not take a session, so WeChat was not asked: the code is unspent.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    StoreUnavailable(StoreError),
+    /// WeChat accepted the code, then the store failed: the code is spent.
+    #[error("WeChat accepted the code, then the session could not be stored: {0}")]
+    NotStored(#[source] StoreError),
     /// The task making the WeChat call ended without an answer: a bug (it panicked).
     #[error("the login task ended without an answer")]
     Interrupted,
@@ -59,9 +63,17 @@ impl LoginService {
 
     /// Trades `code` for a new session. Concurrent callers with the same code share one
     /// WeChat call and its answer (an error included), and each gets a session of its own.
+    /// WeChat is asked only if the store took its last write: a user's one-time code is
+    /// not spent on an outage of ours.
     pub async fn login(&self, code: JsCode) -> Result<IssuedSession, LoginError> {
+        self.sessions
+            .writable()
+            .map_err(LoginError::StoreUnavailable)?;
         let login = self.answer_for(code).await?;
-        Ok(self.sessions.create(login).await?)
+        self.sessions
+            .create(login)
+            .await
+            .map_err(LoginError::NotStored)
     }
 
     /// WeChat's answer for `code`: from the call under way for it, or from a new one.

@@ -33,7 +33,8 @@ pub(super) async fn alive() -> Json<Value> {
 }
 
 /// Readiness: the configuration loaded (or the process would not be serving) and the
-/// session store answers. A load balancer stops sending logins while it does not.
+/// session store takes writes. A load balancer stops sending logins while it does not;
+/// the answer says why (unreachable, too slow, out of memory, a read-only replica).
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -44,9 +45,9 @@ pub(super) async fn alive() -> Json<Value> {
     )
 )]
 pub(super) async fn ready(State(sessions): State<SessionStore>) -> Response {
-    match sessions.ping().await {
+    match sessions.probe().await {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response(),
-        Err(err) => ApiError::from(err).into_response(),
+        Err(err) => ApiError::NotReady(err).into_response(),
     }
 }
 

@@ -159,11 +159,21 @@ impl SessionStore {
         }
     }
 
-    /// Whether the store can serve requests: always, in memory; Redis must answer a PING.
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    /// Whether the store can take a session now: always, in memory; Redis must take a small
+    /// write (`/readyz` asks this).
+    pub async fn probe(&self) -> Result<(), StoreError> {
         match self {
             Self::Memory(_) => Ok(()),
-            Self::Redis(store) => store.ping().await,
+            Self::Redis(store) => store.probe().await,
+        }
+    }
+
+    /// Whether the store took its last write (or probe), without asking it again: what a
+    /// login checks before it spends the user's code at WeChat.
+    pub fn writable(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(_) => Ok(()),
+            Self::Redis(store) => store.writable(),
         }
     }
 

@@ -15,7 +15,7 @@ use redis::Script;
 use super::{IssuedSession, Session, SessionToken, User};
 use crate::clock::Clock;
 use crate::domain::{OpenId, SessionKey, UnionId, WxSession};
-use crate::redis_conn::{Redis, StoreError};
+use crate::redis_conn::{Redis, StoreError, Unavailable};
 
 /// Stores a session and gives all of the openid's live sessions its session_key, in one
 /// atomic step. KEYS: the session, the openid's index. ARGV: openid, unionid ("" for
@@ -69,12 +69,31 @@ impl RedisStore {
             .arg(self.ttl.as_secs())
             .arg(&hash)
             .arg(self.redis.key("session:"));
-        self.redis.run_script::<i64>(&invocation).await?;
+        if let Err(err) = self.redis.run_script::<i64>(&invocation).await {
+            if err.problem() == Some(Unavailable::Timeout) {
+                self.discard(hash, login.openid.as_ref());
+            }
+            return Err(err);
+        }
         Ok(IssuedSession {
             token,
             session: Session::new(Arc::new(User::new(login)), expires_at),
             expires_in: self.ttl.as_secs(),
         })
+    }
+
+    /// Removes a session whose write timed out, in case Redis runs the write after all: a
+    /// session nobody holds the token of must not linger. The removal follows the write on
+    /// the same connection, so Redis runs them in that order.
+    fn discard(&self, hash: String, openid: &str) {
+        let session = self.redis.key(&format!("session:{hash}"));
+        let index = self.redis.key(&format!("openid:{openid}"));
+        let redis = self.redis.clone();
+        tokio::spawn(async move {
+            let mut discard = redis::pipe();
+            discard.atomic().del(&session).srem(&index, &hash);
+            let _ = redis.write_pipeline(&discard).await;
+        });
     }
 
     pub async fn get(&self, token: &SessionToken) -> Result<Option<Session>, StoreError> {
@@ -124,7 +143,7 @@ impl RedisStore {
         let key = self
             .redis
             .key(&format!("session:{}", token.hash().to_hex()));
-        let removed: i64 = self.redis.query(redis::cmd("DEL").arg(&key)).await?;
+        let removed: i64 = self.redis.write(redis::cmd("DEL").arg(&key)).await?;
         Ok(removed > 0)
     }
 
@@ -132,7 +151,13 @@ impl RedisStore {
         self.clock.now()
     }
 
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        self.redis.ping().await
+    /// Whether Redis takes writes now: one small write.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.redis.probe().await
+    }
+
+    /// Whether Redis took the last write (or probe), without asking it again.
+    pub fn writable(&self) -> Result<(), StoreError> {
+        self.redis.writable()
     }
 }

@@ -4,6 +4,7 @@
 
 mod banner;
 
+use std::any::Any;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use crate::domain::Credentials;
 use crate::http::tls::{Certificates, TlsAcceptor, TlsError};
 use crate::http::{AppState, AuthCookie, ClientLimiter, PRUNE_EVERY, router};
 use crate::login::LoginService;
-use crate::redis_conn::{Redis, StoreError};
+use crate::redis_conn::{PROBE_EVERY, Redis, StoreError};
 use crate::session::{RedisStore, SessionStore};
 use crate::telemetry;
 use crate::telemetry::metrics::Metrics;
@@ -47,9 +48,12 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     server: ServerSettings,
-    tls: Option<(TlsAcceptor, Arc<Certificates>)>,
+    tls: Option<TlsAcceptor>,
     metrics: Metrics,
     shutdown_timeout: Duration,
+    /// What the background tasks tend (they hold it weakly): it lives, and they run, as long
+    /// as the app.
+    tended: Vec<Arc<dyn Any + Send + Sync>>,
     /// Present in development mode; the emulator lives as long as the app.
     emulator: Option<Emulator>,
 }
@@ -62,6 +66,7 @@ impl Application {
         // A refresh is at most two stable_token calls (normal, then forced), each bounded
         // by the WeChat timeout.
         let token_wait_limit = settings.wechat.timeout * 2;
+        let mut tended: Vec<Arc<dyn Any + Send + Sync>> = Vec::new();
         let (sessions, access_tokens) = match &settings.sessions.store {
             StoreSettings::Memory => (
                 SessionStore::memory(&settings.sessions, clock.clone(), metrics.clone()),
@@ -69,10 +74,16 @@ impl Application {
             ),
             StoreSettings::Redis(redis_settings) => {
                 let redis = Redis::connect(redis_settings)?;
-                if let Err(err) = redis.ping().await {
+                if let Err(err) = redis.probe().await {
                     // Not fatal: Redis may still be starting. /readyz says when it answers.
-                    tracing::warn!(error = %err, "Redis does not answer yet; requests that need it get 503 until it does");
+                    tracing::warn!(error = %err, "Redis does not take writes yet; requests that need it get 503 until it does");
                 }
+                // Logins check this verdict before they spend a code at WeChat.
+                let probed = Arc::new(redis.clone());
+                crate::periodic::spawn_every(PROBE_EVERY, &probed, |redis| {
+                    tokio::spawn(async move { redis.probe().await });
+                });
+                tended.push(probed);
                 let store = RedisStore::new(redis.clone(), settings.sessions.ttl, clock);
                 (
                     SessionStore::Redis(store),
@@ -106,7 +117,11 @@ impl Application {
                 })?;
         let tls = match &settings.server.tls {
             None => None,
-            Some(tls) => Some(https(tls)?),
+            Some(tls) => {
+                let (acceptor, certificates) = https(tls)?;
+                tended.push(certificates);
+                Some(acceptor)
+            }
         };
         let mut server = settings.server;
         server.max_connections = connection_cap(server.max_connections);
@@ -117,6 +132,7 @@ impl Application {
             tls,
             metrics,
             shutdown_timeout: settings.shutdown_timeout,
+            tended,
             emulator: None,
         })
     }
@@ -157,12 +173,12 @@ impl Application {
         self,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let (acceptor, _reloading) = self.tls.unzip();
+        let _tended = self.tended;
         crate::http::serve(
             self.listener,
             self.router,
             &self.server,
-            acceptor,
+            self.tls,
             self.metrics,
             stop,
             self.shutdown_timeout,

@@ -92,8 +92,12 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut line = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
+        // Many errors repeat their cause in their own text; it is said once here.
+        let cause_text = cause.to_string();
+        if !line.contains(&cause_text) {
+            line.push_str(": ");
+            line.push_str(&cause_text);
+        }
         source = cause.source();
     }
     line
@@ -110,5 +114,18 @@ mod tests {
         struct Outer(#[source] std::io::Error);
         let err = Outer(std::io::Error::other("inner"));
         assert_eq!(error_chain(&err), "outer: inner");
+    }
+
+    #[test]
+    fn the_error_chain_says_a_cause_once_when_an_error_repeats_it() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("the store is unreachable")]
+        struct Store(#[source] Client);
+        #[derive(Debug, thiserror::Error)]
+        #[error("{0}")]
+        struct Client(#[source] std::io::Error);
+        let io = || std::io::Error::other("timed out");
+        let err = Store(Client(io()));
+        assert_eq!(error_chain(&err), "the store is unreachable: timed out");
     }
 }

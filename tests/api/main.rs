@@ -26,5 +26,6 @@ mod session;
 mod shutdown;
 mod slow_clients;
 mod startup;
+mod store_outage;
 mod tools;
 mod upstream_errors;

@@ -203,7 +203,11 @@ async fn a_caching_nginx_keeps_nothing_personal_to_serve_to_someone_else() {
 
     assert_eq!(as_alice.status, 200, "{}", as_alice.text);
     assert_eq!(as_alice.json()["openid"], "oAliceCached");
-    assert_eq!(as_bob.json()["openid"], "oBobCached", "bob was served alice's session");
+    assert_eq!(
+        as_bob.json()["openid"],
+        "oBobCached",
+        "bob was served alice's session"
+    );
     assert_eq!(as_nobody.status, 401, "{}", as_nobody.text);
 
     // The same login URI twice, as a retried GET would send it: each client gets its own

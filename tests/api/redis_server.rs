@@ -98,19 +98,47 @@ impl RedisServer {
 
     /// Every key in the server, for tests that look at what is stored.
     pub fn keys(&self) -> Vec<String> {
-        let output = Command::new("redis-cli")
-            .args(["-u", &self.url(), "--no-auth-warning", "--raw", "KEYS", "*"])
-            .output()
-            .expect("redis-cli runs");
-        String::from_utf8_lossy(&output.stdout)
+        self.cli(&["KEYS", "*"])
             .lines()
             .map(str::to_owned)
             .collect()
+    }
+
+    /// What `redis-cli` prints for `command`.
+    pub fn cli(&self, command: &[&str]) -> String {
+        let output = Command::new("redis-cli")
+            .args(["-u", &self.url(), "--no-auth-warning", "--raw"])
+            .args(command)
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT), with whatever it was sent meanwhile.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let process = self.process.as_ref().expect("the server runs");
+        let sent = Command::new("kill")
+            .args([signal, &process.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
     }
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        if self.process.is_some() {
+            self.resume();
+        }
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -70,7 +70,13 @@ pub enum ApiError {
     /// Shared: overlapping logins with one code all answer the one WeChat call's error.
     WeChat(Arc<WeChatError>),
     /// 503 `store_unavailable`: the session store (Redis) failed or did not answer in time.
+    /// Nothing was spent: the same request may be sent again after `Retry-After`.
     StoreUnavailable(StoreError),
+    /// 503 `store_unavailable`, without `Retry-After`: WeChat accepted the login code, then
+    /// the session could not be stored. The code is spent; the client needs a new one.
+    CodeSpent(StoreError),
+    /// 503 `store_unavailable` from `/readyz`, saying why.
+    NotReady(StoreError),
     /// 429 `rate_limited`: this client IP has spent its allowance; it may retry after the
     /// given number of seconds.
     RateLimited { retry_after_secs: u64 },
@@ -240,6 +246,15 @@ impl ApiError {
             ),
             Self::WeChat(err) => wechat_answer(err),
             Self::StoreUnavailable(_) => store_unavailable(),
+            Self::CodeSpent(_) => Answer::new(
+                S::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "WeChat accepted the code, but the session could not be stored, and a code works only once: call wx.login() for a new code and log in with that.",
+            ),
+            Self::NotReady(err) => Answer {
+                message: format!("{}.", capitalised(&err.to_string())).into(),
+                ..store_unavailable()
+            },
             Self::RateLimited { retry_after_secs } => Answer::new(
                 S::TOO_MANY_REQUESTS,
                 "rate_limited",
@@ -267,7 +282,9 @@ impl ApiError {
             Self::MalformedJson(detail) | Self::InvalidBody { detail, .. } => {
                 (Some(detail.clone()), None, None)
             }
-            Self::StoreUnavailable(err) => (Some(error_chain(err)), None, None),
+            Self::StoreUnavailable(err) | Self::CodeSpent(err) | Self::NotReady(err) => {
+                (Some(error_chain(err)), None, None)
+            }
             _ => (None, None, None),
         };
         ErrorReport {
@@ -359,9 +376,17 @@ fn store_unavailable() -> Answer {
     Answer::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "store_unavailable",
-        "The session store is unreachable. Try again shortly.",
+        "The session store is not available. Try again shortly.",
     )
     .retry_after(STORE_RETRY_AFTER)
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 /// Our appid, secret or IP whitelist is wrong. The details go to the log, not the client.
@@ -485,7 +510,8 @@ impl From<LoginError> for ApiError {
     fn from(e: LoginError) -> Self {
         match e {
             LoginError::WeChat(err) => Self::WeChat(err),
-            LoginError::Store(err) => Self::StoreUnavailable(err),
+            LoginError::StoreUnavailable(err) => Self::StoreUnavailable(err),
+            LoginError::NotStored(err) => Self::CodeSpent(err),
             LoginError::Interrupted => Self::Internal,
         }
     }

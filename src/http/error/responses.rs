@@ -12,7 +12,7 @@ use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, Response, Respo
 
 use super::{Answer, ApiError};
 use crate::domain::InvalidCode;
-use crate::redis_conn::StoreError;
+use crate::redis_conn::{StoreError, Unavailable};
 use crate::wechat::WeChatError;
 use crate::wechat::open_data::DecryptError;
 
@@ -104,7 +104,7 @@ fn bad_tokens() -> Vec<ApiError> {
 }
 
 fn store_down() -> ApiError {
-    ApiError::StoreUnavailable(StoreError::Timeout)
+    ApiError::StoreUnavailable(StoreError::Unavailable(Unavailable::Timeout, None))
 }
 
 /// What a one-time code spent at WeChat can come back as.
@@ -154,7 +154,16 @@ error_set!(
 
 error_set!(
     /// What a login route can answer besides its 200, [`BodyErrors`] and [`UpstreamErrors`].
-    LoginErrors = all([bad_codes(), bad_bodies(), spent_codes(), vec![wechat(40226), store_down()]])
+    LoginErrors = all([
+        bad_codes(),
+        bad_bodies(),
+        spent_codes(),
+        vec![
+            wechat(40226),
+            store_down(),
+            ApiError::CodeSpent(StoreError::Unavailable(Unavailable::Unreachable, None)),
+        ],
+    ])
 );
 
 error_set!(
@@ -211,5 +220,8 @@ error_set!(
 
 error_set!(
     /// What `/readyz` answers when the session store does not.
-    NotReady = vec![store_down()]
+    NotReady = vec![ApiError::NotReady(StoreError::Unavailable(
+        Unavailable::OutOfMemory,
+        None
+    ))]
 );

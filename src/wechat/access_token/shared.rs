@@ -106,7 +106,7 @@ impl SharedAccessTokens {
     async fn write(&self, grant: &Grant) -> Result<(), WeChatError> {
         let ttl_ms = cache_for(grant.expires_in).max(1) * 1000;
         self.redis
-            .query::<()>(
+            .write::<()>(
                 redis::cmd("SET")
                     .arg(&self.token_key)
                     .arg(grant.token.expose())
@@ -120,7 +120,7 @@ impl SharedAccessTokens {
     async fn try_lock(&self, owner: &str) -> Result<bool, WeChatError> {
         let set: Option<String> = self
             .redis
-            .query(
+            .write(
                 redis::cmd("SET")
                     .arg(&self.lock_key)
                     .arg(owner)
@@ -138,7 +138,7 @@ impl SharedAccessTokens {
     async fn allow_forced_refresh(&self) -> Result<bool, WeChatError> {
         let spaced: Option<String> = self
             .redis
-            .query(
+            .write(
                 redis::cmd("SET")
                     .arg(&self.force_spacing_key)
                     .arg(1)
@@ -153,12 +153,12 @@ impl SharedAccessTokens {
         }
         let count: i64 = self
             .redis
-            .query(redis::cmd("INCR").arg(&self.force_count_key))
+            .write(redis::cmd("INCR").arg(&self.force_count_key))
             .await
             .map_err(WeChatError::TokenStore)?;
         if count == 1 {
             self.redis
-                .query::<i64>(
+                .write::<i64>(
                     redis::cmd("EXPIRE")
                         .arg(&self.force_count_key)
                         .arg(DAY_SECS),
