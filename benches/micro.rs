@@ -53,7 +53,16 @@ fn open_data(c: &mut Criterion) {
     });
     let demo_key = key(DEMO_KEY);
     c.bench_function("open_data/decrypt", |b| {
-        b.iter(|| decrypt(black_box(DEMO_DATA), DEMO_IV, &demo_key, DEMO_APPID).expect("decrypts"))
+        b.iter(|| {
+            decrypt(
+                black_box(DEMO_DATA),
+                DEMO_IV,
+                &demo_key,
+                DEMO_APPID,
+                DEMO_OPENID,
+            )
+            .expect("decrypts")
+        })
     });
 }
 

@@ -72,9 +72,14 @@ impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
 
 /// The token in `Authorization: Bearer <token>` (RFC 6750 §2.1).
 pub fn bearer_token(headers: &HeaderMap) -> Result<SessionToken, ApiError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or(ApiError::MissingToken)?;
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let value = values.next().ok_or(ApiError::MissingToken)?;
+    if values.next().is_some() {
+        // Which one a gateway checked and which one we would read need not be the same.
+        return Err(ApiError::Ambiguous(
+            "Send one Authorization header, not several.",
+        ));
+    }
     let value = value.to_str().map_err(|_| ApiError::InvalidToken)?;
     let (scheme, token) = value.trim().split_once(' ').ok_or(ApiError::InvalidToken)?;
     if !scheme.eq_ignore_ascii_case("bearer") {

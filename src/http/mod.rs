@@ -57,6 +57,7 @@ pub struct AppState {
 /// The whole HTTP surface, with its middleware. Tests drive exactly this.
 pub fn router(state: AppState, server: &ServerSettings) -> Router {
     let middleware = tower::ServiceBuilder::new()
+        .map_request(drop_unusable_request_id)
         .set_x_request_id(RandomRequestId)
         .layer(
             TraceLayer::new_for_http()
@@ -71,6 +72,7 @@ pub fn router(state: AppState, server: &ServerSettings) -> Router {
             state.metrics.clone(),
             count_request,
         ))
+        .layer(axum::middleware::from_fn(one_host))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("a handler panicked");
             ApiError::Internal.into_response()
@@ -125,6 +127,43 @@ async fn count_request(
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     metrics.request_finished(route, response.status());
     response
+}
+
+/// The longest `X-Request-Id` a client may bring; it goes into every log line.
+const MAX_REQUEST_ID: usize = 64;
+
+/// Drops an incoming `X-Request-Id` unless it is one short token of `[A-Za-z0-9._-]`, so
+/// that a fresh one replaces it: whatever a client puts there lands in every log line.
+fn drop_unusable_request_id<B>(mut request: Request<B>) -> Request<B> {
+    let ids = request.headers().get_all("x-request-id");
+    let mut values = ids.iter();
+    let usable = match (values.next(), values.next()) {
+        (Some(id), None) => {
+            (1..=MAX_REQUEST_ID).contains(&id.len())
+                && id
+                    .as_bytes()
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        }
+        (None, _) => true,
+        (Some(_), Some(_)) => false,
+    };
+    if !usable {
+        request.headers_mut().remove("x-request-id");
+    }
+    request
+}
+
+/// An HTTP/1.1 request names its host exactly once (RFC 9112 §3.2): with none or two, which
+/// site it was meant for depends on who reads it.
+async fn one_host(request: Request<axum::body::Body>, next: Next) -> axum::response::Response {
+    if request.version() == axum::http::Version::HTTP_11
+        && request.headers().get_all(header::HOST).iter().count() != 1
+    {
+        return ApiError::Ambiguous("Send exactly one Host header (RFC 9112 §3.2).")
+            .into_response();
+    }
+    next.run(request).await
 }
 
 /// A UUID v4 request id drawn from the thread's CSPRNG. tower-http's `MakeRequestUuid`

@@ -108,6 +108,7 @@ pub(super) async fn decrypt_data(
         &body.iv,
         &session.session_key(),
         wechat.appid(),
+        session.openid(),
     )?;
     Ok(Json(Decrypted { data }))
 }

@@ -60,12 +60,13 @@ pub enum DecryptError {
     /// session_key: the client called `wx.login()` again after getting the data.
     #[error("the plaintext is not {0}")]
     Garbled(&'static str),
-    #[error("the data's watermark names another appid, or none")]
+    #[error("the data's watermark names another appid, or none, or it is another user's")]
     Watermark,
 }
 
 /// Decrypts `encryptedData` (AES-128-CBC, PKCS#7) with `key` and `iv`, and returns the JSON
-/// object exactly as WeChat sealed it, after checking that its watermark names `appid`.
+/// object exactly as WeChat sealed it, after checking that its watermark names `appid` and
+/// that its `openId`, where it has one, is `openid`: the session's user, not another.
 /// A wrong iv garbles only the first block, and that can still unpad cleanly: padding
 /// proves nothing, so the JSON and the watermark are what is checked.
 pub fn decrypt(
@@ -73,6 +74,7 @@ pub fn decrypt(
     iv: &str,
     key: &SessionKey,
     appid: &str,
+    openid: &str,
 ) -> Result<Box<RawValue>, DecryptError> {
     let iv: [u8; BLOCK] = decode_base64(iv)
         .ok_or(DecryptError::Base64("iv"))?
@@ -91,6 +93,12 @@ pub fn decrypt(
     let sealed: Sealed = serde_json::from_str(text).map_err(|_| DecryptError::Garbled("JSON"))?;
     let data: Box<RawValue> =
         serde_json::from_str(text).map_err(|_| DecryptError::Garbled("JSON"))?;
+    if sealed
+        .open_id
+        .is_some_and(|sealed_for| sealed_for != openid)
+    {
+        return Err(DecryptError::Watermark);
+    }
     match sealed.watermark {
         Some(Watermark {
             appid: Some(sealed_for),
@@ -109,9 +117,11 @@ pub(crate) fn encrypt(plaintext: &[u8], key: &SessionKey, iv: &[u8; BLOCK]) -> V
     sealed.to_vec()
 }
 
-/// The part of the sealed data we check: an object whose watermark names the appid.
+/// The parts of the sealed data we check: whose it is, and for which app.
 #[derive(Deserialize)]
 struct Sealed {
+    #[serde(rename = "openId")]
+    open_id: Option<String>,
     watermark: Option<Watermark>,
 }
 
@@ -140,6 +150,7 @@ pub mod documented_examples {
 
     /// WeChat's documented decryption example (WXBizDataCrypt's demo data).
     pub const DEMO_APPID: &str = "wx4f4bc4dec97d474b";
+    pub const DEMO_OPENID: &str = "oGZUI0egBJY1zhBYw2KhdUfwVJJE";
     pub const DEMO_KEY: &str = "tiihtNczf5v6AKRyjwEUhQ==";
     pub const DEMO_IV: &str = "r7BXXKkLb8qrSNn05n0qiA==";
     pub const DEMO_DATA: &str = "CiyLU1Aw2KjvrjMdj8YKliAjtP4gsMZMQmRzooG2xrDcvSnxIMXFufNstNGTyaGS9uT5geRa0W4oTOb1WT7fJlAC+oNPdbB+3hVbJSRgv+4lGOETKUQz6OYStslQ142dNCuabNPGBzlooOmB231qMM85d2/fV6ChevvXvQP8Hkue1poOFtnEtpyxVLW1zAo6/1Xx1COxFvrc2d7UL/lmHInNlxuacJXwu0fjpXfz/YqYzBIBzD6WUfTIF9GRHpOn/Hz7saL8xz+W//FRAUid1OksQaQx4CMs8LOddcQhULW4ucetDf96JcR3g0gfRK4PC7E/r7Z6xNrXd2UIeorGj5Ef7b1pJAYB6Y5anaHqZ9J6nKEBvB4DnNLIVWSgARns/8wR2SiRS7MNACwTyrGvt9ts8p12PKFdlqYTopNHR1Vf7XjfhQlVsAJdNiKdYmYVoKlaRv85IfVunYzO0IKXsyl7JCUjCpoG20f0a04COwfneQAGGwd5oa+T8yO5hzuyDb/XcxxmK01EpqOyuxINew==";
@@ -214,7 +225,8 @@ mod tests {
 
     #[test]
     fn the_documented_decryption_example_decrypts_to_wechats_own_bytes() {
-        let data = decrypt(DEMO_DATA, DEMO_IV, &key(DEMO_KEY), DEMO_APPID).expect("decrypts");
+        let data =
+            decrypt(DEMO_DATA, DEMO_IV, &key(DEMO_KEY), DEMO_APPID, DEMO_OPENID).expect("decrypts");
         assert!(
             data.get().starts_with(
                 r#"{"openId":"oGZUI0egBJY1zhBYw2KhdUfwVJJE","nickName":"Band","gender":1,"#
@@ -239,7 +251,8 @@ mod tests {
                 &wrapped,
                 &format!(" {DEMO_IV}\n"),
                 &key(DEMO_KEY),
-                DEMO_APPID
+                DEMO_APPID,
+                DEMO_OPENID
             )
             .is_ok()
         );
@@ -252,7 +265,22 @@ mod tests {
                 DEMO_DATA,
                 DEMO_IV,
                 &key(DEMO_KEY),
-                "wx_another_app"
+                "wx_another_app",
+                DEMO_OPENID
+            )),
+            DecryptError::Watermark
+        );
+    }
+
+    #[test]
+    fn data_sealed_for_another_user_is_rejected_although_it_decrypts() {
+        assert_eq!(
+            failure(decrypt(
+                DEMO_DATA,
+                DEMO_IV,
+                &key(DEMO_KEY),
+                DEMO_APPID,
+                "oSomebodyElse"
             )),
             DecryptError::Watermark
         );
@@ -262,7 +290,13 @@ mod tests {
     fn a_wrong_iv_unpads_cleanly_and_is_caught_by_the_json_check() {
         let wrong_iv = "AAAAAAAAAAAAAAAAAAAAAA==";
         assert!(matches!(
-            failure(decrypt(DEMO_DATA, wrong_iv, &key(DEMO_KEY), DEMO_APPID)),
+            failure(decrypt(
+                DEMO_DATA,
+                wrong_iv,
+                &key(DEMO_KEY),
+                DEMO_APPID,
+                DEMO_OPENID
+            )),
             DecryptError::Garbled("UTF-8" | "JSON")
         ));
     }
@@ -270,7 +304,13 @@ mod tests {
     #[test]
     fn a_stale_key_fails_as_garbled_data() {
         assert!(matches!(
-            failure(decrypt(DEMO_DATA, DEMO_IV, &key(RAW_DATA_KEY), DEMO_APPID)),
+            failure(decrypt(
+                DEMO_DATA,
+                DEMO_IV,
+                &key(RAW_DATA_KEY),
+                DEMO_APPID,
+                DEMO_OPENID
+            )),
             DecryptError::Garbled(_)
         ));
     }
@@ -281,17 +321,29 @@ mod tests {
         let ciphertext = STANDARD.decode(DEMO_DATA).expect("base64");
         let cut_mid_block = STANDARD.encode(&ciphertext[..ciphertext.len() - 5]);
         assert!(matches!(
-            failure(decrypt(&cut_mid_block, DEMO_IV, &demo_key, DEMO_APPID)),
+            failure(decrypt(
+                &cut_mid_block,
+                DEMO_IV,
+                &demo_key,
+                DEMO_APPID,
+                DEMO_OPENID
+            )),
             DecryptError::Length(_)
         ));
         // Cut at a block boundary, the length is fine and the padding is what fails.
         let cut_one_block = STANDARD.encode(&ciphertext[..ciphertext.len() - 16]);
         assert_eq!(
-            failure(decrypt(&cut_one_block, DEMO_IV, &demo_key, DEMO_APPID)),
+            failure(decrypt(
+                &cut_one_block,
+                DEMO_IV,
+                &demo_key,
+                DEMO_APPID,
+                DEMO_OPENID
+            )),
             DecryptError::Garbled("padded correctly")
         );
         assert!(matches!(
-            failure(decrypt("", DEMO_IV, &demo_key, DEMO_APPID)),
+            failure(decrypt("", DEMO_IV, &demo_key, DEMO_APPID, DEMO_OPENID)),
             DecryptError::Length(_)
         ));
         assert!(matches!(
@@ -299,16 +351,29 @@ mod tests {
                 DEMO_DATA,
                 "AAAAAAAAAAAAAAAAAAAA",
                 &demo_key,
-                DEMO_APPID
+                DEMO_APPID,
+                DEMO_OPENID
             )),
             DecryptError::Length(_)
         ));
         assert_eq!(
-            failure(decrypt("not*base64", DEMO_IV, &demo_key, DEMO_APPID)),
+            failure(decrypt(
+                "not*base64",
+                DEMO_IV,
+                &demo_key,
+                DEMO_APPID,
+                DEMO_OPENID
+            )),
             DecryptError::Base64("encryptedData")
         );
         assert_eq!(
-            failure(decrypt(DEMO_DATA, "r7BX%%", &demo_key, DEMO_APPID)),
+            failure(decrypt(
+                DEMO_DATA,
+                "r7BX%%",
+                &demo_key,
+                DEMO_APPID,
+                DEMO_OPENID
+            )),
             DecryptError::Base64("iv")
         );
     }

@@ -48,6 +48,9 @@ pub enum ApiError {
         detail: String,
         expected: &'static str,
     },
+    /// 400 `ambiguous_request`: the request could be read two ways (two `Authorization`
+    /// headers, or an HTTP/1.1 request without exactly one `Host`); the message says how.
+    Ambiguous(&'static str),
     /// 413 `payload_too_large`.
     PayloadTooLarge,
     /// 408 `request_timeout`: the body did not arrive within its deadline.
@@ -185,6 +188,7 @@ impl ApiError {
             Self::InvalidBody { expected, .. } => {
                 Answer::new(S::BAD_REQUEST, "invalid_body", format!("Send {expected}."))
             }
+            Self::Ambiguous(what) => Answer::new(S::BAD_REQUEST, "ambiguous_request", *what),
             Self::PayloadTooLarge => Answer::new(
                 S::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
@@ -242,7 +246,7 @@ impl ApiError {
             Self::Decrypt(DecryptError::Watermark) => Answer::new(
                 S::BAD_REQUEST,
                 "watermark_mismatch",
-                "The data decrypts, but it was sealed for another mini-program.",
+                "The data decrypts, but it was sealed for another mini-program, or for another user.",
             ),
             Self::WeChat(err) => wechat_answer(err),
             Self::StoreUnavailable(_) => store_unavailable(),

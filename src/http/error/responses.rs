@@ -100,7 +100,11 @@ fn bad_codes() -> Vec<ApiError> {
 }
 
 fn bad_tokens() -> Vec<ApiError> {
-    vec![ApiError::MissingToken, ApiError::InvalidToken]
+    vec![
+        ApiError::MissingToken,
+        ApiError::InvalidToken,
+        ApiError::Ambiguous("Send one Authorization header, not several."),
+    ]
 }
 
 fn store_down() -> ApiError {
