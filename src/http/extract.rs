@@ -19,11 +19,11 @@ const LOGIN_SHAPE: &str =
 pub struct LoginCode(pub JsCode);
 
 /// The body of a login request. `code` is optional to serde only, so that a missing one
-/// is answered `missing_code` rather than a parser's complaint.
+/// is answered `missing_code` rather than a parser's complaint. Other fields are ignored.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct CodeField {
     /// The code from `wx.login()`: single-use, valid for five minutes.
-    #[schema(required = true, value_type = String, min_length = 1, max_length = 128)]
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 128, pattern = r"^[!-~]+$")]
     code: Option<String>,
 }
 

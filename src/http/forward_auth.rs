@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
+use axum::routing::get;
 
 use super::AppState;
 use super::error::ApiError;
@@ -23,9 +23,20 @@ pub const UNIONID_HEADER: HeaderName = HeaderName::from_static("x-wxlogin-unioni
 pub struct AuthCookie(pub Option<Arc<str>>);
 
 pub fn router() -> Router<AppState> {
-    // Any method: Envoy and Traefik ask with the method of the request they guard.
+    // Every standard method: Envoy and Traefik ask with the method of the request they
+    // guard. Any other method is a 405, as on every route.
     Router::new()
-        .route("/auth", any(forward_auth))
+        .route(
+            "/auth",
+            get(forward_auth)
+                .post(forward_auth)
+                .put(forward_auth)
+                .delete(forward_auth)
+                .patch(forward_auth)
+                .head(forward_auth)
+                .options(forward_auth)
+                .trace(forward_auth),
+        )
         // A gateway must ask again for every request: a logout takes effect at once.
         .route_layer(axum::middleware::map_response(super::no_store_per_token))
 }
@@ -33,10 +44,10 @@ pub fn router() -> Router<AppState> {
 /// Who the token belongs to, as headers for the gateway to pass on. The backends behind
 /// the gateway trust `X-WxLogin-OpenId` and never see a token.
 #[utoipa::path(
-    get,
+    method(get, post, put, delete, patch, head, options, trace),
     path = "/auth",
     tag = "gateway",
-    description = "Forward-auth for a gateway (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz); it answers any method. The token comes from `Authorization: Bearer`, or from the cookie named by WXLOGIN_AUTH_COOKIE.",
+    description = "Forward-auth for a gateway (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz); it answers every standard method (GET, POST, PUT, DELETE, PATCH, HEAD, OPTIONS, TRACE), so that Envoy and Traefik may ask with the method of the request they guard. The token comes from `Authorization: Bearer`, or from the cookie named by WXLOGIN_AUTH_COOKIE.",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A live session. The body is empty.",

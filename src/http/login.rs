@@ -93,7 +93,7 @@ pub(super) fn post_openid() {}
     get,
     path = "/wechat/applet_login",
     tag = "login",
-    params(("code" = String, Query, description = "The code from `wx.login()`.")),
+    params(("code" = String, Query, description = "The code from `wx.login()`: 1 to 128 printable ASCII characters, no spaces.", min_length = 1, max_length = 128, pattern = r"^[!-~]+$")),
     responses((status = 200, description = "Logged in.", body = LoginResponse), LoginErrors, UpstreamErrors)
 )]
 #[allow(dead_code)]

@@ -34,11 +34,14 @@ pub struct Validity {
     valid: bool,
 }
 
-/// rawData and signature, as `wx.getUserInfo` returned them.
+/// rawData and signature, as `wx.getUserInfo` returned them. Other fields are ignored.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SignedData {
+    /// The exact string WeChat signed: re-serialising it changes its bytes.
     raw_data: String,
+    /// SHA-1 in hex: 40 characters, either case.
+    #[schema(pattern = r"^[0-9a-fA-F]{40}$")]
     signature: String,
 }
 
@@ -68,11 +71,19 @@ pub(super) async fn verify_signature(
     }
 }
 
-/// encryptedData and iv, as WeChat returned them (base64).
+/// encryptedData and iv, as WeChat returned them: standard base64 (the server also takes it
+/// wrapped, with whitespace). Other fields are ignored.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EncryptedData {
+    /// A whole number of 16-byte AES blocks.
+    #[schema(
+        pattern = r"^(?:(?:[A-Za-z0-9+/]{64})+(?:[A-Za-z0-9+/]{21}[AQgw]==|[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=)?|[A-Za-z0-9+/]{21}[AQgw]==|[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=)$",
+        max_length = 16000
+    )]
     encrypted_data: String,
+    /// 16 bytes.
+    #[schema(pattern = r"^[A-Za-z0-9+/]{21}[AQgw]==$")]
     iv: String,
 }
 
@@ -113,10 +124,10 @@ pub(super) async fn decrypt_data(
     Ok(Json(Decrypted { data }))
 }
 
-/// The code from the `getPhoneNumber` button.
+/// The code from the `getPhoneNumber` button. Other fields are ignored.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct PhoneCodeField {
-    #[schema(required = true, value_type = String, min_length = 1, max_length = 128)]
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 128, pattern = r"^[!-~]+$")]
     code: Option<String>,
 }
 

@@ -7,6 +7,8 @@ use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{AdditionalProperties, Schema};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -40,7 +42,7 @@ pub fn router() -> Router<AppState> {
         openapi_json,
     ),
     components(schemas(ErrorBody)),
-    modifiers(&BearerScheme),
+    modifiers(&BearerScheme, &ExtraFieldsIgnored, &OneOperationIdEach),
     tags(
         (name = "login", description = "Trading a `wx.login()` code for a session token."),
         (name = "session", description = "What a session token stands for, and logging out."),
@@ -66,6 +68,56 @@ impl Modify for BearerScheme {
                     .build(),
             ),
         );
+    }
+}
+
+/// Says in the document what the server does: a request body's fields beyond those
+/// documented are ignored, not refused.
+struct ExtraFieldsIgnored;
+
+/// The request bodies, each read by serde, which skips fields it does not know.
+const REQUEST_BODIES: [&str; 4] = ["CodeField", "SignedData", "EncryptedData", "PhoneCodeField"];
+
+impl Modify for ExtraFieldsIgnored {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for name in REQUEST_BODIES {
+            if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) {
+                object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(true)));
+            }
+        }
+    }
+}
+
+/// `/auth` is one handler for every method, and utoipa names each of its operations after
+/// it; operation ids must be unique, so each but GET's gets its method added.
+struct OneOperationIdEach;
+
+impl Modify for OneOperationIdEach {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                ("put", &mut item.put),
+                ("post", &mut item.post),
+                ("delete", &mut item.delete),
+                ("options", &mut item.options),
+                ("head", &mut item.head),
+                ("patch", &mut item.patch),
+                ("trace", &mut item.trace),
+            ];
+            let get_id = item.get.as_ref().and_then(|get| get.operation_id.clone());
+            for (method, operation) in operations {
+                if let Some(operation) = operation
+                    && operation.operation_id.is_some()
+                    && operation.operation_id == get_id
+                {
+                    let id = operation.operation_id.take().unwrap_or_default();
+                    operation.operation_id = Some(format!("{id}_{method}"));
+                }
+            }
+        }
     }
 }
 

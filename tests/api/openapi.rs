@@ -60,14 +60,21 @@ fn routes_in_source() -> BTreeSet<(String, String)> {
                 })
                 .map_or(call.len(), |(at, _)| at);
             let methods = &call[..end];
-            for method in ["get", "post", "put", "patch", "delete", "any"] {
+            for method in [
+                "get", "post", "put", "patch", "delete", "head", "options", "trace", "any",
+            ] {
                 let call = format!("{method}(");
                 let called = methods.match_indices(&call).any(|(at, _)| {
                     !methods[..at].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
                 });
-                if called {
-                    // `any` answers every method; it is documented as GET.
-                    let method = if method == "any" { "GET" } else { method };
+                if called && method == "any" {
+                    // `any` answers every method, and each is documented.
+                    for method in [
+                        "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE",
+                    ] {
+                        routes.insert((path.clone(), method.to_owned()));
+                    }
+                } else if called {
                     routes.insert((path.clone(), method.to_uppercase()));
                 }
             }
