@@ -437,7 +437,6 @@ fn redis_url(url: Option<SecretString>) -> Result<SecretString, ConfigError> {
     }
 }
 
-/// A comma- or space-separated list of addresses (`10.0.0.7`) and networks (`10.0.0.0/8`).
 fn trusted_proxies(list: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
     list.split(|c: char| c == ',' || c.is_whitespace())
         .filter(|item| !item.is_empty())
@@ -711,6 +710,54 @@ mod tests {
             ("WXLOGIN_SESSION_MAX", "5"),
         ]);
         assert!(known.expect("settings").unknown.is_empty());
+    }
+
+    /// Every setting a deployment can give, with values of the kinds it has.
+    const KEYS: &[&str] = &[
+        "WXLOGIN_LISTEN",
+        "WXLOGIN_WECHAT_BASE_URL",
+        "WXLOGIN_WECHAT_TIMEOUT_MS",
+        "WXLOGIN_SESSION_TTL_SECS",
+        "WXLOGIN_SESSION_MAX",
+        "WXLOGIN_SESSION_STORE",
+        "WXLOGIN_REDIS_URL",
+        "WXLOGIN_LOG_FORMAT",
+        "WXLOGIN_RATE_LIMIT_PER_MIN",
+        "WXLOGIN_TRUSTED_PROXIES",
+        "WXLOGIN_MAX_CONNECTIONS",
+        "WXLOGIN_IDLE_TIMEOUT_SECS",
+        "WXLOGIN_TLS_CERT_FILE",
+        "WXLOGIN_AUTH_COOKIE",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Whatever value a setting is given, loading answers settings or an error naming
+        /// what is wrong; never a panic.
+        #[test]
+        fn any_value_of_any_setting_loads_or_is_refused(
+            key in proptest::sample::select(KEYS),
+            value in proptest::prop_oneof![
+                ".{0,40}",
+                "[0-9]{1,25}",
+                proptest::prelude::Just("-1".to_owned()),
+                proptest::prelude::Just("18446744073709551616".to_owned()),
+                proptest::prelude::Just("redis://[::1".to_owned()),
+            ],
+        ) {
+            let loaded = load(&[("WXLOGIN_APPID", "wx1"), ("WXLOGIN_SECRET", "s"), (key, &value)]);
+            if let Err(err) = loaded {
+                proptest::prop_assert!(!err.to_string().is_empty());
+            }
+        }
+
+        #[test]
+        fn any_trusted_proxy_list_parses_to_networks_or_names_the_bad_item(list in "[0-9a-f.:/, ]{0,40}|.{0,40}") {
+            if let Err(err) = trusted_proxies(&list) {
+                proptest::prop_assert!(err.to_string().contains("trusted_proxies"));
+            }
+        }
     }
 
     #[test]

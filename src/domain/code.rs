@@ -98,6 +98,21 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn any_text_is_a_code_that_reads_back_or_a_refusal(raw in proptest::option::of(".{0,200}")) {
+            if let Ok(code) = JsCode::parse(raw.as_deref()) {
+                proptest::prop_assert_eq!(Some(code.as_ref()), raw.as_deref());
+                proptest::prop_assert!(code.as_ref().bytes().all(|b| b.is_ascii_graphic()));
+            }
+            let phone = PhoneCode::parse(raw.as_deref()).map(|c| c.as_ref().to_owned());
+            let login = JsCode::parse(raw.as_deref()).map(|c| c.as_ref().to_owned());
+            proptest::prop_assert_eq!(phone, login, "both codes follow one rule");
+        }
+    }
+
     #[test]
     fn debug_output_hides_codes() {
         let code = JsCode::parse(Some("secret-code")).expect("code");

@@ -71,6 +71,22 @@ mod tests {
         assert!(UnionId::parse("u<script>").is_none());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn any_text_is_an_id_that_reads_back_or_none(raw in ".{0,160}") {
+            if let Some(id) = OpenId::parse(&raw) {
+                proptest::prop_assert_eq!(id.as_ref(), raw.as_str());
+                proptest::prop_assert!(raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
+            }
+            proptest::prop_assert_eq!(
+                UnionId::parse(&raw).map(|u| u.as_ref().to_owned()),
+                OpenId::parse(&raw).map(|o| o.as_ref().to_owned())
+            );
+        }
+    }
+
     #[test]
     fn debug_output_shows_only_the_head_of_an_openid() {
         let openid = OpenId::parse("oPersonalData123").expect("openid");

@@ -50,6 +50,23 @@ mod tests {
         assert!(SessionKey::parse_base64("not base64!").is_none());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn any_16_bytes_round_trip_through_their_base64(bytes in proptest::prelude::any::<[u8; 16]>()) {
+            let key = SessionKey::from_bytes(bytes);
+            proptest::prop_assert_eq!(SessionKey::parse_base64(&key.to_base64()), Some(key));
+        }
+
+        #[test]
+        fn any_text_is_a_key_whose_base64_is_that_text_or_none(raw in "[A-Za-z0-9+/=]{0,30}|.{0,30}") {
+            if let Some(key) = SessionKey::parse_base64(&raw) {
+                proptest::prop_assert_eq!(key.to_base64(), raw);
+            }
+        }
+    }
+
     #[test]
     fn debug_output_hides_the_key() {
         let key = SessionKey::parse_base64("AAECAwQFBgcICQoLDA0ODw==").expect("key");

@@ -130,6 +130,47 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Whatever a client writes into X-Forwarded-For, the answer is the peer or an
+        /// address the header named, and from an untrusted peer always the peer.
+        #[test]
+        fn any_forwarded_for_gives_the_peer_or_an_address_it_names(
+            values in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), 0..4),
+            peer in proptest::prelude::any::<std::net::Ipv4Addr>(),
+            trusted in proptest::prelude::any::<bool>(),
+        ) {
+            let mut map = HeaderMap::new();
+            for value in &values {
+                if let Ok(value) = axum::http::HeaderValue::from_bytes(value) {
+                    map.append("x-forwarded-for", value);
+                }
+            }
+            let peer = IpAddr::V4(peer);
+            let nets = if trusted { nets(&["0.0.0.0/0"]) } else { Vec::new() };
+            let client = from_forwarded_for(peer, &map, &nets);
+            if !trusted {
+                proptest::prop_assert_eq!(client, peer);
+            } else if client != peer {
+                let named = values.iter().any(|v| String::from_utf8_lossy(v).contains(&client.to_string()))
+                    || values.iter().any(|v| String::from_utf8_lossy(v).split(',').filter_map(|h| parse_hop(h.trim())).any(|ip| ip == client));
+                proptest::prop_assert!(named, "{client} is not in {values:?}");
+            }
+        }
+
+        #[test]
+        fn an_address_reads_back_as_a_hop_with_or_without_a_port(
+            ip in proptest::prelude::any::<IpAddr>(),
+            port in proptest::prelude::any::<u16>(),
+        ) {
+            let ip = ip.to_canonical();
+            proptest::prop_assert_eq!(parse_hop(&ip.to_string()), Some(ip));
+            proptest::prop_assert_eq!(parse_hop(&SocketAddr::new(ip, port).to_string()), Some(ip));
+        }
+
+    }
+
     #[test]
     fn ipv6_clients_are_counted_per_64() {
         assert_eq!(

@@ -161,3 +161,117 @@ fn is_json(req: &Request) -> bool {
                 || (mime.starts_with("application/") && mime.ends_with("+json"))
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::HeaderValue;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn block_on<T>(future: impl Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime")
+            .block_on(future)
+    }
+
+    fn code_of(request: Request) -> Result<String, ApiError> {
+        block_on(LoginCode::from_request(request, &()))
+            .map(|LoginCode(code)| code.as_ref().to_owned())
+    }
+
+    fn request(
+        method: Method,
+        uri: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Option<Request> {
+        let mut builder = Request::builder().method(method).uri(uri);
+        if let Some(content_type) = content_type {
+            builder = builder.header(header::CONTENT_TYPE, content_type);
+        }
+        builder.body(Body::from(body)).ok()
+    }
+
+    fn content_type() -> impl Strategy<Value = Option<String>> {
+        prop_oneof![
+            Just(None),
+            Just(Some("application/json".to_owned())),
+            Just(Some("application/x-www-form-urlencoded".to_owned())),
+            Just(Some("application/json; charset=utf-8".to_owned())),
+            "[ -~]{0,40}".prop_map(Some),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any body of any type, and any query string: a code, or an error in our format.
+        #[test]
+        fn any_login_request_gives_a_code_or_an_error(
+            post in any::<bool>(),
+            query in "[ -~]{0,60}",
+            content_type in content_type(),
+            body in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..80),
+                crate::wechat::arbitrary_answers::value().prop_map(|v| v.to_string().into_bytes()),
+            ],
+        ) {
+            let method = if post { Method::POST } else { Method::GET };
+            let uri = format!("/openid?{}", query.replace(' ', "+").replace('#', "%23"));
+            if let Some(request) = request(method, &uri, content_type.as_deref(), body)
+                && let Ok(code) = code_of(request)
+            {
+                prop_assert!(JsCode::parse(Some(&code)).is_ok());
+            }
+        }
+
+        /// A valid code comes out as it went in, in each of the three shapes.
+        #[test]
+        fn a_valid_code_reads_back_from_json_a_form_and_the_query(code in "[!-~]{1,128}") {
+            let json = serde_json::json!({ "code": code, "extra": [1, 2] }).to_string();
+            let encoded: String = form_urlencoded::byte_serialize(code.as_bytes()).collect();
+            for request in [
+                request(Method::POST, "/openid", Some("application/json"), json.into_bytes()),
+                request(Method::POST, "/openid", Some("application/x-www-form-urlencoded"), format!("code={encoded}").into_bytes()),
+                request(Method::GET, &format!("/openid?code={encoded}"), None, Vec::new()),
+            ] {
+                let read = code_of(request.expect("a request")).expect("a code");
+                prop_assert_eq!(&read, &code);
+            }
+        }
+
+        /// Any Authorization header: a well-formed token or a 401 kind; never a panic.
+        #[test]
+        fn any_authorization_header_gives_a_token_or_an_error(
+            values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..60), 0..3),
+        ) {
+            let mut headers = HeaderMap::new();
+            for value in &values {
+                if let Ok(value) = HeaderValue::from_bytes(value) {
+                    headers.append(header::AUTHORIZATION, value);
+                }
+            }
+            if let Ok(token) = bearer_token(&headers) {
+                prop_assert!(SessionToken::parse(token.expose()).is_some());
+            }
+        }
+
+        #[test]
+        fn a_bearer_token_in_any_case_of_the_scheme_reads_back(
+            bytes in any::<[u8; 32]>(),
+            scheme in "[bB][eE][aA][rR][eE][rR]",
+            spaces in " {0,3}",
+        ) {
+            use base64::Engine;
+            let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+            let mut headers = HeaderMap::new();
+            let value = format!("{spaces}{scheme} {token}{spaces}");
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&value).expect("a header"));
+            let read = bearer_token(&headers).expect("a token");
+            prop_assert_eq!(read.expose(), token.as_str());
+        }
+    }
+}

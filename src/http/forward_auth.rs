@@ -101,3 +101,49 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .find(|(key, _)| *key == name)
         .map(|(_, value)| value.trim().trim_matches('"'))
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any Cookie headers: the named cookie's value, from one of them, or none.
+        #[test]
+        fn any_cookie_header_gives_the_named_value_or_none(
+            values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..80), 0..3),
+            name in "[a-z_]{1,12}",
+        ) {
+            let mut headers = HeaderMap::new();
+            for value in &values {
+                if let Ok(value) = HeaderValue::from_bytes(value) {
+                    headers.append(header::COOKIE, value);
+                }
+            }
+            if let Some(value) = cookie_value(&headers, &name) {
+                let sent = values.iter().any(|v| String::from_utf8_lossy(v).contains(value));
+                prop_assert!(sent, "{value:?} is in no header");
+            }
+        }
+
+        #[test]
+        fn a_cookie_among_others_reads_back(
+            name in "[a-z_]{1,12}",
+            value in "[A-Za-z0-9_-]{1,43}",
+            others in proptest::collection::vec(("[a-z]{1,6}", "[A-Za-z0-9]{0,10}"), 0..4),
+        ) {
+            let mut pairs: Vec<String> = others
+                .iter()
+                .filter(|(other, _)| *other != name)
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect();
+            pairs.insert(pairs.len() / 2, format!("{name}={value}"));
+            let mut headers = HeaderMap::new();
+            headers.insert(header::COOKIE, HeaderValue::from_str(&pairs.join("; ")).expect("a header"));
+            prop_assert_eq!(cookie_value(&headers, &name), Some(value.as_str()));
+        }
+    }
+}

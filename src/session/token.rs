@@ -126,6 +126,26 @@ mod tests {
         assert_eq!(hex, expected);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+
+        /// Any text is a token of the generated shape or none; a token reads back as sent.
+        #[test]
+        fn any_text_parses_to_a_token_that_reads_back_or_to_none(raw in ".{0,64}") {
+            if let Some(token) = SessionToken::parse(&raw) {
+                proptest::prop_assert_eq!(token.expose(), raw.as_str());
+                proptest::prop_assert_eq!(raw.len(), TOKEN_CHARS);
+            }
+        }
+
+        #[test]
+        fn any_32_bytes_encode_to_a_token_that_parses(bytes in proptest::prelude::any::<[u8; 32]>()) {
+            let text = URL_SAFE_NO_PAD.encode(bytes);
+            let token = SessionToken::parse(&text).expect("a token");
+            proptest::prop_assert_eq!(token.expose(), text.as_str());
+        }
+    }
+
     #[test]
     fn debug_output_never_shows_the_token() {
         let t = SessionToken::generate();

@@ -169,10 +169,15 @@ pub(super) async fn read_answer<T: DeserializeOwned>(
         return Err(WeChatError::Malformed("the answer is too large"));
     }
     let body = response.bytes().await.map_err(WeChatError::transport)?;
+    parse_answer(&body)
+}
+
+/// A WeChat answer's body, parsed as `T` (what the API documents), or `Malformed`.
+pub(super) fn parse_answer<T: DeserializeOwned>(body: &[u8]) -> Result<T, WeChatError> {
     if body.len() > MAX_ANSWER_BYTES {
         return Err(WeChatError::Malformed("the answer is too large"));
     }
-    serde_json::from_slice(&body)
+    serde_json::from_slice(body)
         .map_err(|_| WeChatError::Malformed("the answer is not the JSON WeChat documents"))
 }
 
@@ -232,5 +237,73 @@ impl TryFrom<Code2SessionAnswer> for WxSession {
             session_key,
             unionid,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::wechat::arbitrary_answers;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever comes back, the parser answers a session or an error; never a panic.
+        #[test]
+        fn any_code2session_answer_parses_to_a_session_or_an_error(body in arbitrary_answers::body()) {
+            let parsed = parse_answer::<Code2SessionAnswer>(&body).and_then(WxSession::try_from);
+            if let Ok(session) = parsed {
+                // A session is only what the answer said, well-formed.
+                let answer: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+                prop_assert_eq!(answer["openid"].as_str(), Some(session.openid.as_ref()));
+                let key = session.session_key.to_base64();
+                prop_assert_eq!(answer["session_key"].as_str(), Some(key.as_str()));
+            }
+        }
+
+        #[test]
+        fn a_well_formed_success_answer_is_read_back_as_it_was_sent(
+            openid in "[A-Za-z0-9_-]{1,64}",
+            key in any::<[u8; 16]>(),
+            unionid in proptest::option::of("[A-Za-z0-9_-]{1,64}"),
+            errcode_zero in any::<bool>(),
+        ) {
+            let key_text = SessionKey::from_bytes(key).to_base64();
+            let mut answer = serde_json::json!({ "openid": openid, "session_key": key_text });
+            if let Some(unionid) = &unionid {
+                answer["unionid"] = unionid.as_str().into();
+            }
+            if errcode_zero {
+                answer["errcode"] = 0.into();
+            }
+            let session = parse_answer::<Code2SessionAnswer>(answer.to_string().as_bytes())
+                .and_then(WxSession::try_from)
+                .expect("a session");
+            prop_assert_eq!(session.openid.as_ref(), openid.as_str());
+            prop_assert_eq!(session.session_key.bytes(), &key);
+            prop_assert_eq!(session.unionid.as_ref().map(AsRef::as_ref), unionid.as_deref());
+        }
+
+        /// A non-zero errcode is always a WeChat error carrying that errcode.
+        #[test]
+        fn a_non_zero_errcode_is_an_error_whatever_else_the_answer_holds(
+            errcode in any::<i64>().prop_filter("non-zero", |c| *c != 0),
+            rest in arbitrary_answers::value(),
+        ) {
+            let mut answer = match rest {
+                serde_json::Value::Object(fields) => serde_json::Value::Object(fields),
+                _ => serde_json::json!({}),
+            };
+            answer["errcode"] = errcode.into();
+            answer["openid"] = "oSomebody".into();
+            answer["session_key"] = "AAECAwQFBgcICQoLDA0ODw==".into();
+            let parsed = parse_answer::<Code2SessionAnswer>(answer.to_string().as_bytes())
+                .and_then(WxSession::try_from);
+            let refused = matches!(parsed, Err(WeChatError::Api { errcode: e, .. }) if e == errcode)
+                || matches!(parsed, Err(WeChatError::Malformed(_)));
+            prop_assert!(refused, "{:?}", parsed.map(|s| s.openid));
+        }
     }
 }

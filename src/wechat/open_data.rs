@@ -378,6 +378,67 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Whatever a client sends as encryptedData and iv, and whatever it decrypts to, the
+        /// answer is the sealed object or a typed refusal; never a panic.
+        #[test]
+        fn any_encrypted_data_and_iv_decrypt_or_are_refused(
+            data in "[A-Za-z0-9+/=\\s]{0,200}|.{0,100}",
+            iv in "[A-Za-z0-9+/=]{0,30}|.{0,30}",
+            key_bytes in proptest::prelude::any::<[u8; 16]>(),
+        ) {
+            let key = SessionKey::from_bytes(key_bytes);
+            let _ = decrypt(&data, &iv, &key, DEMO_APPID, DEMO_OPENID);
+        }
+
+        /// Any ciphertext under a good iv, including bytes whose padding is wrong.
+        #[test]
+        fn any_ciphertext_unpads_or_is_refused(
+            ciphertext in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96),
+            iv in proptest::prelude::any::<[u8; 16]>(),
+        ) {
+            let _ = decrypt(
+                &STANDARD.encode(&ciphertext),
+                &STANDARD.encode(iv),
+                &key(DEMO_KEY),
+                DEMO_APPID,
+                DEMO_OPENID,
+            );
+        }
+
+        /// What WeChat seals for our app and this user comes back byte for byte.
+        #[test]
+        fn sealed_data_for_our_app_and_user_decrypts_to_the_same_bytes(
+            nick in ".{0,40}",
+            key_bytes in proptest::prelude::any::<[u8; 16]>(),
+            iv in proptest::prelude::any::<[u8; 16]>(),
+        ) {
+            let plaintext = serde_json::json!({
+                "openId": DEMO_OPENID,
+                "nickName": nick,
+                "watermark": { "appid": DEMO_APPID, "timestamp": 1 },
+            })
+            .to_string();
+            let key = SessionKey::from_bytes(key_bytes);
+            let sealed = STANDARD.encode(encrypt(plaintext.as_bytes(), &key, &iv));
+            let data = decrypt(&sealed, &STANDARD.encode(iv), &key, DEMO_APPID, DEMO_OPENID)
+                .expect("decrypts");
+            proptest::prop_assert_eq!(data.get(), plaintext.as_str());
+        }
+
+        #[test]
+        fn any_raw_data_and_signature_compare_without_panic_and_a_true_signature_matches(
+            raw in ".{0,80}",
+            signature in ".{0,50}",
+        ) {
+            let key = key(RAW_DATA_KEY);
+            let _ = signature_matches(&raw, &signature, &key);
+            proptest::prop_assert!(signature_matches(&raw, &raw_data_signature(&raw, &key), &key));
+        }
+    }
+
     #[test]
     fn our_encryption_matches_python_cryptography() {
         // The vector the integration tests use, made with Python's `cryptography`

@@ -80,6 +80,23 @@ struct StableTokenAnswer {
     expires_in: Option<u64>,
 }
 
+/// WeChat gives a token two hours at most. A longer `expires_in` is not believed: it would
+/// keep a token past its end, and overflow the arithmetic of when to refresh it.
+const MAX_TOKEN_LIFETIME_SECS: u64 = 7200;
+
+fn grant_from(answer: StableTokenAnswer) -> Result<Grant, WeChatError> {
+    check_errcode(answer.errcode, answer.errmsg)?;
+    match (answer.access_token, answer.expires_in) {
+        (Some(token), Some(expires_in)) if !token.is_empty() && expires_in > 0 => Ok(Grant {
+            token: AccessToken(token.into()),
+            expires_in: expires_in.min(MAX_TOKEN_LIFETIME_SECS),
+        }),
+        _ => Err(WeChatError::Malformed(
+            "no access_token and expires_in in a success answer",
+        )),
+    }
+}
+
 impl WeChatClient {
     /// `POST /cgi-bin/stable_token`, with a JSON body (a form gets 41002). Unlike the classic
     /// `/cgi-bin/token`, it does not invalidate the tokens other instances hold.
@@ -98,19 +115,7 @@ impl WeChatClient {
                     })
                     .send()
                     .await;
-                let answer: StableTokenAnswer = read_answer(response).await?;
-                check_errcode(answer.errcode, answer.errmsg)?;
-                match (answer.access_token, answer.expires_in) {
-                    (Some(token), Some(expires_in)) if !token.is_empty() && expires_in > 0 => {
-                        Ok(Grant {
-                            token: AccessToken(token.into()),
-                            expires_in,
-                        })
-                    }
-                    _ => Err(WeChatError::Malformed(
-                        "no access_token and expires_in in a success answer",
-                    )),
-                }
+                grant_from(read_answer(response).await?)
             })
             .await?;
         self.0.metrics.access_token_refreshed(force_refresh);
@@ -223,7 +228,45 @@ pub(super) async fn within_wait_limit(
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::wechat::arbitrary_answers;
+    use crate::wechat::client::parse_answer;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any answer is a grant or an error, and a grant's lifetime is one the cache can
+        /// count with: `expires_in` of u64::MAX once overflowed "when to refresh".
+        #[test]
+        fn any_stable_token_answer_is_a_grant_that_can_be_cached_or_an_error(
+            body in arbitrary_answers::body(),
+        ) {
+            let grant = parse_answer::<StableTokenAnswer>(&body).and_then(grant_from);
+            if let Ok(grant) = grant {
+                let now: u64 = 1_800_000_000;
+                let refresh_at = now + cache_for(grant.expires_in);
+                prop_assert!(refresh_at > now && refresh_at <= now + MAX_TOKEN_LIFETIME_SECS);
+                prop_assert!(!grant.token.expose().is_empty());
+            }
+        }
+
+        #[test]
+        fn a_success_answer_of_any_lifetime_is_cached_no_longer_than_two_hours(
+            token in "[!-~]{1,600}",
+            expires_in in prop_oneof![any::<u64>(), Just(u64::MAX), 1u64..10_000],
+        ) {
+            let body = serde_json::json!({ "access_token": token, "expires_in": expires_in });
+            let grant = parse_answer::<StableTokenAnswer>(body.to_string().as_bytes())
+                .and_then(grant_from)
+                .expect("a grant");
+            let now: u64 = 1_800_000_000;
+            let refresh_at = now + cache_for(grant.expires_in);
+            prop_assert!(refresh_at > now && refresh_at <= now + MAX_TOKEN_LIFETIME_SECS);
+            prop_assert_eq!(grant.token.expose(), token.as_str());
+        }
+    }
 
     #[test]
     fn an_access_token_never_shows_in_debug_output() {
