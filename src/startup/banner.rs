@@ -12,16 +12,17 @@ pub(super) fn announce(app: &Application) {
         Ok(addr) => addr.to_string(),
         Err(_) => "?".to_owned(),
     };
+    let scheme = if app.is_https() { "https" } else { "http" };
     match app.emulator_url() {
-        None => tracing::info!(%addr, "wxlogin listening"),
+        None => tracing::info!(%addr, scheme, "wxlogin listening"),
         Some(emulator) => {
             tracing::warn!(%addr, emulator, "DEVELOPMENT MODE: WeChat is the built-in emulator");
             print_for_people(&format!(
-                "\nwxlogin {version} is running in DEVELOPMENT MODE on http://{addr}\n\
+                "\nwxlogin {version} is running in DEVELOPMENT MODE on {scheme}://{addr}\n\
                  WeChat is the built-in emulator at {emulator}: no real user can log in. Never run --dev in production.\n\n\
                  Log in (each code works once; `alice@1`, `alice@2`… are all the user alice):\n\n  \
-                 curl -s -X POST http://{addr}/openid -H 'Content-Type: application/json' -d '{{\"code\":\"alice@1\"}}'\n\n\
-                 Then: curl -s http://{addr}/session -H 'Authorization: Bearer <token>'\n\
+                 curl -s -X POST {scheme}://{addr}/openid -H 'Content-Type: application/json' -d '{{\"code\":\"alice@1\"}}'\n\n\
+                 Then: curl -s {scheme}://{addr}/session -H 'Authorization: Bearer <token>'\n\
                  Magic codes that fail on purpose: {magic}\n\
                  Sealed user info for /wechat/decrypt: curl -s '{emulator}/dev/user_info?openid=<openid>'\n\n",
                 version = env!("CARGO_PKG_VERSION"),

@@ -12,6 +12,7 @@ mod forward_auth;
 mod healthcheck;
 mod held_wechat;
 mod helpers;
+mod https;
 mod load_shedding;
 mod login;
 mod metrics;
