@@ -35,7 +35,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 emulator_port=$(free_port)
 port=$(free_port)
 
-taskset -c "$LOAD_CPU" "$bin" emulator --listen "127.0.0.1:$emulator_port" --secret bench >/dev/null 2>&1 &
+taskset -c "$LOAD_CPU" "$bin" emulator --listen "127.0.0.1:$emulator_port" --app default=wx0000000000000dev:bench >/dev/null 2>&1 &
 pids+=($!)
 WXLOGIN_LISTEN="127.0.0.1:$port" \
 WXLOGIN_WECHAT_BASE_URL="http://127.0.0.1:$emulator_port" \

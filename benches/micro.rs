@@ -9,7 +9,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use wxlogin::clock::Clock;
 use wxlogin::config::{SessionSettings, StoreSettings};
-use wxlogin::domain::{OpenId, SessionKey, WxSession};
+use wxlogin::domain::{AppName, OpenId, SessionKey, WxSession};
 use wxlogin::session::{MemoryStore, SessionToken};
 use wxlogin::telemetry::metrics::Metrics;
 use wxlogin::wechat::open_data::documented_examples::*;
@@ -33,14 +33,17 @@ fn memory_store(c: &mut Criterion) {
         max_sessions: 1_000_000,
         store: StoreSettings::Memory,
     };
+    let app = AppName::default_app();
     let store = MemoryStore::new(&settings, Clock::System, Metrics::new());
     let login = || WxSession {
         openid: OpenId::parse("oBenchUser0000000000000000000").expect("an openid"),
         session_key: key(DEMO_KEY),
         unionid: None,
     };
-    c.bench_function("memory_store/create", |b| b.iter(|| store.create(login())));
-    let token = store.create(login()).token;
+    c.bench_function("memory_store/create", |b| {
+        b.iter(|| store.create(&app, login()))
+    });
+    let token = store.create(&app, login()).token;
     c.bench_function("memory_store/get", |b| {
         b.iter(|| store.get(black_box(&token)))
     });

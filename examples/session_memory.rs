@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use wxlogin::clock::Clock;
 use wxlogin::config::{SessionSettings, StoreSettings};
-use wxlogin::domain::{OpenId, SessionKey, UnionId, WxSession};
+use wxlogin::domain::{AppName, OpenId, SessionKey, UnionId, WxSession};
 use wxlogin::session::{MemoryStore, SessionToken};
 use wxlogin::telemetry::metrics::Metrics;
 
@@ -47,6 +47,7 @@ fn store(n: u64, users: u64) {
         store: StoreSettings::Memory,
     };
     let before = rss_bytes();
+    let app = AppName::default_app();
     let store = MemoryStore::new(&settings, Clock::System, Metrics::new());
     let every = (n as usize / SAMPLED_TOKENS).max(1);
     let mut sampled = Vec::with_capacity(SAMPLED_TOKENS + 1);
@@ -59,7 +60,7 @@ fn store(n: u64, users: u64) {
             session_key: key,
             unionid: UnionId::parse(&format!("u{user:0>28}")),
         };
-        let issued = store.create(login);
+        let issued = store.create(&app, login);
         if (i as usize).is_multiple_of(every) {
             sampled.push(issued.token.clone());
         }

@@ -1,6 +1,7 @@
 //! wxlogin: a login service for WeChat Mini Programs. A `wx.login()` code goes in, an
 //! opaque session token comes out; WeChat's `session_key` and the app secret stay here.
 
+pub mod apps;
 pub mod clock;
 pub mod config;
 pub mod domain;

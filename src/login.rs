@@ -6,7 +6,8 @@ use std::sync::Arc;
 use moka::sync::Cache;
 use tokio::sync::watch;
 
-use crate::domain::{JsCode, WxSession};
+use crate::apps::App;
+use crate::domain::{AppName, JsCode, WxSession};
 use crate::redis_conn::StoreError;
 use crate::session::{IssuedSession, SessionStore};
 use crate::telemetry::metrics::Metrics;
@@ -40,21 +41,22 @@ type Answer = Result<WxSession, Arc<WeChatError>>;
 /// One WeChat call under way; its answer is published to every request waiting on it.
 struct Flight(watch::Sender<Option<Answer>>);
 
+/// A code, as the app it was sent to sees it: one code sent to two apps is two logins.
+type FlightKey = (AppName, JsCode);
+
 pub struct LoginService {
-    wechat: WeChatClient,
     sessions: SessionStore,
     metrics: Metrics,
-    /// Logins under way, by code. Mini-programs double-tap and clients retry, and a code is
-    /// single-use: without this, two requests with one code make two WeChat calls and one
-    /// of them fails with 40163. The first request starts the call as a task of its own;
-    /// the others wait for its answer.
-    in_flight: Cache<JsCode, Arc<Flight>>,
+    /// Logins under way, by app and code. Mini-programs double-tap and clients retry, and a
+    /// code is single-use: without this, two requests with one code make two WeChat calls
+    /// and one of them fails with 40163. The first request starts the call as a task of
+    /// its own; the others wait for its answer.
+    in_flight: Cache<FlightKey, Arc<Flight>>,
 }
 
 impl LoginService {
-    pub fn new(wechat: WeChatClient, sessions: SessionStore, metrics: Metrics) -> Self {
+    pub fn new(sessions: SessionStore, metrics: Metrics) -> Self {
         Self {
-            wechat,
             sessions,
             metrics,
             in_flight: Cache::new(IN_FLIGHT_MAX),
@@ -65,29 +67,35 @@ impl LoginService {
     /// WeChat call and its answer (an error included), and each gets a session of its own.
     /// WeChat is asked only if the store took its last write: a user's one-time code is
     /// not spent on an outage of ours.
-    pub async fn login(&self, code: JsCode) -> Result<IssuedSession, LoginError> {
+    pub async fn login(&self, app: &App, code: JsCode) -> Result<IssuedSession, LoginError> {
         self.sessions
             .writable()
             .map_err(LoginError::StoreUnavailable)?;
-        let login = self.answer_for(code).await?;
+        let login = self.answer_for(&app.wechat, code).await?;
         self.sessions
-            .create(login)
+            .create(app.name(), login)
             .await
             .map_err(LoginError::NotStored)
     }
 
-    /// WeChat's answer for `code`: from the call under way for it, or from a new one.
-    async fn answer_for(&self, code: JsCode) -> Result<WxSession, LoginError> {
+    /// WeChat's answer for `code` in the app of `wechat`: from the call under way for it,
+    /// or from a new one.
+    async fn answer_for(
+        &self,
+        wechat: &WeChatClient,
+        code: JsCode,
+    ) -> Result<WxSession, LoginError> {
+        let key = (wechat.app().clone(), code);
         let entry = self
             .in_flight
-            .entry_by_ref(&code)
+            .entry_by_ref(&key)
             .or_insert_with(|| Arc::new(Flight(watch::Sender::new(None))));
         let flight = Arc::clone(entry.value());
         let mut answer = flight.0.subscribe();
         if entry.is_fresh() {
             // Nothing awaits between the insert and the spawn, so no cancellation can leave
             // a flight that no task will ever answer.
-            tokio::spawn(self.fly(code, flight));
+            tokio::spawn(self.fly(wechat.clone(), key, flight));
         } else {
             self.metrics.code_coalesced();
         }
@@ -105,15 +113,19 @@ impl LoginService {
     /// The WeChat call for one code, as a task of its own: a caller that goes away (its
     /// client hung up) neither cancels the call nor makes the others repeat it with a code
     /// WeChat has already consumed.
-    fn fly(&self, code: JsCode, flight: Arc<Flight>) -> impl Future<Output = ()> + use<> {
-        let wechat = self.wechat.clone();
+    fn fly(
+        &self,
+        wechat: WeChatClient,
+        key: FlightKey,
+        flight: Arc<Flight>,
+    ) -> impl Future<Output = ()> + use<> {
         let metrics = self.metrics.clone();
         let landing = Landing {
             in_flight: self.in_flight.clone(),
-            code,
+            key,
         };
         async move {
-            let answer = wechat.code2session(&landing.code).await.map_err(Arc::new);
+            let answer = wechat.code2session(&landing.key.1).await.map_err(Arc::new);
             let spent = answer.is_ok();
             // Coalesce only requests that overlap: a later request with a spent code must
             // reach WeChat and be told 40163, never be handed somebody's earlier answer.
@@ -128,12 +140,12 @@ impl LoginService {
 
 /// Takes a code off the in-flight list when its call ends, however it ends.
 struct Landing {
-    in_flight: Cache<JsCode, Arc<Flight>>,
-    code: JsCode,
+    in_flight: Cache<FlightKey, Arc<Flight>>,
+    key: FlightKey,
 }
 
 impl Drop for Landing {
     fn drop(&mut self) {
-        self.in_flight.invalidate(&self.code);
+        self.in_flight.invalidate(&self.key);
     }
 }

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use wxlogin::config::{DEV_APPID, Mode};
-use wxlogin::domain::Credentials;
+use wxlogin::domain::{AppName, Credentials};
 
 /// A login service for WeChat Mini Programs: wx.login() code in, opaque session token out.
 ///
@@ -30,13 +30,27 @@ enum Command {
         /// Where to listen.
         #[arg(long, default_value = "127.0.0.1:9100")]
         listen: SocketAddr,
-        /// The appid it accepts.
-        #[arg(long, default_value = DEV_APPID)]
-        appid: String,
-        /// The app secret it accepts. Not a real secret: the emulator serves no real user.
-        #[arg(long, default_value = "emulator-secret")]
-        secret: String,
+        /// An app it serves, as NAME=APPID:SECRET; repeat it for several. Without one, it
+        /// serves `default=wx0000000000000dev:emulator-secret`. Not real secrets: the
+        /// emulator serves no real user.
+        #[arg(long = "app", value_name = "NAME=APPID:SECRET", value_parser = app_spec)]
+        apps: Vec<(AppName, Credentials)>,
     },
+}
+
+/// `shop=wx123:secret` → the app `shop`, with appid `wx123` and secret `secret`.
+fn app_spec(spec: &str) -> Result<(AppName, Credentials), String> {
+    let (name, rest) = spec.split_once('=').ok_or("expected NAME=APPID:SECRET")?;
+    let (appid, secret) = rest.split_once(':').ok_or("expected NAME=APPID:SECRET")?;
+    let name = AppName::parse(name).ok_or("an app's name is 1 to 32 of [a-z0-9_]")?;
+    if appid.is_empty() || secret.is_empty() {
+        return Err("expected NAME=APPID:SECRET, with an appid and a secret".to_owned());
+    }
+    let credentials = Credentials {
+        appid: appid.to_owned(),
+        secret: secret.to_owned().into(),
+    };
+    Ok((name, credentials))
 }
 
 #[tokio::main]
@@ -44,16 +58,17 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Healthcheck) => wxlogin::healthcheck::run().await,
-        Some(Command::Emulator {
-            listen,
-            appid,
-            secret,
-        }) => {
-            let credentials = Credentials {
-                appid,
-                secret: secret.into(),
-            };
-            wxlogin::startup::serve_emulator(listen, credentials).await
+        Some(Command::Emulator { listen, mut apps }) => {
+            if apps.is_empty() {
+                apps.push((
+                    AppName::default_app(),
+                    Credentials {
+                        appid: DEV_APPID.to_owned(),
+                        secret: "emulator-secret".to_owned().into(),
+                    },
+                ));
+            }
+            wxlogin::startup::serve_emulator(listen, apps).await
         }
         None if cli.dev => wxlogin::startup::serve(Mode::Development).await,
         None => wxlogin::startup::serve(Mode::Production).await,

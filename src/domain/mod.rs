@@ -2,12 +2,14 @@
 //! a `JsCode` is well-formed, an `OpenId` is safe to put in a header, and a `SessionKey`
 //! is 16 bytes. Nothing here imports any other module of wxlogin.
 
+mod app;
 mod code;
 mod ids;
 mod session_key;
 
 use secrecy::SecretString;
 
+pub use app::{AppName, DEFAULT_APP};
 pub use code::{InvalidCode, JsCode, MAX_JS_CODE_LEN, PhoneCode};
 pub use ids::{OpenId, UnionId};
 pub use session_key::SessionKey;
@@ -26,4 +28,11 @@ pub struct WxSession {
 pub struct Credentials {
     pub appid: String,
     pub secret: SecretString,
+}
+
+/// One mini-program that wxlogin serves: its name in the configuration, and its credentials.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub name: AppName,
+    pub credentials: Credentials,
 }

@@ -1,13 +1,18 @@
 //! Extractors that parse requests at the edge and reject in our error format.
 
 use axum::body::Bytes;
-use axum::extract::{Form, FromRef, FromRequest, FromRequestParts, Json, Query, Request};
+use std::sync::Arc;
+
+use axum::extract::{
+    Form, FromRef, FromRequest, FromRequestParts, Json, Query, RawPathParams, Request,
+};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::apps::{App, Apps};
 use crate::domain::JsCode;
 use crate::session::{Session, SessionStore, SessionToken};
 
@@ -97,6 +102,77 @@ pub async fn live_session(
     sessions.get(token).await?.ok_or(ApiError::InvalidToken)
 }
 
+/// The app a request is for: the one its `/apps/{app}/` prefix names (by name or appid),
+/// or, without one, the default app. `404 unknown_app` when there is no such app.
+pub struct TargetApp(pub Arc<App>);
+
+impl<S> FromRequestParts<S> for TargetApp
+where
+    S: Send + Sync,
+    Apps: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let apps = Apps::from_ref(state);
+        match app_param(parts).await {
+            Some(named) => apps
+                .find(&named)
+                .cloned()
+                .map(Self)
+                .ok_or(ApiError::UnknownApp { named: true }),
+            None => apps
+                .default_app()
+                .cloned()
+                .map(Self)
+                .ok_or(ApiError::UnknownApp { named: false }),
+        }
+    }
+}
+
+/// The app an `/apps/{app}/…` route names (`404 unknown_app` if none of ours), or `None`
+/// on a route without the prefix. A session route that names an app answers only that
+/// app's sessions: what lets a gateway in front of one app's backend keep out the others.
+pub struct NamedApp(pub Option<Arc<App>>);
+
+impl NamedApp {
+    /// The session, if it belongs to the app the route names (or the route names none).
+    pub fn admits(&self, session: Session) -> Result<Session, ApiError> {
+        match &self.0 {
+            Some(app) if app.name().as_ref() != session.app() => Err(ApiError::InvalidToken),
+            _ => Ok(session),
+        }
+    }
+}
+
+impl<S> FromRequestParts<S> for NamedApp
+where
+    S: Send + Sync,
+    Apps: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Some(named) = app_param(parts).await else {
+            return Ok(Self(None));
+        };
+        Apps::from_ref(state)
+            .find(&named)
+            .cloned()
+            .map(|app| Self(Some(app)))
+            .ok_or(ApiError::UnknownApp { named: true })
+    }
+}
+
+/// The `{app}` of an `/apps/{app}/…` route, if the request came by one.
+pub async fn app_param(parts: &mut Parts) -> Option<String> {
+    let params = RawPathParams::from_request_parts(parts, &()).await.ok()?;
+    params
+        .iter()
+        .find(|(name, _)| *name == "app")
+        .map(|(_, value)| value.to_owned())
+}
+
 /// The live session behind the request's bearer token: 401 when there is none.
 pub struct LiveSession(pub Session);
 
@@ -112,6 +188,32 @@ where
         live_session(&SessionStore::from_ref(state), &token)
             .await
             .map(Self)
+    }
+}
+
+/// The live session behind the request's bearer token, with the app it belongs to: what
+/// the user-data routes act for (its secret, its access_token, its appid).
+pub struct UserSession {
+    pub session: Session,
+    pub app: Arc<App>,
+}
+
+impl<S> FromRequestParts<S> for UserSession
+where
+    S: Send + Sync,
+    SessionStore: FromRef<S>,
+    Apps: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let LiveSession(session) = LiveSession::from_request_parts(parts, state).await?;
+        // A session of an app this deployment no longer serves is of no use here.
+        let app = Apps::from_ref(state)
+            .named(session.app())
+            .cloned()
+            .ok_or(ApiError::InvalidToken)?;
+        Ok(Self { session, app })
     }
 }
 

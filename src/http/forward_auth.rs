@@ -12,11 +12,14 @@ use axum::routing::get;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{bearer_token, live_session};
+use super::extract::{NamedApp, bearer_token, live_session};
+use crate::apps::Apps;
 use crate::session::{SessionStore, SessionToken};
 
 pub const OPENID_HEADER: HeaderName = HeaderName::from_static("x-wxlogin-openid");
 pub const UNIONID_HEADER: HeaderName = HeaderName::from_static("x-wxlogin-unionid");
+pub const APP_HEADER: HeaderName = HeaderName::from_static("x-wxlogin-app");
+pub const APPID_HEADER: HeaderName = HeaderName::from_static("x-wxlogin-appid");
 
 /// The cookie a token may also come in, when configured (`WXLOGIN_AUTH_COOKIE`).
 #[derive(Clone, Default)]
@@ -25,18 +28,20 @@ pub struct AuthCookie(pub Option<Arc<str>>);
 pub fn router() -> Router<AppState> {
     // Every standard method: Envoy and Traefik ask with the method of the request they
     // guard. Any other method is a 405, as on every route.
+    let every_method = || {
+        get(forward_auth)
+            .post(forward_auth)
+            .put(forward_auth)
+            .delete(forward_auth)
+            .patch(forward_auth)
+            .head(forward_auth)
+            .options(forward_auth)
+            .trace(forward_auth)
+    };
+    // `/apps/{app}/auth` lets through only that app's sessions.
     Router::new()
-        .route(
-            "/auth",
-            get(forward_auth)
-                .post(forward_auth)
-                .put(forward_auth)
-                .delete(forward_auth)
-                .patch(forward_auth)
-                .head(forward_auth)
-                .options(forward_auth)
-                .trace(forward_auth),
-        )
+        .route("/auth", every_method())
+        .route("/apps/{app}/auth", every_method())
         // A gateway must ask again for every request: a logout takes effect at once.
         .route_layer(axum::middleware::map_response(super::no_store_per_token))
 }
@@ -54,22 +59,34 @@ pub fn router() -> Router<AppState> {
             headers(
                 ("X-WxLogin-OpenId" = String, description = "The user's openid."),
                 ("X-WxLogin-UnionId" = String, description = "The user's unionid, when WeChat gave one."),
+                ("X-WxLogin-App" = String, description = "The name of the app the session belongs to."),
+                ("X-WxLogin-AppId" = String, description = "That app's appid."),
             )),
         super::error::responses::TokenErrors,
     )
 )]
 pub async fn forward_auth(
     State(sessions): State<SessionStore>,
+    State(apps): State<Apps>,
     State(cookie): State<AuthCookie>,
+    named: NamedApp,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let token = token(&headers, &cookie)?;
-    let session = live_session(&sessions, &token).await?;
+    let session = named.admits(live_session(&sessions, &token).await?)?;
+    let app = apps.named(session.app()).ok_or(ApiError::InvalidToken)?;
     let mut response = StatusCode::OK.into_response();
     let headers = response.headers_mut();
-    // Both are validated to [A-Za-z0-9_-] when WeChat hands them over.
-    if let Ok(openid) = HeaderValue::from_str(session.openid()) {
-        headers.insert(OPENID_HEADER, openid);
+    // Ids are validated to [A-Za-z0-9_-] when WeChat hands them over, and app names to
+    // [a-z0-9_]; an appid comes from the operator's configuration.
+    for (name, value) in [
+        (OPENID_HEADER, session.openid()),
+        (APP_HEADER, session.app()),
+        (APPID_HEADER, app.appid()),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
     }
     if let Some(unionid) = session.unionid()
         && let Ok(unionid) = HeaderValue::from_str(unionid)

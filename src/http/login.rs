@@ -11,20 +11,27 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::responses::{BodyErrors, LoginErrors, UpstreamErrors};
 use super::error::{ApiError, ErrorReport};
-use super::extract::{CodeField, LoginCode};
+use super::extract::{CodeField, LoginCode, TargetApp, app_param};
 use super::rate_limit::WithinRateLimit;
+use crate::apps::Apps;
 use crate::login::LoginService;
 use crate::telemetry::metrics::Metrics;
 
-/// The three login routes, which differ only in where the code comes from, and the layer
-/// that counts what came of each request to them (`wxlogin_logins_total`).
-pub fn router(metrics: Metrics) -> Router<AppState> {
+/// The login routes, which differ only in where the code comes from, each also under
+/// `/apps/{app}/` for an app other than the default, and the layer that counts what came
+/// of each request to them (`wxlogin_logins_total`).
+pub fn router(metrics: Metrics, apps: Apps) -> Router<AppState> {
     Router::new()
         // The net/http tutorials' contract: POST {"code": "..."}.
         .route("/openid", post(login))
+        .route("/apps/{app}/openid", post(login))
         // The gin and echo tutorials': GET ?code=, or POST as JSON or a form.
         .route("/wechat/applet_login", get(login).post(login))
-        .route_layer(axum::middleware::from_fn_with_state(metrics, count_login))
+        .route("/apps/{app}/wechat/applet_login", get(login).post(login))
+        .route_layer(axum::middleware::from_fn_with_state(
+            (metrics, apps),
+            count_login,
+        ))
         .route_layer(axum::middleware::map_response(super::no_store))
 }
 
@@ -41,13 +48,15 @@ pub struct LoginResponse<'a> {
     expires_in: u64,
 }
 
-/// Trades the request's `wx.login()` code for a new session, on every login route.
+/// Trades the request's `wx.login()` code for a new session of its app, on every login
+/// route.
 async fn login(
     State(logins): State<Arc<LoginService>>,
+    TargetApp(app): TargetApp,
     _: WithinRateLimit,
     LoginCode(code): LoginCode,
 ) -> Result<Response, ApiError> {
-    let issued = logins.login(code).await?;
+    let issued = logins.login(&app, code).await?;
     let body = LoginResponse {
         token: issued.token.expose(),
         openid: issued.session.openid(),
@@ -57,20 +66,28 @@ async fn login(
     Ok(Json(body).into_response())
 }
 
-/// Counts a login request by route and outcome: "ok", or the kind of error it answered,
-/// whichever part of the request refused it.
+/// Counts a login request by route, app and outcome: "ok", or the kind of error it
+/// answered, whichever part of the request refused it.
 async fn count_login(
-    State(metrics): State<Metrics>,
+    State((metrics, apps)): State<(Metrics, Apps)>,
     route: MatchedPath,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let app = match app_param(&mut parts).await {
+        Some(named) => apps.find(&named),
+        None => apps.default_app(),
+    }
+    .map(|app| app.name().clone());
+    request = Request::from_parts(parts, body);
     let response = next.run(request).await;
     let outcome = response
         .extensions()
         .get::<ErrorReport>()
         .map_or("ok", |report| report.kind);
-    metrics.login_finished(route.as_str(), outcome);
+    let app = app.as_ref().map_or("unknown", AsRef::as_ref);
+    metrics.login_finished(route.as_str(), app, outcome);
     response
 }
 

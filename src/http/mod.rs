@@ -33,11 +33,11 @@ pub use forward_auth::AuthCookie;
 pub use rate_limit::{ClientLimiter, PRUNE_EVERY};
 pub use serve::{MAX_HEADER_BYTES, serve};
 
+use crate::apps::Apps;
 use crate::config::ServerSettings;
 use crate::login::LoginService;
 use crate::session::SessionStore;
 use crate::telemetry::metrics::Metrics;
-use crate::wechat::{AccessTokens, WeChatClient};
 
 /// Login codes and tokens are tiny; nothing a client sends us needs more.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -45,10 +45,9 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// What handlers share: cheap handles, each handler taking only the part it uses.
 #[derive(Clone, FromRef)]
 pub struct AppState {
+    pub apps: Apps,
     pub logins: Arc<LoginService>,
     pub sessions: SessionStore,
-    pub wechat: WeChatClient,
-    pub access_tokens: AccessTokens,
     pub metrics: Metrics,
     pub limiter: ClientLimiter,
     pub auth_cookie: AuthCookie,
@@ -82,7 +81,7 @@ pub fn router(state: AppState, server: &ServerSettings) -> Router {
         .layer(RequestBodyDeadlineLayer::new(server.body_read_timeout));
 
     Router::new()
-        .merge(login::router(state.metrics.clone()))
+        .merge(login::router(state.metrics.clone(), state.apps.clone()))
         .merge(session::router())
         .merge(open_data::router())
         .merge(health::router())

@@ -13,11 +13,12 @@ use super::error::ApiError;
 use super::error::responses::{
     BodyErrors, CheckSessionErrors, OpenDataErrors, ServerApiErrors, UpstreamErrors,
 };
-use super::extract::{JsonBody, JsonShape, LiveSession};
+use super::extract::{JsonBody, JsonShape, UserSession};
 use super::rate_limit::WithinRateLimit;
 use crate::domain::PhoneCode;
+use crate::session::SessionStore;
+use crate::wechat::PhoneNumber;
 use crate::wechat::open_data::{decrypt, signature_matches};
-use crate::wechat::{AccessTokens, PhoneNumber, WeChatClient};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -61,10 +62,12 @@ impl JsonShape for SignedData {
     responses((status = 200, description = "The signature matches (a mismatch is a 400 `invalid_signature`).", body = Validity), OpenDataErrors, BodyErrors)
 )]
 pub(super) async fn verify_signature(
-    LiveSession(session): LiveSession,
+    State(sessions): State<SessionStore>,
+    user: UserSession,
     JsonBody(body): JsonBody<SignedData>,
 ) -> Result<Json<Validity>, ApiError> {
-    if signature_matches(&body.raw_data, &body.signature, &session.session_key()) {
+    let key = sessions.session_key(&user.session).await?;
+    if signature_matches(&body.raw_data, &body.signature, &key) {
         Ok(Json(Validity { valid: true }))
     } else {
         Err(ApiError::InvalidSignature)
@@ -110,16 +113,17 @@ pub struct Decrypted {
     responses((status = 200, description = "Decrypted.", body = Decrypted), OpenDataErrors, BodyErrors)
 )]
 pub(super) async fn decrypt_data(
-    State(wechat): State<WeChatClient>,
-    LiveSession(session): LiveSession,
+    State(sessions): State<SessionStore>,
+    user: UserSession,
     JsonBody(body): JsonBody<EncryptedData>,
 ) -> Result<Json<Decrypted>, ApiError> {
+    let key = sessions.session_key(&user.session).await?;
     let data = decrypt(
         &body.encrypted_data,
         &body.iv,
-        &session.session_key(),
-        wechat.appid(),
-        session.openid(),
+        &key,
+        user.app.appid(),
+        user.session.openid(),
     )?;
     Ok(Json(Decrypted { data }))
 }
@@ -146,16 +150,16 @@ impl JsonShape for PhoneCodeField {
     responses((status = 200, description = "The phone number WeChat vouches for.", body = PhoneNumber), ServerApiErrors, BodyErrors, UpstreamErrors)
 )]
 pub(super) async fn phone_number(
-    State(wechat): State<WeChatClient>,
-    State(access_tokens): State<AccessTokens>,
     _: WithinRateLimit,
-    LiveSession(_): LiveSession,
+    UserSession { app, .. }: UserSession,
     JsonBody(body): JsonBody<PhoneCodeField>,
 ) -> Result<Json<PhoneNumber>, ApiError> {
     let code = PhoneCode::parse(body.code.as_deref())?;
-    let phone = access_tokens
+    let wechat = &app.wechat;
+    let phone = app
+        .access_tokens
         .call(|token| {
-            let (wechat, code) = (&wechat, &code);
+            let code = &code;
             async move { wechat.phone_number(&token, code).await }
         })
         .await?;
@@ -171,16 +175,14 @@ pub(super) async fn phone_number(
     responses((status = 200, description = "`valid` is false when the user has logged in again elsewhere since.", body = Validity), CheckSessionErrors, UpstreamErrors)
 )]
 pub(super) async fn check_session(
-    State(wechat): State<WeChatClient>,
-    State(access_tokens): State<AccessTokens>,
-    LiveSession(session): LiveSession,
+    State(sessions): State<SessionStore>,
+    UserSession { session, app }: UserSession,
 ) -> Result<Json<Validity>, ApiError> {
-    let key = session.session_key();
-    let valid = access_tokens
-        .call(|token| {
-            let (wechat, session) = (&wechat, &session);
-            async move { wechat.check_session(&token, session.openid(), &key).await }
-        })
+    let key = sessions.session_key(&session).await?;
+    let (wechat, session) = (&app.wechat, &session);
+    let valid = app
+        .access_tokens
+        .call(|token| async move { wechat.check_session(&token, session.openid(), &key).await })
         .await?;
     Ok(Json(Validity { valid }))
 }

@@ -7,8 +7,11 @@ use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use utoipa::IntoResponses;
 use utoipa::openapi::RefOr;
-use utoipa::openapi::schema::{AdditionalProperties, Schema};
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -42,7 +45,7 @@ pub fn router() -> Router<AppState> {
         openapi_json,
     ),
     components(schemas(ErrorBody)),
-    modifiers(&BearerScheme, &ExtraFieldsIgnored, &OneOperationIdEach),
+    modifiers(&BearerScheme, &ExtraFieldsIgnored, &AppPrefixed, &OneOperationIdEach),
     tags(
         (name = "login", description = "Trading a `wx.login()` code for a session token."),
         (name = "session", description = "What a session token stands for, and logging out."),
@@ -87,6 +90,57 @@ impl Modify for ExtraFieldsIgnored {
             if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) {
                 object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(true)));
             }
+        }
+    }
+}
+
+/// The routes that also exist under `/apps/{app}/`: the same operations, for the app the
+/// path names. One handler serves both forms of each, so the document states them once and
+/// this copies them, with the `app` parameter and its 404.
+struct AppPrefixed;
+
+const APP_ROUTES: [&str; 4] = ["/openid", "/wechat/applet_login", "/session", "/auth"];
+
+impl Modify for AppPrefixed {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let app = ParameterBuilder::new()
+            .name("app")
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some(
+                "The app's name in wxlogin's configuration, or its appid.",
+            ))
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .build();
+        let unknown_app = <super::error::responses::UnknownAppErrors as IntoResponses>::responses();
+        for route in APP_ROUTES {
+            let Some(mut item) = openapi.paths.paths.get(route).cloned() else {
+                continue;
+            };
+            item.parameters = Some(vec![RefOr::T(app.clone())]);
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                operation.operation_id = operation
+                    .operation_id
+                    .take()
+                    .map(|id| format!("{id}_of_app"));
+                operation.responses.responses.extend(unknown_app.clone());
+            }
+            openapi
+                .paths
+                .paths
+                .insert(format!("/apps/{{app}}{route}"), item);
         }
     }
 }

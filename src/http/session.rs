@@ -8,18 +8,23 @@ use serde::Serialize;
 use super::AppState;
 use super::error::ApiError;
 use super::error::responses::TokenErrors;
-use super::extract::{BearerToken, LiveSession};
+use super::extract::{BearerToken, LiveSession, NamedApp, live_session};
+use crate::apps::Apps;
 use crate::session::SessionStore;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/session", get(who_is_it).delete(revoke))
+        .route("/apps/{app}/session", get(who_is_it).delete(revoke))
         .route_layer(axum::middleware::map_response(super::no_store_per_token))
 }
 
-/// The user a session token stands for.
+/// The user a session token stands for, in the app the session belongs to.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct SessionResponse<'a> {
+    /// The app's name in wxlogin's configuration.
+    app: &'a str,
+    appid: &'a str,
     openid: &'a str,
     /// Present when WeChat gave one at login.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -38,9 +43,15 @@ pub struct SessionResponse<'a> {
 )]
 pub(super) async fn who_is_it(
     State(sessions): State<SessionStore>,
+    State(apps): State<Apps>,
+    named: NamedApp,
     LiveSession(session): LiveSession,
 ) -> Result<Response, ApiError> {
+    let session = named.admits(session)?;
+    let app = apps.named(session.app()).ok_or(ApiError::InvalidToken)?;
     let body = SessionResponse {
+        app: session.app(),
+        appid: app.appid(),
         openid: session.openid(),
         unionid: session.unionid(),
         expires_in: session.expires_in(sessions.now()),
@@ -58,8 +69,14 @@ pub(super) async fn who_is_it(
 )]
 pub(super) async fn revoke(
     State(sessions): State<SessionStore>,
+    named: NamedApp,
     BearerToken(token): BearerToken,
 ) -> Result<StatusCode, ApiError> {
+    if named.0.is_some() {
+        // Another app's token is not this route's to end.
+        let session = live_session(&sessions, &token).await?;
+        named.admits(session)?;
+    }
     match sessions.revoke(&token).await? {
         true => Ok(StatusCode::NO_CONTENT),
         false => Err(ApiError::InvalidToken),

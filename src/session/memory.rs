@@ -9,11 +9,11 @@ use super::token::ShortTokenHash;
 use super::{IssuedSession, Session, SessionToken, User};
 use crate::clock::Clock;
 use crate::config::SessionSettings;
-use crate::domain::WxSession;
+use crate::domain::{AppName, WxSession};
 use crate::telemetry::metrics::Metrics;
 
 /// Sessions in this process's memory, in two bounded moka caches: sessions by (short) token
-/// hash, and users by openid, so that a login finds the record its user's other sessions
+/// hash, and users by app and openid, so that a login finds the record its user's other sessions
 /// share. moka bounds both (`session_max`, the least recently used going first), expires
 /// both (the session TTL); every read also checks `expires_at` against the store's clock, so a session is
 /// never served past its end, whenever moka's housekeeping runs.
@@ -30,20 +30,20 @@ struct Caches {
     clock: Clock,
 }
 
-/// A user's place in the index: the user record's own ids, hashed and compared by openid,
-/// so the index holds no second copy of them.
+/// A user's place in the index: the user record's own ids, hashed and compared by app and
+/// openid, so the index holds no second copy of them.
 #[derive(Clone)]
 struct UserKey(Arc<str>);
 
 impl Hash for UserKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        super::openid_of(&self.0).hash(state);
+        super::user_of(&self.0).hash(state);
     }
 }
 
 impl PartialEq for UserKey {
     fn eq(&self, other: &Self) -> bool {
-        super::openid_of(&self.0) == super::openid_of(&other.0)
+        super::user_of(&self.0) == super::user_of(&other.0)
     }
 }
 
@@ -87,11 +87,11 @@ impl MemoryStore {
         }))
     }
 
-    pub fn create(&self, login: WxSession) -> IssuedSession {
+    pub fn create(&self, app: &AppName, login: WxSession) -> IssuedSession {
         let token = SessionToken::generate();
         let caches = &self.0;
         let session = Session::new(
-            caches.newest_user(login),
+            caches.newest_user(app, login),
             caches.clock.now() + caches.ttl_secs,
         );
         caches
@@ -143,15 +143,17 @@ impl MemoryStore {
 impl Caches {
     /// The user record that `login` makes current: the existing one with the new key, so
     /// that every live session of the openid moves to it, or a new one.
-    fn newest_user(&self, login: WxSession) -> Arc<User> {
-        let candidate = User::new(login);
+    fn newest_user(&self, app: &AppName, login: WxSession) -> Arc<User> {
+        let candidate = User::new(app, login);
         let key = UserKey(Arc::clone(&candidate.ids));
         let entry = self.users.entry(key).and_upsert_with(|existing| {
             let existing = existing.map(moka::Entry::into_value);
             let Some(user) = existing else {
                 return Arc::new(candidate);
             };
-            user.replace_session_key(candidate.session_key());
+            if let Some(key) = candidate.known_session_key() {
+                user.replace_session_key(key);
+            }
             // A unionid can appear once the user follows a linked account: then the new
             // record takes over, and the old one's sessions keep the key just set.
             if user.unionid() == candidate.unionid() {
@@ -183,6 +185,15 @@ mod tests {
         (store, metrics)
     }
 
+    fn app() -> AppName {
+        AppName::default_app()
+    }
+
+    fn key_of(store: &MemoryStore, session: &Session) -> SessionKey {
+        let _ = store;
+        session.user.known_session_key().expect("a key in memory")
+    }
+
     fn login(openid: &str) -> WxSession {
         login_with_key(openid, "AAECAwQFBgcICQoLDA0ODw==")
     }
@@ -204,18 +215,18 @@ mod tests {
     #[test]
     fn a_new_login_gives_every_session_of_the_openid_the_new_session_key() {
         let (store, _) = store(10, ManualClock::starting_at(1000));
-        let first = store.create(login_with_key("oA", "AAECAwQFBgcICQoLDA0ODw=="));
-        let other_user = store.create(login_with_key("oB", "AAECAwQFBgcICQoLDA0ODw=="));
-        let second = store.create(login_with_key("oA", "EBESExQVFhcYGRobHB0eHw=="));
+        let first = store.create(&app(), login_with_key("oA", "AAECAwQFBgcICQoLDA0ODw=="));
+        let other_user = store.create(&app(), login_with_key("oB", "AAECAwQFBgcICQoLDA0ODw=="));
+        let second = store.create(&app(), login_with_key("oA", "EBESExQVFhcYGRobHB0eHw=="));
 
         let rotated = SessionKey::parse_base64("EBESExQVFhcYGRobHB0eHw==").expect("key");
         for token in [&first.token, &second.token] {
             let session = store.get(token).expect("live");
-            assert_eq!(session.session_key(), rotated);
+            assert_eq!(key_of(&store, &session), rotated);
         }
         let untouched = store.get(&other_user.token).expect("live");
         assert_eq!(
-            untouched.session_key().bytes()[0],
+            key_of(&store, &untouched).bytes()[0],
             0,
             "another openid keeps its key"
         );
@@ -224,7 +235,7 @@ mod tests {
     #[test]
     fn a_created_session_is_found_by_its_token_until_revoked() {
         let (store, metrics) = store(10, ManualClock::starting_at(1000));
-        let issued = store.create(login("oA"));
+        let issued = store.create(&app(), login("oA"));
         assert_eq!(issued.expires_in, 100);
         assert_eq!(issued.session.expires_at, 1100);
 
@@ -246,7 +257,7 @@ mod tests {
     fn a_session_is_gone_the_second_its_ttl_ends_and_counts_as_expired() {
         let clock = ManualClock::starting_at(1000);
         let (store, metrics) = store(10, clock.clone());
-        let issued = store.create(login("oB"));
+        let issued = store.create(&app(), login("oB"));
 
         clock.advance(Duration::from_secs(99));
         assert_eq!(
@@ -266,7 +277,7 @@ mod tests {
         let (store, metrics) = store(50, ManualClock::starting_at(1000));
         let mut newest = Vec::new();
         for i in 0..500 {
-            let issued = store.create(login(&format!("o{i}")));
+            let issued = store.create(&app(), login(&format!("o{i}")));
             store.run_pending_tasks();
             if i >= 490 {
                 newest.push(issued.token);
@@ -290,10 +301,10 @@ mod tests {
     #[test]
     fn a_unionid_that_appears_later_is_on_the_new_session_and_the_old_one_keeps_working() {
         let (store, _) = store(10, ManualClock::starting_at(1000));
-        let before = store.create(login("oA"));
+        let before = store.create(&app(), login("oA"));
         let mut with_unionid = login_with_key("oA", "EBESExQVFhcYGRobHB0eHw==");
         with_unionid.unionid = crate::domain::UnionId::parse("uA");
-        let after = store.create(with_unionid);
+        let after = store.create(&app(), with_unionid);
 
         let new = store.get(&after.token).expect("live");
         assert_eq!(new.unionid(), Some("uA"));
@@ -301,17 +312,36 @@ mod tests {
         let old = store.get(&before.token).expect("live");
         assert_eq!(old.unionid(), None);
         assert_eq!(
-            old.session_key(),
-            new.session_key(),
+            key_of(&store, &old),
+            key_of(&store, &new),
             "the old session has the new key"
         );
     }
 
     #[test]
+    fn one_openid_in_two_apps_is_two_users_who_never_share_a_key() {
+        let (store, _) = store(10, ManualClock::starting_at(1000));
+        let club = AppName::parse("club").expect("a name");
+        let in_shop = store.create(&app(), login_with_key("oSame", "AAECAwQFBgcICQoLDA0ODw=="));
+        let in_club = store.create(&club, login_with_key("oSame", "EBESExQVFhcYGRobHB0eHw=="));
+
+        let shop_session = store.get(&in_shop.token).expect("live");
+        let club_session = store.get(&in_club.token).expect("live");
+        assert_eq!(shop_session.app(), "default");
+        assert_eq!(club_session.app(), "club");
+        assert_eq!(
+            key_of(&store, &shop_session).bytes()[0],
+            0,
+            "club's login left shop's key"
+        );
+        assert_eq!(key_of(&store, &club_session).bytes()[0], 0x10);
+    }
+
+    #[test]
     fn a_user_with_several_sessions_has_one_shared_record() {
         let (store, _) = store(10, ManualClock::starting_at(1000));
-        let first = store.create(login("oShared"));
-        let second = store.create(login("oShared"));
+        let first = store.create(&app(), login("oShared"));
+        let second = store.create(&app(), login("oShared"));
         store.run_pending_tasks();
         assert_eq!(store.live_count(), 2);
         assert_eq!(store.0.users.entry_count(), 1);

@@ -14,45 +14,68 @@ pub use token::{SessionToken, TokenHash};
 
 use crate::clock::Clock;
 use crate::config::SessionSettings;
-use crate::domain::{SessionKey, WxSession};
+use crate::domain::{AppName, OpenId, SessionKey, UnionId, WxSession};
 use crate::redis_conn::StoreError;
 use crate::telemetry::metrics::Metrics;
 
-/// One WeChat user as a store knows them: the ids, and the newest session_key WeChat
-/// issued. Each `code2Session` call makes WeChat issue a new key and invalidate the old
-/// one, so every live session of the user must move to the new key at once: a store gives
-/// all of them one `User`, and a login replaces its key.
+/// One WeChat user of one app as a store knows them: the ids, and the newest session_key
+/// WeChat issued. Each `code2Session` call makes WeChat issue a new key and invalidate the
+/// old one, so every live session of the user must move to the new key at once: a store
+/// gives all of them one `User`, and a login replaces its key.
 pub struct User {
-    /// `openid` or `openid unionid`: one allocation, not two, for the million-user case,
-    /// shared with the memory store's index. Both parsed as [`OpenId`] and [`UnionId`] on
-    /// the way in, so neither holds a space.
+    /// `app openid` or `app openid unionid`: one allocation, not three, for the
+    /// million-user case, shared with the memory store's index. Each part is parsed
+    /// ([`AppName`], [`OpenId`], [`UnionId`]) on the way in, so none holds a space.
     ids: Arc<str>,
-    session_key: Mutex<SessionKey>,
+    /// Always known in memory. A session read from Redis leaves the key in the user's
+    /// record there, to be read only by the routes that need it; this holds what the
+    /// session's own record had, if it was written before there were user records.
+    session_key: Mutex<Option<SessionKey>>,
 }
 
 impl User {
-    pub fn new(login: WxSession) -> Self {
-        let ids = match &login.unionid {
-            Some(unionid) => [login.openid.as_ref(), " ", unionid.as_ref()].concat(),
-            None => login.openid.as_ref().to_owned(),
-        };
+    pub fn new(app: &AppName, login: WxSession) -> Self {
+        Self::with_key(
+            app,
+            &login.openid,
+            login.unionid.as_ref(),
+            Some(login.session_key),
+        )
+    }
+
+    fn with_key(
+        app: &AppName,
+        openid: &OpenId,
+        unionid: Option<&UnionId>,
+        session_key: Option<SessionKey>,
+    ) -> Self {
+        let mut ids = [app.as_ref(), " ", openid.as_ref()].concat();
+        if let Some(unionid) = unionid {
+            ids.push(' ');
+            ids.push_str(unionid.as_ref());
+        }
         Self {
             ids: ids.into(),
-            session_key: Mutex::new(login.session_key),
+            session_key: Mutex::new(session_key),
         }
     }
 
+    /// The name of the app the user logged in to.
+    pub fn app(&self) -> &str {
+        self.ids.split(' ').next().unwrap_or_default()
+    }
+
     pub fn openid(&self) -> &str {
-        openid_of(&self.ids)
+        self.ids.split(' ').nth(1).unwrap_or_default()
     }
 
     pub fn unionid(&self) -> Option<&str> {
-        self.ids.split_once(' ').map(|(_, unionid)| unionid)
+        self.ids.split(' ').nth(2)
     }
 
-    /// The newest session_key WeChat gave this user, for verifying and decrypting the
-    /// user's data. It never leaves the server.
-    pub fn session_key(&self) -> SessionKey {
+    /// The newest session_key WeChat gave this user, if this record holds it (see
+    /// [`SessionStore::session_key`]). It never leaves the server.
+    fn known_session_key(&self) -> Option<SessionKey> {
         // A 16-byte copy cannot be left half-done, so a poisoned lock still holds a whole key.
         *self
             .session_key
@@ -64,20 +87,28 @@ impl User {
         *self
             .session_key
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = key;
+            .unwrap_or_else(PoisonError::into_inner) = Some(key);
     }
 }
 
-/// The openid in a user's `ids`.
-fn openid_of(ids: &str) -> &str {
-    ids.split_once(' ').map_or(ids, |(openid, _)| openid)
+/// `app openid`: what tells one user from another in a user's `ids`.
+fn user_of(ids: &str) -> &str {
+    match ids.match_indices(' ').nth(1) {
+        Some((end, _)) => &ids[..end],
+        None => ids,
+    }
 }
 
 /// Shows no more of the ids than [`OpenId`]'s own `Debug` does, and no key.
 impl fmt::Debug for User {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let openid = self.openid();
-        write!(f, "User({}…)", openid.get(..4).unwrap_or(openid))
+        write!(
+            f,
+            "User({} {}…)",
+            self.app(),
+            openid.get(..4).unwrap_or(openid)
+        )
     }
 }
 
@@ -94,17 +125,17 @@ impl Session {
         Self { user, expires_at }
     }
 
+    /// The name of the app the session belongs to.
+    pub fn app(&self) -> &str {
+        self.user.app()
+    }
+
     pub fn openid(&self) -> &str {
         self.user.openid()
     }
 
     pub fn unionid(&self) -> Option<&str> {
         self.user.unionid()
-    }
-
-    /// See [`User::session_key`].
-    pub fn session_key(&self) -> SessionKey {
-        self.user.session_key()
     }
 
     /// Seconds left at `now`; 0 once expired.
@@ -133,12 +164,28 @@ impl SessionStore {
         Self::Memory(MemoryStore::new(settings, clock, metrics))
     }
 
-    /// Starts a session for a user WeChat has just vouched for, under a fresh token, and
-    /// gives the user's other live sessions the new session_key.
-    pub async fn create(&self, login: WxSession) -> Result<IssuedSession, StoreError> {
+    /// Starts a session in `app` for a user WeChat has just vouched for, under a fresh
+    /// token, and gives the user's other live sessions in that app the new session_key.
+    pub async fn create(
+        &self,
+        app: &AppName,
+        login: WxSession,
+    ) -> Result<IssuedSession, StoreError> {
         match self {
-            Self::Memory(store) => Ok(store.create(login)),
-            Self::Redis(store) => store.create(login).await,
+            Self::Memory(store) => Ok(store.create(app, login)),
+            Self::Redis(store) => store.create(app, login).await,
+        }
+    }
+
+    /// The newest session_key of the session's user, for verifying and decrypting that
+    /// user's data: in memory at hand, in Redis one read of the user's record.
+    pub async fn session_key(&self, session: &Session) -> Result<SessionKey, StoreError> {
+        match self {
+            Self::Memory(_) => session
+                .user
+                .known_session_key()
+                .ok_or(StoreError::Corrupt("a session without a session_key")),
+            Self::Redis(store) => store.session_key(session).await,
         }
     }
 

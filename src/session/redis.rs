@@ -1,11 +1,17 @@
 //! Sessions in Redis (or Valkey, or a managed Redis), shared by every replica and kept
 //! across restarts. Keys, under the configured prefix:
 //!
-//! - `session:<sha256(token) hex>`: a hash of openid, unionid, session_key and expires_at,
-//!   with a Redis TTL. A dump of Redis yields no usable token.
-//! - `openid:<openid>`: the set of that openid's session hashes, so a login can give every
-//!   live session of the user WeChat's new session_key. Members of expired sessions are
-//!   dropped on the openid's next login.
+//! - `session:<sha256(token) hex>`: a hash of app, openid, unionid and expires_at, with a
+//!   Redis TTL. A dump of Redis yields no usable token. A lookup by token is one command.
+//! - `user:{<app>:<openid>}`: the user's newest session_key (and unionid), which every
+//!   session of the user reads, so a login rotates the key for all of them at once.
+//! - `sessions:{<app>:<openid>}`: the user's sessions, a sorted set of session hashes by
+//!   expiry: the per-user index that a revocation of all of a user's sessions walks.
+//!
+//! The two keys of a user share a hash tag, so that the script that changes them together
+//! touches one slot of a Redis Cluster; a session's own key lives wherever its hash puts it.
+//! Records written before there were user records (a session hash that holds its own
+//! session_key, and no app) are read as sessions of the `default` app.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,109 +20,162 @@ use redis::Script;
 
 use super::{IssuedSession, Session, SessionToken, User};
 use crate::clock::Clock;
-use crate::domain::{OpenId, SessionKey, UnionId, WxSession};
+use crate::domain::{AppName, OpenId, SessionKey, UnionId, WxSession};
 use crate::redis_conn::{Redis, StoreError, Unavailable};
 
-/// Stores a session and gives all of the openid's live sessions its session_key, in one
-/// atomic step. KEYS: the session, the openid's index. ARGV: openid, unionid ("" for
-/// none), session_key, expires_at, ttl seconds, the session hash, the session key prefix.
-const CREATE: &str = r"
-for _, hash in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  local other = ARGV[7] .. hash
-  if redis.call('EXISTS', other) == 1 then
-    redis.call('HSET', other, 'session_key', ARGV[3])
-  else
-    redis.call('SREM', KEYS[2], hash)
-  end
-end
-redis.call('HSET', KEYS[1], 'openid', ARGV[1], 'unionid', ARGV[2], 'session_key', ARGV[3], 'expires_at', ARGV[4])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('SADD', KEYS[2], ARGV[6])
-redis.call('EXPIRE', KEYS[2], ARGV[5])
+/// Gives a user WeChat's newest session_key and adds a session to the user's index, whose
+/// expired members it drops. KEYS: the user, the user's sessions. ARGV: session_key,
+/// unionid ("" for none), ttl seconds, the session hash, its expiry, now.
+const LOGIN: &str = r"
+redis.call('HSET', KEYS[1], 'session_key', ARGV[1], 'unionid', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[6])
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
 return 1
 ";
 
 #[derive(Clone)]
 pub struct RedisStore {
     redis: Redis,
-    create: Arc<Script>,
+    login: Arc<Script>,
     ttl: Duration,
     clock: Clock,
+}
+
+/// Where one user's records live.
+struct UserKeys {
+    record: String,
+    sessions: String,
 }
 
 impl RedisStore {
     pub fn new(redis: Redis, ttl: Duration, clock: Clock) -> Self {
         Self {
             redis,
-            create: Arc::new(Script::new(CREATE)),
+            login: Arc::new(Script::new(LOGIN)),
             ttl,
             clock,
         }
     }
 
-    pub async fn create(&self, login: WxSession) -> Result<IssuedSession, StoreError> {
+    fn session_key_name(&self, hash: &str) -> String {
+        self.redis.key(&format!("session:{hash}"))
+    }
+
+    fn user_keys(&self, app: &str, openid: &str) -> UserKeys {
+        let tag = format!("{{{app}:{openid}}}");
+        UserKeys {
+            record: self.redis.key(&format!("user:{tag}")),
+            sessions: self.redis.key(&format!("sessions:{tag}")),
+        }
+    }
+
+    /// Two round trips: the user's record and index (one slot, one script), then the
+    /// session's own record (one key, in one transaction with its expiry).
+    pub async fn create(
+        &self,
+        app: &AppName,
+        login: WxSession,
+    ) -> Result<IssuedSession, StoreError> {
         let token = SessionToken::generate();
         let hash = token.hash().to_hex();
-        let expires_at = self.clock.now() + self.ttl.as_secs();
-        let mut invocation = self.create.prepare_invoke();
+        let now = self.clock.now();
+        let expires_at = now + self.ttl.as_secs();
+        let user = self.user_keys(app.as_ref(), login.openid.as_ref());
+        let unionid = login.unionid.as_ref().map_or("", AsRef::as_ref);
+        let mut invocation = self.login.prepare_invoke();
         invocation
-            .key(self.redis.key(&format!("session:{hash}")))
-            .key(self.redis.key(&format!("openid:{}", login.openid.as_ref())))
-            .arg(login.openid.as_ref())
-            .arg(login.unionid.as_ref().map_or("", AsRef::as_ref))
+            .key(&user.record)
+            .key(&user.sessions)
             .arg(login.session_key.to_base64())
-            .arg(expires_at)
+            .arg(unionid)
             .arg(self.ttl.as_secs())
             .arg(&hash)
-            .arg(self.redis.key("session:"));
-        if let Err(err) = self.redis.run_script::<i64>(&invocation).await {
-            if err.problem() == Some(Unavailable::Timeout) {
-                self.discard(hash, login.openid.as_ref());
-            }
+            .arg(expires_at)
+            .arg(now);
+        self.redis.run_script::<i64>(&invocation).await?;
+        let session_key = self.session_key_name(&hash);
+        let mut write = redis::pipe();
+        write
+            .atomic()
+            .hset_multiple(&session_key, &session_record(app, &login, expires_at))
+            .ignore()
+            .expire(&session_key, self.ttl.as_secs() as i64)
+            .ignore();
+        let written = self.redis.write_pipeline(&write).await;
+        if let Err(err) = written {
+            self.discard(session_key, user.sessions, hash, err.problem());
             return Err(err);
         }
         Ok(IssuedSession {
             token,
-            session: Session::new(Arc::new(User::new(login)), expires_at),
+            session: Session::new(Arc::new(User::new(app, login)), expires_at),
             expires_in: self.ttl.as_secs(),
         })
     }
 
-    /// Removes a session whose write timed out, in case Redis runs the write after all: a
-    /// session nobody holds the token of must not linger. The removal follows the write on
-    /// the same connection, so Redis runs them in that order.
-    fn discard(&self, hash: String, openid: &str) {
-        let session = self.redis.key(&format!("session:{hash}"));
-        let index = self.redis.key(&format!("openid:{openid}"));
+    /// Takes a session that could not be written off its user's index and, if its write
+    /// timed out, removes it too, in case Redis runs the write after all: a session nobody
+    /// holds the token of must not linger. The removal follows the write on the same
+    /// connection, so Redis runs them in that order.
+    fn discard(
+        &self,
+        session_key: String,
+        index: String,
+        hash: String,
+        problem: Option<Unavailable>,
+    ) {
         let redis = self.redis.clone();
         tokio::spawn(async move {
-            let mut discard = redis::pipe();
-            discard.atomic().del(&session).srem(&index, &hash);
-            let _ = redis.write_pipeline(&discard).await;
+            if problem == Some(Unavailable::Timeout) {
+                let _ = redis
+                    .write::<i64>(redis::cmd("DEL").arg(&session_key))
+                    .await;
+            }
+            let _ = redis
+                .write::<i64>(redis::cmd("ZREM").arg(&index).arg(&hash))
+                .await;
         });
     }
 
+    /// One command: the session's own record.
     pub async fn get(&self, token: &SessionToken) -> Result<Option<Session>, StoreError> {
-        let key = self
-            .redis
-            .key(&format!("session:{}", token.hash().to_hex()));
+        let hash = token.hash().to_hex();
+        let Some(record) = self.record(&hash).await? else {
+            return Ok(None);
+        };
+        // Redis expires the key itself; this also honours a clock that tests move.
+        if record.expires_at <= self.clock.now() {
+            return Ok(None);
+        }
+        Ok(Some(record.into_session()))
+    }
+
+    async fn record(&self, hash: &str) -> Result<Option<Record>, StoreError> {
         let fields: Vec<Option<String>> = self
             .redis
             .query(
                 redis::cmd("HMGET")
-                    .arg(&key)
+                    .arg(self.session_key_name(hash))
+                    .arg("app")
                     .arg("openid")
                     .arg("unionid")
-                    .arg("session_key")
-                    .arg("expires_at"),
+                    .arg("expires_at")
+                    .arg("session_key"),
             )
             .await?;
-        let [openid, unionid, session_key, expires_at] = <[Option<String>; 4]>::try_from(fields)
-            .map_err(|_| StoreError::Corrupt("HMGET answered the wrong number of fields"))?;
+        let [app, openid, unionid, expires_at, legacy_key] =
+            <[Option<String>; 5]>::try_from(fields)
+                .map_err(|_| StoreError::Corrupt("HMGET answered the wrong number of fields"))?;
         let Some(openid) = openid else {
             return Ok(None);
         };
-        let login = WxSession {
+        Ok(Some(Record {
+            app: match app.as_deref() {
+                None | Some("") => AppName::default_app(),
+                Some(raw) => AppName::parse(raw).ok_or(StoreError::Corrupt("an invalid app"))?,
+            },
             openid: OpenId::parse(&openid).ok_or(StoreError::Corrupt("an invalid openid"))?,
             unionid: match unionid.as_deref() {
                 None | Some("") => None,
@@ -124,27 +183,54 @@ impl RedisStore {
                     Some(UnionId::parse(raw).ok_or(StoreError::Corrupt("an invalid unionid"))?)
                 }
             },
-            session_key: session_key
-                .as_deref()
-                .and_then(SessionKey::parse_base64)
-                .ok_or(StoreError::Corrupt("an invalid session_key"))?,
-        };
-        let expires_at: u64 = expires_at
-            .and_then(|e| e.parse().ok())
-            .ok_or(StoreError::Corrupt("an invalid expires_at"))?;
-        // Redis expires the key itself; this also honours a clock that tests move.
-        if expires_at <= self.clock.now() {
-            return Ok(None);
-        }
-        Ok(Some(Session::new(Arc::new(User::new(login)), expires_at)))
+            expires_at: expires_at
+                .and_then(|e| e.parse().ok())
+                .ok_or(StoreError::Corrupt("an invalid expires_at"))?,
+            legacy_key: match legacy_key.as_deref() {
+                None | Some("") => None,
+                Some(raw) => Some(
+                    SessionKey::parse_base64(raw)
+                        .ok_or(StoreError::Corrupt("an invalid session_key"))?,
+                ),
+            },
+        }))
     }
 
-    pub async fn revoke(&self, token: &SessionToken) -> Result<bool, StoreError> {
-        let key = self
+    /// One command: the user's record. A session written before there were user records
+    /// falls back on the key it holds itself.
+    pub async fn session_key(&self, session: &Session) -> Result<SessionKey, StoreError> {
+        let user = self.user_keys(session.app(), session.openid());
+        let key: Option<String> = self
             .redis
-            .key(&format!("session:{}", token.hash().to_hex()));
-        let removed: i64 = self.redis.write(redis::cmd("DEL").arg(&key)).await?;
-        Ok(removed > 0)
+            .query(redis::cmd("HGET").arg(&user.record).arg("session_key"))
+            .await?;
+        match key {
+            Some(key) => {
+                SessionKey::parse_base64(&key).ok_or(StoreError::Corrupt("an invalid session_key"))
+            }
+            None => session.user.known_session_key().ok_or(StoreError::Corrupt(
+                "the user of a live session has no session_key",
+            )),
+        }
+    }
+
+    /// Two commands: the session's record, to learn whose it is, then its removal from it
+    /// and from its user's index, together.
+    pub async fn revoke(&self, token: &SessionToken) -> Result<bool, StoreError> {
+        let hash = token.hash().to_hex();
+        let Some(record) = self.record(&hash).await? else {
+            return Ok(false);
+        };
+        let user = self.user_keys(record.app.as_ref(), record.openid.as_ref());
+        let delete = redis::cmd("DEL")
+            .arg(self.session_key_name(&hash))
+            .to_owned();
+        let unindex = redis::cmd("ZREM").arg(&user.sessions).arg(&hash).to_owned();
+        let (removed, _) = tokio::join!(
+            self.redis.write::<i64>(&delete),
+            self.redis.write::<i64>(&unindex),
+        );
+        Ok(removed? > 0 && record.expires_at > self.clock.now())
     }
 
     pub fn now(&self) -> u64 {
@@ -159,5 +245,44 @@ impl RedisStore {
     /// Whether Redis took the last write (or probe), without asking it again.
     pub fn writable(&self) -> Result<(), StoreError> {
         self.redis.writable()
+    }
+}
+
+/// A session's own record, as `HSET` pairs.
+fn session_record(
+    app: &AppName,
+    login: &WxSession,
+    expires_at: u64,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("app", app.to_string()),
+        ("openid", login.openid.as_ref().to_owned()),
+        (
+            "unionid",
+            login.unionid.as_ref().map_or("", AsRef::as_ref).to_owned(),
+        ),
+        ("expires_at", expires_at.to_string()),
+    ]
+}
+
+/// A session's record as read back.
+struct Record {
+    app: AppName,
+    openid: OpenId,
+    unionid: Option<UnionId>,
+    expires_at: u64,
+    /// Only in records written before there were user records.
+    legacy_key: Option<SessionKey>,
+}
+
+impl Record {
+    fn into_session(self) -> Session {
+        let user = User::with_key(
+            &self.app,
+            &self.openid,
+            self.unionid.as_ref(),
+            self.legacy_key,
+        );
+        Session::new(Arc::new(user), self.expires_at)
     }
 }

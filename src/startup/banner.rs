@@ -4,6 +4,7 @@
 use std::io::Write as _;
 
 use super::Application;
+use crate::domain::{AppName, Credentials};
 use crate::wechat::emulator::MAGIC_CODES;
 
 /// The start-up banner. In development mode it says so loudly, and shows a login to copy.
@@ -17,11 +18,19 @@ pub(super) fn announce(app: &Application) {
         None => tracing::info!(%addr, scheme, "wxlogin listening"),
         Some(emulator) => {
             tracing::warn!(%addr, emulator, "DEVELOPMENT MODE: WeChat is the built-in emulator");
+            let logins: String = app
+                .app_routes()
+                .map(|(prefix, name, appid)| {
+                    format!(
+                        "  curl -s -X POST {scheme}://{addr}{prefix}/openid -H 'Content-Type: application/json' -d '{{\"code\":\"alice@1\"}}'    # {name}, {appid}\n"
+                    )
+                })
+                .collect();
             print_for_people(&format!(
                 "\nwxlogin {version} is running in DEVELOPMENT MODE on {scheme}://{addr}\n\
                  WeChat is the built-in emulator at {emulator}: no real user can log in. Never run --dev in production.\n\n\
-                 Log in (each code works once; `alice@1`, `alice@2`… are all the user alice):\n\n  \
-                 curl -s -X POST {scheme}://{addr}/openid -H 'Content-Type: application/json' -d '{{\"code\":\"alice@1\"}}'\n\n\
+                 Log in (each code works once; `alice@1`, `alice@2`… are all the user alice):\n\n\
+                 {logins}\n\
                  Then: curl -s {scheme}://{addr}/session -H 'Authorization: Bearer <token>'\n\
                  Magic codes that fail on purpose: {magic}\n\
                  Sealed user info for /wechat/decrypt: curl -s '{emulator}/dev/user_info?openid=<openid>'\n\n",
@@ -37,10 +46,20 @@ pub(super) fn announce(app: &Application) {
 }
 
 /// The banner of `wxlogin emulator`.
-pub(super) fn announce_emulator(url: &str, appid: &str) {
+pub(super) fn announce_emulator(url: &str, apps: &[(AppName, Credentials)]) {
+    let settings: String = apps
+        .iter()
+        .map(|(name, credentials)| {
+            let name = name.as_ref().to_ascii_uppercase();
+            format!(
+                " WXLOGIN_APP_{name}_APPID={} WXLOGIN_APP_{name}_SECRET=<its secret>",
+                credentials.appid
+            )
+        })
+        .collect();
     print_for_people(&format!(
         "WeChat emulator listening on {url}\n\
-         Point wxlogin at it: WXLOGIN_WECHAT_BASE_URL={url} WXLOGIN_APPID={appid} WXLOGIN_SECRET=<the --secret>\n"
+         Point wxlogin at it: WXLOGIN_WECHAT_BASE_URL={url}{settings}\n"
     ));
 }
 

@@ -13,9 +13,12 @@ use tokio::net::TcpListener;
 
 use std::process::ExitCode;
 
+use crate::apps::{App, Apps};
 use crate::clock::Clock;
-use crate::config::{LogFormat, Mode, ServerSettings, Settings, StoreSettings, TlsSettings};
-use crate::domain::Credentials;
+use crate::config::{
+    LogFormat, Mode, ServerSettings, Settings, StoreSettings, TlsSettings, describe_apps,
+};
+use crate::domain::{AppName, Credentials};
 use crate::http::tls::{Certificates, TlsAcceptor, TlsError};
 use crate::http::{AppState, AuthCookie, ClientLimiter, PRUNE_EVERY, router};
 use crate::login::LoginService;
@@ -56,22 +59,35 @@ pub struct Application {
     tended: Vec<Arc<dyn Any + Send + Sync>>,
     /// Present in development mode; the emulator lives as long as the app.
     emulator: Option<Emulator>,
+    /// Each app's name and appid, and whether it is the one the unprefixed routes serve.
+    apps: Vec<(AppName, String, bool)>,
 }
 
 impl Application {
     /// Binds the listener and builds the app against the WeChat in `settings`.
     pub async fn build(settings: Settings, clock: Clock) -> Result<Self, StartupError> {
         let metrics = Metrics::new();
-        let wechat = WeChatClient::new(&settings.wechat, metrics.clone())?;
+        let clients = WeChatClient::for_apps(&settings.wechat, metrics.clone())?;
         // A refresh is at most two stable_token calls (normal, then forced), each bounded
         // by the WeChat timeout.
         let token_wait_limit = settings.wechat.timeout * 2;
         let mut tended: Vec<Arc<dyn Any + Send + Sync>> = Vec::new();
-        let (sessions, access_tokens) = match &settings.sessions.store {
-            StoreSettings::Memory => (
-                SessionStore::memory(&settings.sessions, clock.clone(), metrics.clone()),
-                AccessTokens::local(wechat.clone(), clock, token_wait_limit),
-            ),
+        let (sessions, apps) = match &settings.sessions.store {
+            StoreSettings::Memory => {
+                let apps = clients
+                    .into_iter()
+                    .map(|wechat| App {
+                        access_tokens: AccessTokens::local(
+                            wechat.clone(),
+                            clock.clone(),
+                            token_wait_limit,
+                        ),
+                        wechat,
+                    })
+                    .collect();
+                let store = SessionStore::memory(&settings.sessions, clock, metrics.clone());
+                (store, apps)
+            }
             StoreSettings::Redis(redis_settings) => {
                 let redis = Redis::connect(redis_settings)?;
                 if let Err(err) = redis.probe().await {
@@ -84,26 +100,39 @@ impl Application {
                     tokio::spawn(async move { redis.probe().await });
                 });
                 tended.push(probed);
-                let store = RedisStore::new(redis.clone(), settings.sessions.ttl, clock);
-                (
-                    SessionStore::Redis(store),
-                    AccessTokens::shared(wechat.clone(), redis, token_wait_limit),
-                )
+                let apps = clients
+                    .into_iter()
+                    .map(|wechat| App {
+                        access_tokens: AccessTokens::shared(
+                            wechat.clone(),
+                            redis.clone(),
+                            token_wait_limit,
+                        ),
+                        wechat,
+                    })
+                    .collect();
+                let store = RedisStore::new(redis, settings.sessions.ttl, clock);
+                (SessionStore::Redis(store), apps)
             }
         };
+        tracing::info!(apps = %describe_apps(&settings.wechat.apps), "serving these mini-programs");
         let limiter = ClientLimiter::new(&settings.limits);
         if let Some(buckets) = limiter.buckets() {
             crate::periodic::spawn_every(PRUNE_EVERY, buckets, |buckets| buckets.prune());
         }
+        let apps = Apps::new(apps);
+        let default = apps.default_app().map(|app| app.name().clone());
+        let app_list = apps
+            .iter()
+            .map(|app| {
+                let is_default = Some(app.name()) == default.as_ref();
+                (app.name().clone(), app.appid().to_owned(), is_default)
+            })
+            .collect();
         let state = AppState {
-            logins: Arc::new(LoginService::new(
-                wechat.clone(),
-                sessions.clone(),
-                metrics.clone(),
-            )),
+            apps,
+            logins: Arc::new(LoginService::new(sessions.clone(), metrics.clone())),
             sessions,
-            access_tokens,
-            wechat,
             metrics: metrics.clone(),
             limiter,
             auth_cookie: AuthCookie(settings.auth_cookie.as_deref().map(Into::into)),
@@ -134,6 +163,7 @@ impl Application {
             shutdown_timeout: settings.shutdown_timeout,
             tended,
             emulator: None,
+            apps: app_list,
         })
     }
 
@@ -144,7 +174,12 @@ impl Application {
         clock: Clock,
     ) -> Result<Self, StartupError> {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        let emulator = Emulator::start(loopback, settings.wechat.credentials.clone())
+        let credentials = settings
+            .wechat
+            .apps
+            .iter()
+            .map(|app| app.credentials.clone());
+        let emulator = Emulator::start(loopback, credentials.collect())
             .await
             .map_err(StartupError::Emulator)?;
         settings.wechat.base_url = emulator.base_url().to_owned();
@@ -184,6 +219,19 @@ impl Application {
             self.shutdown_timeout,
         )
         .await
+    }
+
+    /// The login route prefix of each app (empty for the default app), with its name and
+    /// appid.
+    pub fn app_routes(&self) -> impl Iterator<Item = (String, &AppName, &str)> {
+        self.apps.iter().map(|(name, appid, is_default)| {
+            let prefix = if *is_default {
+                String::new()
+            } else {
+                format!("/apps/{name}")
+            };
+            (prefix, name, appid.as_str())
+        })
     }
 
     /// Whether it serves HTTPS.
@@ -312,9 +360,9 @@ fn connection_cap(max_connections: usize) -> usize {
 
 /// Runs only the WeChat emulator on `listen`, accepting `credentials`, until SIGTERM or
 /// Ctrl-C: a stand-in for `api.weixin.qq.com` for front-end set-ups and benchmarks.
-pub async fn serve_emulator(listen: SocketAddr, credentials: Credentials) -> ExitCode {
+pub async fn serve_emulator(listen: SocketAddr, apps: Vec<(AppName, Credentials)>) -> ExitCode {
     let _flush_logs = telemetry::init(LogFormat::Pretty);
-    let appid = credentials.appid.clone();
+    let credentials = apps.iter().map(|(_, c)| c.clone()).collect();
     let emulator = match Emulator::start(listen, credentials).await {
         Ok(emulator) => emulator,
         Err(err) => {
@@ -322,7 +370,7 @@ pub async fn serve_emulator(listen: SocketAddr, credentials: Credentials) -> Exi
             return ExitCode::FAILURE;
         }
     };
-    banner::announce_emulator(emulator.base_url(), &appid);
+    banner::announce_emulator(emulator.base_url(), &apps);
     shutdown_signal().await;
     ExitCode::SUCCESS
 }

@@ -66,17 +66,24 @@ struct Inner {
     ok_requests: RouteCounters,
     /// Logins that ended "ok", by route.
     ok_logins: RouteCounters,
-    /// WeChat calls answered with errcode 0, and their latency, by API.
-    answered_calls: RwLock<Vec<(&'static str, (Counter, Histogram))>>,
+    /// WeChat calls answered with errcode 0, and their latency, by API and app.
+    answered_calls: RwLock<Vec<AnsweredSeries>>,
 }
 
-/// Handles of one counter's series that differ only by route, registered on first use.
-/// The recorder's own lookup builds, hashes and copies a key on every call; successful
-/// requests, the bulk of them, skip that here. Routes are patterns, a small fixed set.
+/// The handles of one API's successful calls for one app: (api, app), (calls, latency).
+type AnsweredSeries = ((&'static str, Box<str>), (Counter, Histogram));
+
+/// A route (and app, where the counter has one) and its counter's handle.
+type RouteSeries = (Box<str>, Option<Box<str>>, Counter);
+
+/// Handles of one counter's series that differ only by route (and app, where it has one),
+/// registered on first use. The recorder's own lookup builds, hashes and copies a key on
+/// every call; successful requests, the bulk of them, skip that here. Routes are patterns
+/// and apps come from the configuration: small fixed sets.
 struct RouteCounters {
     name: &'static str,
     label: Label,
-    by_route: RwLock<Vec<(Box<str>, Counter)>>,
+    by_route: RwLock<Vec<RouteSeries>>,
 }
 
 impl RouteCounters {
@@ -88,12 +95,12 @@ impl RouteCounters {
         }
     }
 
-    fn get(&self, recorder: &PrometheusRecorder, route: &str) -> Counter {
-        let known = |handles: &[(Box<str>, Counter)]| {
+    fn get(&self, recorder: &PrometheusRecorder, route: &str, app: Option<&str>) -> Counter {
+        let known = |handles: &[RouteSeries]| {
             handles
                 .iter()
-                .find(|(known, _)| **known == *route)
-                .map(|(_, counter)| counter.clone())
+                .find(|(known, known_app, _)| **known == *route && known_app.as_deref() == app)
+                .map(|(_, _, counter)| counter.clone())
         };
         let handles = self.by_route.read().unwrap_or_else(PoisonError::into_inner);
         if let Some(counter) = known(&handles) {
@@ -107,9 +114,13 @@ impl RouteCounters {
         if let Some(counter) = known(&handles) {
             return counter;
         }
-        let labels = vec![Label::new("route", route.to_owned()), self.label.clone()];
+        let mut labels = vec![Label::new("route", route.to_owned())];
+        if let Some(app) = app {
+            labels.push(Label::new("app", app.to_owned()));
+        }
+        labels.push(self.label.clone());
         let counter = recorder.register_counter(&Key::from_parts(self.name, labels), &METADATA);
-        handles.push((route.into(), counter.clone()));
+        handles.push((route.into(), app.map(Into::into), counter.clone()));
         counter
     }
 }
@@ -170,7 +181,11 @@ impl Metrics {
     /// A request finished with `status`, on `route` (the pattern, never the URI).
     pub fn request_finished(&self, route: &str, status: axum::http::StatusCode) {
         if status == axum::http::StatusCode::OK {
-            return self.0.ok_requests.get(&self.0.recorder, route).increment(1);
+            return self
+                .0
+                .ok_requests
+                .get(&self.0.recorder, route, None)
+                .increment(1);
         }
         let labels = vec![
             Label::new("route", route.to_owned()),
@@ -179,13 +194,19 @@ impl Metrics {
         self.counter(HTTP_REQUESTS, labels).increment(1);
     }
 
-    /// A login request ended in `outcome`: "ok" or the error kind of the response.
-    pub fn login_finished(&self, route: &str, outcome: &'static str) {
+    /// A login request to `app` ended in `outcome`: "ok" or the error kind of the response.
+    /// `app` is the name of a configured app, or "unknown" for a route that named none.
+    pub fn login_finished(&self, route: &str, app: &str, outcome: &'static str) {
         if outcome == "ok" {
-            return self.0.ok_logins.get(&self.0.recorder, route).increment(1);
+            return self
+                .0
+                .ok_logins
+                .get(&self.0.recorder, route, Some(app))
+                .increment(1);
         }
         let labels = vec![
             Label::new("route", route.to_owned()),
+            Label::new("app", app.to_owned()),
             Label::new("outcome", outcome),
         ];
         self.counter(LOGINS, labels).increment(1);
@@ -208,29 +229,30 @@ impl Metrics {
     pub fn wechat_call(
         &self,
         api: &'static str,
+        app: &str,
         outcome: &'static str,
         errcode: Cow<'static, str>,
         took: Duration,
     ) {
         let (calls, latency) = if outcome == "answered" && errcode == "0" {
-            self.answered_series(api)
+            self.answered_series(api, app)
         } else {
             let errcode = match errcode {
                 Cow::Borrowed(label) => SharedString::const_str(label),
                 Cow::Owned(label) => SharedString::from_owned(label),
             };
-            self.wechat_series(api, outcome, errcode)
+            self.wechat_series(api, app, outcome, errcode)
         };
         calls.increment(1);
         latency.record(took.as_secs_f64());
     }
 
-    /// The series of successful calls to `api`, registered on first use.
-    fn answered_series(&self, api: &'static str) -> (Counter, Histogram) {
-        let known = |series: &[(&'static str, (Counter, Histogram))]| {
+    /// The series of successful calls to `api` for `app`, registered on first use.
+    fn answered_series(&self, api: &'static str, app: &str) -> (Counter, Histogram) {
+        let known = |series: &[AnsweredSeries]| {
             series
                 .iter()
-                .find(|(known, _)| *known == api)
+                .find(|((known_api, known_app), _)| *known_api == api && **known_app == *app)
                 .map(|(_, handles)| handles.clone())
         };
         let calls = &self.0.answered_calls;
@@ -241,31 +263,36 @@ impl Metrics {
         if let Some(handles) = known(&calls) {
             return handles;
         }
-        let handles = self.wechat_series(api, "answered", SharedString::const_str("0"));
-        calls.push((api, handles.clone()));
+        let handles = self.wechat_series(api, app, "answered", SharedString::const_str("0"));
+        calls.push(((api, app.into()), handles.clone()));
         handles
     }
 
     fn wechat_series(
         &self,
         api: &'static str,
+        app: &str,
         outcome: &'static str,
         errcode: SharedString,
     ) -> (Counter, Histogram) {
         let labels = vec![
             Label::new("api", api),
+            Label::new("app", app.to_owned()),
             Label::new("outcome", outcome),
             Label::new("errcode", errcode),
         ];
-        let key = Key::from_parts(WECHAT_LATENCY, vec![Label::new("api", api)]);
+        let key = Key::from_parts(
+            WECHAT_LATENCY,
+            vec![Label::new("api", api), Label::new("app", app.to_owned())],
+        );
         let latency = self.0.recorder.register_histogram(&key, &METADATA);
         (self.counter(WECHAT_CALLS, labels), latency)
     }
 
     /// A WeChat call was not made: the cap on concurrent calls was reached.
-    pub fn wechat_call_shed(&self, api: &'static str) {
-        self.counter(WECHAT_SHED, vec![Label::new("api", api)])
-            .increment(1);
+    pub fn wechat_call_shed(&self, api: &'static str, app: &str) {
+        let labels = vec![Label::new("api", api), Label::new("app", app.to_owned())];
+        self.counter(WECHAT_SHED, labels).increment(1);
     }
 
     /// The memory store let a session go: `cause` is expired, size or explicit.
@@ -293,11 +320,11 @@ impl Metrics {
         self.counter(CONNECTIONS_REFUSED, vec![]).increment(1);
     }
 
-    /// A new access_token was fetched; `forced` when with `force_refresh`.
-    pub fn access_token_refreshed(&self, forced: bool) {
+    /// A new access_token was fetched for `app`; `forced` when with `force_refresh`.
+    pub fn access_token_refreshed(&self, app: &str, forced: bool) {
         let kind = if forced { "forced" } else { "normal" };
-        self.counter(TOKEN_REFRESHES, vec![Label::new("kind", kind)])
-            .increment(1);
+        let labels = vec![Label::new("app", app.to_owned()), Label::new("kind", kind)];
+        self.counter(TOKEN_REFRESHES, labels).increment(1);
     }
 }
 
@@ -389,23 +416,23 @@ mod tests {
             metrics.request_finished("/session", status);
         }
         metrics.request_finished("/openid", axum::http::StatusCode::OK);
-        metrics.login_finished("/openid", "ok");
-        metrics.login_finished("/openid", "ok");
-        metrics.login_finished("/openid", "invalid_code");
+        metrics.login_finished("/openid", "default", "ok");
+        metrics.login_finished("/openid", "default", "ok");
+        metrics.login_finished("/openid", "default", "invalid_code");
         let took = Duration::from_millis(30);
-        metrics.wechat_call("code2session", "answered", "0".into(), took);
-        metrics.wechat_call("code2session", "answered", "0".into(), took);
-        metrics.wechat_call("code2session", "timeout", "".into(), took);
+        metrics.wechat_call("code2session", "default", "answered", "0".into(), took);
+        metrics.wechat_call("code2session", "default", "answered", "0".into(), took);
+        metrics.wechat_call("code2session", "default", "timeout", "".into(), took);
         let text = metrics.render(None);
         for series in [
             r#"wxlogin_http_requests_total{route="/session",status="200"} 2"#,
             r#"wxlogin_http_requests_total{route="/session",status="401"} 1"#,
             r#"wxlogin_http_requests_total{route="/openid",status="200"} 1"#,
-            r#"wxlogin_logins_total{route="/openid",outcome="ok"} 2"#,
-            r#"wxlogin_logins_total{route="/openid",outcome="invalid_code"} 1"#,
-            r#"wxlogin_wechat_calls_total{api="code2session",outcome="answered",errcode="0"} 2"#,
-            r#"wxlogin_wechat_calls_total{api="code2session",outcome="timeout",errcode=""} 1"#,
-            r#"wxlogin_wechat_call_duration_seconds_count{api="code2session"} 3"#,
+            r#"wxlogin_logins_total{route="/openid",app="default",outcome="ok"} 2"#,
+            r#"wxlogin_logins_total{route="/openid",app="default",outcome="invalid_code"} 1"#,
+            r#"wxlogin_wechat_calls_total{api="code2session",app="default",outcome="answered",errcode="0"} 2"#,
+            r#"wxlogin_wechat_calls_total{api="code2session",app="default",outcome="timeout",errcode=""} 1"#,
+            r#"wxlogin_wechat_call_duration_seconds_count{api="code2session",app="default"} 3"#,
         ] {
             assert!(text.contains(series), "{series} in\n{text}");
         }
@@ -414,11 +441,11 @@ mod tests {
     #[test]
     fn rendering_shows_counters_with_help_and_the_in_flight_gauge() {
         let metrics = Metrics::new();
-        metrics.login_finished("/openid", "ok");
+        metrics.login_finished("/openid", "default", "ok");
         let guard = metrics.request_started();
         let text = metrics.render(Some(3));
         assert!(
-            text.contains(r#"wxlogin_logins_total{route="/openid",outcome="ok"} 1"#),
+            text.contains(r#"wxlogin_logins_total{route="/openid",app="default",outcome="ok"} 1"#),
             "{text}"
         );
         assert!(text.contains("# HELP wxlogin_logins_total"), "{text}");

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::{ErrCode, WeChatError};
 use crate::config::WeChatSettings;
-use crate::domain::{JsCode, OpenId, SessionKey, UnionId, WxSession};
+use crate::domain::{AppName, JsCode, OpenId, SessionKey, UnionId, WxSession};
 use crate::telemetry::metrics::Metrics;
 
 /// Which WeChat API a call went to, as the `api` label of the call metrics.
@@ -34,26 +34,37 @@ impl WeChatApi {
 /// WeChat answers are a few hundred bytes; anything much larger is not WeChat.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
-/// The process's one WeChat client: one pooled `reqwest::Client`. A clone is one shared
-/// handle (handlers get their own copy on every request).
+/// What every app's client shares: the process's one pooled `reqwest::Client`, the cap on
+/// calls in flight, and the metrics.
+struct Upstream {
+    http: reqwest::Client,
+    base_url: String,
+    code2session_url: reqwest::Url,
+    busy_retry_delay: Duration,
+    /// One permit per WeChat call in flight, for all apps together. When none is left the
+    /// call is not queued but refused: a slow WeChat must not make requests pile up.
+    permits: tokio::sync::Semaphore,
+    metrics: Metrics,
+}
+
+/// The WeChat client of one app: its appid and secret over the process's one upstream. A
+/// clone is one shared handle (handlers get their own copy on every request).
 #[derive(Clone)]
 pub struct WeChatClient(pub(super) Arc<Shared>);
 
 pub(super) struct Shared {
-    pub(super) http: reqwest::Client,
-    base_url: String,
-    code2session_url: reqwest::Url,
+    upstream: Arc<Upstream>,
+    pub(super) app: AppName,
     pub(super) appid: String,
     pub(super) secret: SecretString,
-    busy_retry_delay: Duration,
-    /// One permit per WeChat call in flight. When none is left the call is not queued but
-    /// refused: a slow WeChat must not make requests pile up without bound.
-    permits: tokio::sync::Semaphore,
-    pub(super) metrics: Metrics,
 }
 
 impl WeChatClient {
-    pub fn new(settings: &WeChatSettings, metrics: Metrics) -> Result<Self, reqwest::Error> {
+    /// One client per app, all over one pooled `reqwest::Client`.
+    pub fn for_apps(
+        settings: &WeChatSettings,
+        metrics: Metrics,
+    ) -> Result<Vec<Self>, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.timeout)
@@ -62,26 +73,49 @@ impl WeChatClient {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self(Arc::new(Shared {
+        let upstream = Arc::new(Upstream {
             http,
             base_url: settings.base_url.clone(),
             code2session_url: endpoint(&settings.base_url, "/sns/jscode2session"),
-            appid: settings.credentials.appid.clone(),
-            secret: settings.credentials.secret.clone(),
             busy_retry_delay: settings.busy_retry_delay,
             permits: tokio::sync::Semaphore::new(settings.max_concurrent_calls),
             metrics,
-        })))
+        });
+        Ok(settings
+            .apps
+            .iter()
+            .map(|app| {
+                Self(Arc::new(Shared {
+                    upstream: Arc::clone(&upstream),
+                    app: app.name.clone(),
+                    appid: app.credentials.appid.clone(),
+                    secret: app.credentials.secret.clone(),
+                }))
+            })
+            .collect())
     }
 
-    /// The mini-program this client speaks for.
+    /// The mini-program this client speaks for: its appid.
     pub fn appid(&self) -> &str {
         &self.0.appid
     }
 
+    /// The mini-program this client speaks for: its name in the configuration.
+    pub fn app(&self) -> &AppName {
+        &self.0.app
+    }
+
+    pub(super) fn http(&self) -> &reqwest::Client {
+        &self.0.upstream.http
+    }
+
+    pub(super) fn metrics(&self) -> &Metrics {
+        &self.0.upstream.metrics
+    }
+
     /// The URL of one WeChat API, such as `/cgi-bin/stable_token`.
     pub(super) fn url(&self, path: &str) -> reqwest::Url {
-        endpoint(&self.0.base_url, path)
+        endpoint(&self.0.upstream.base_url, path)
     }
 
     /// `auth.code2Session`: trades a `wx.login()` code for the user's openid and session_key.
@@ -89,9 +123,8 @@ impl WeChatClient {
     pub async fn code2session(&self, code: &JsCode) -> Result<WxSession, WeChatError> {
         self.call(WeChatApi::Code2Session, || async {
             let response = self
-                .0
-                .http
-                .get(self.0.code2session_url.clone())
+                .http()
+                .get(self.0.upstream.code2session_url.clone())
                 .query(&[
                     ("appid", self.0.appid.as_str()),
                     ("secret", self.0.secret.expose_secret()),
@@ -116,8 +149,9 @@ impl WeChatClient {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, WeChatError>>,
     {
-        let Ok(_permit) = self.0.permits.try_acquire() else {
-            self.0.metrics.wechat_call_shed(api.label());
+        let Ok(_permit) = self.0.upstream.permits.try_acquire() else {
+            self.metrics()
+                .wechat_call_shed(api.label(), self.app().as_ref());
             return Err(WeChatError::Overloaded);
         };
         let timed = || async {
@@ -127,9 +161,13 @@ impl WeChatClient {
                 Ok(_) => ("answered", Cow::Borrowed("0")),
                 Err(err) => (err.outcome_label(), err.errcode_label()),
             };
-            self.0
-                .metrics
-                .wechat_call(api.label(), outcome, errcode, started.elapsed());
+            self.metrics().wechat_call(
+                api.label(),
+                self.app().as_ref(),
+                outcome,
+                errcode,
+                started.elapsed(),
+            );
             result
         };
         match timed().await {
@@ -138,7 +176,7 @@ impl WeChatClient {
                     wechat_rid = err.rid(),
                     "WeChat is busy (errcode -1); retrying once"
                 );
-                tokio::time::sleep(self.0.busy_retry_delay).await;
+                tokio::time::sleep(self.0.upstream.busy_retry_delay).await;
                 timed().await
             }
             other => other,

@@ -104,8 +104,7 @@ impl WeChatClient {
     ) -> Result<PhoneNumber, WeChatError> {
         self.call(WeChatApi::PhoneNumber, || async {
             let response = self
-                .0
-                .http
+                .http()
                 .post(self.url("/wxa/business/getuserphonenumber"))
                 .query(&[("access_token", token.expose())])
                 .json(&PhoneNumberRequest {
@@ -130,8 +129,7 @@ impl WeChatClient {
         let signature = check_session_signature(key);
         self.call(WeChatApi::CheckSession, || async {
             let response = self
-                .0
-                .http
+                .http()
                 .get(self.url("/wxa/checksession"))
                 .query(&[
                     ("access_token", token.expose()),

@@ -74,7 +74,7 @@ pub async fn emulator() -> Emulator {
         appid: EMULATOR_APPID.to_owned(),
         secret: SecretString::from("emu-secret"),
     };
-    Emulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), credentials)
+    Emulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), vec![credentials])
         .await
         .expect("emulator starts")
 }
@@ -234,8 +234,8 @@ async fn the_emulator_subcommand_serves_a_wechat_that_wxlogin_can_log_in_against
             "emulator",
             "--listen",
             "127.0.0.1:0",
-            "--secret",
-            "front-end",
+            "--app",
+            &format!("default={EMULATOR_APPID}:front-end"),
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

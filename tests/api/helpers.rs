@@ -29,6 +29,8 @@ pub struct TestApp {
     pub clock: ManualClock,
     /// Unique to this app, so a test can search all captured logs for it.
     pub secret: String,
+    /// With several apps (`spawn_apps`): each one's name, appid and secret.
+    pub apps: Vec<AppUnderTest>,
     /// Dropping it (with the app) shuts the app down, as SIGTERM would.
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -40,16 +42,61 @@ pub async fn spawn_app() -> TestApp {
 /// Spawns wxlogin against a fresh wiremock WeChat. `overrides` are extra `WXLOGIN_*`
 /// variables, applied after the test defaults.
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
-    capture_logs();
-    let wechat = MockServer::start().await;
     let secret = format!("test-secret-{}", uuid::Uuid::new_v4().simple());
-    let mut env = vec![
+    let apps = [
         ("WXLOGIN_APPID".to_owned(), APPID.to_owned()),
         ("WXLOGIN_SECRET".to_owned(), secret.clone()),
+    ];
+    spawn(&apps, secret, Vec::new(), overrides).await
+}
+
+/// An app of a multi-app deployment: its name, appid and (made-up) secret.
+#[derive(Clone)]
+pub struct AppUnderTest {
+    pub name: String,
+    pub appid: String,
+    pub secret: String,
+}
+
+/// Spawns wxlogin serving the apps `apps` (name, appid), declared by the environment alone
+/// (`WXLOGIN_APP_<NAME>_APPID` and `_SECRET`), each with a secret of its own.
+pub async fn spawn_apps(apps: &[(&str, &str)], overrides: &[(&str, &str)]) -> TestApp {
+    let apps: Vec<AppUnderTest> = apps
+        .iter()
+        .map(|(name, appid)| AppUnderTest {
+            name: (*name).to_owned(),
+            appid: (*appid).to_owned(),
+            secret: format!("secret-of-{name}-{}", uuid::Uuid::new_v4().simple()),
+        })
+        .collect();
+    let env: Vec<(String, String)> = apps
+        .iter()
+        .flat_map(|app| {
+            let upper = app.name.to_ascii_uppercase();
+            [
+                (format!("WXLOGIN_APP_{upper}_APPID"), app.appid.clone()),
+                (format!("WXLOGIN_APP_{upper}_SECRET"), app.secret.clone()),
+            ]
+        })
+        .collect();
+    let secret = apps.first().map(|a| a.secret.clone()).unwrap_or_default();
+    spawn(&env, secret, apps, overrides).await
+}
+
+async fn spawn(
+    apps_env: &[(String, String)],
+    secret: String,
+    apps: Vec<AppUnderTest>,
+    overrides: &[(&str, &str)],
+) -> TestApp {
+    capture_logs();
+    let wechat = MockServer::start().await;
+    let mut env = apps_env.to_vec();
+    env.extend([
         ("WXLOGIN_WECHAT_BASE_URL".to_owned(), wechat.uri()),
         ("WXLOGIN_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
         ("WXLOGIN_WECHAT_BUSY_RETRY_MS".to_owned(), "10".to_owned()),
-    ];
+    ]);
     env.extend(
         overrides
             .iter()
@@ -71,6 +118,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         http: http_client(),
         clock,
         secret,
+        apps,
         _stop: stop,
     }
 }
@@ -84,8 +132,14 @@ pub struct DevApp {
 }
 
 pub async fn spawn_dev_app() -> DevApp {
+    spawn_dev_app_with(&[]).await
+}
+
+/// As `spawn_dev_app`, with extra `WXLOGIN_*` variables (apps to emulate, say).
+pub async fn spawn_dev_app_with(overrides: &[(&str, &str)]) -> DevApp {
     capture_logs();
-    let env = [("WXLOGIN_LISTEN", "127.0.0.1:0")];
+    let mut env = vec![("WXLOGIN_LISTEN", "127.0.0.1:0")];
+    env.extend_from_slice(overrides);
     let settings = Settings::load(env, Mode::Development).expect("dev settings load");
     let app = Application::build_with_emulator(settings, Clock::System)
         .await

@@ -51,7 +51,7 @@ async fn past_the_cap_logins_get_503_overloaded_while_health_and_sessions_answer
 
     let metrics = app.metrics().await;
     assert!(
-        metrics.contains(r#"wxlogin_wechat_calls_shed_total{api="code2session"} 20"#),
+        metrics.contains(r#"wxlogin_wechat_calls_shed_total{api="code2session",app="default"} 20"#),
         "{metrics}"
     );
 }

@@ -2,6 +2,7 @@
 //! wiremock WeChat (or the built-in emulator), and talks to it over HTTP.
 
 mod ambiguous;
+mod apps;
 mod architecture;
 mod bad_input;
 mod caching;

@@ -50,15 +50,15 @@ async fn metrics_count_logins_wechat_calls_sessions_and_token_refreshes() {
     );
     let text = reply.text;
     for series in [
-        r#"wxlogin_logins_total{route="/openid",outcome="ok"} 1"#,
-        r#"wxlogin_logins_total{route="/openid",outcome="invalid_code"} 1"#,
-        r#"wxlogin_wechat_calls_total{api="code2session",outcome="answered",errcode="0"} 1"#,
-        r#"wxlogin_wechat_calls_total{api="code2session",outcome="answered",errcode="40029"} 1"#,
-        r#"wxlogin_wechat_calls_total{api="stable_token",outcome="answered",errcode="0"} 1"#,
-        r#"wxlogin_wechat_calls_total{api="check_session",outcome="answered",errcode="0"} 1"#,
-        r#"wxlogin_wechat_call_duration_seconds_count{api="code2session"} 2"#,
-        r#"wxlogin_wechat_call_duration_seconds_bucket{api="code2session",le="+Inf"} 2"#,
-        r#"wxlogin_access_token_refreshes_total{kind="normal"} 1"#,
+        r#"wxlogin_logins_total{route="/openid",app="default",outcome="ok"} 1"#,
+        r#"wxlogin_logins_total{route="/openid",app="default",outcome="invalid_code"} 1"#,
+        r#"wxlogin_wechat_calls_total{api="code2session",app="default",outcome="answered",errcode="0"} 1"#,
+        r#"wxlogin_wechat_calls_total{api="code2session",app="default",outcome="answered",errcode="40029"} 1"#,
+        r#"wxlogin_wechat_calls_total{api="stable_token",app="default",outcome="answered",errcode="0"} 1"#,
+        r#"wxlogin_wechat_calls_total{api="check_session",app="default",outcome="answered",errcode="0"} 1"#,
+        r#"wxlogin_wechat_call_duration_seconds_count{api="code2session",app="default"} 2"#,
+        r#"wxlogin_wechat_call_duration_seconds_bucket{api="code2session",app="default",le="+Inf"} 2"#,
+        r#"wxlogin_access_token_refreshes_total{app="default",kind="normal"} 1"#,
         r#"wxlogin_http_requests_total{route="/wechat/check_session",status="200"} 1"#,
         "wxlogin_sessions_live 1",
         // The scrape itself is the one request in flight.
@@ -143,10 +143,10 @@ async fn rejected_requests_are_counted_by_their_error_kind() {
 
     let text = app.metrics().await;
     for series in [
-        r#"wxlogin_logins_total{route="/openid",outcome="missing_code"} 1"#,
-        r#"wxlogin_logins_total{route="/openid",outcome="upstream_error"} 1"#,
-        r#"wxlogin_logins_total{route="/wechat/applet_login",outcome="upstream_error"} 1"#,
-        r#"wxlogin_wechat_calls_total{api="code2session",outcome="bad_status",errcode=""} 2"#,
+        r#"wxlogin_logins_total{route="/openid",app="default",outcome="missing_code"} 1"#,
+        r#"wxlogin_logins_total{route="/openid",app="default",outcome="upstream_error"} 1"#,
+        r#"wxlogin_logins_total{route="/wechat/applet_login",app="default",outcome="upstream_error"} 1"#,
+        r#"wxlogin_wechat_calls_total{api="code2session",app="default",outcome="bad_status",errcode=""} 2"#,
     ] {
         assert!(text.contains(series), "missing {series}:\n{text}");
     }

@@ -59,6 +59,9 @@ pub enum ApiError {
     UnsupportedMediaType,
     /// 404 `not_found`.
     NotFound,
+    /// 404 `unknown_app`: the route names an app this deployment does not serve, or has no
+    /// `/apps/{app}/` prefix while there are several apps and none is `default`.
+    UnknownApp { named: bool },
     /// 405 `method_not_allowed`.
     MethodNotAllowed,
     /// 401 `invalid_token`, without an error code in `WWW-Authenticate` (RFC 6750 §3.1).
@@ -208,6 +211,16 @@ impl ApiError {
                 "Send the body as application/json (or application/x-www-form-urlencoded where a form is accepted).",
             ),
             Self::NotFound => Answer::new(S::NOT_FOUND, "not_found", "There is no such route."),
+            Self::UnknownApp { named: true } => Answer::new(
+                S::NOT_FOUND,
+                "unknown_app",
+                "This deployment serves no such app: use /apps/{app}/… with the name or the appid of one it serves.",
+            ),
+            Self::UnknownApp { named: false } => Answer::new(
+                S::NOT_FOUND,
+                "unknown_app",
+                "This deployment serves several apps and none is named default: use /apps/{app}/… with the name or the appid of one of them.",
+            ),
             Self::MethodNotAllowed => Answer::new(
                 S::METHOD_NOT_ALLOWED,
                 "method_not_allowed",

@@ -159,6 +159,7 @@ error_set!(
 error_set!(
     /// What a login route can answer besides its 200, [`BodyErrors`] and [`UpstreamErrors`].
     LoginErrors = all([
+        vec![ApiError::UnknownApp { named: false }],
         bad_codes(),
         bad_bodies(),
         spent_codes(),
@@ -228,4 +229,9 @@ error_set!(
         Unavailable::OutOfMemory,
         None
     ))]
+);
+
+error_set!(
+    /// What a route under `/apps/{app}/` answers when `{app}` is none of ours.
+    UnknownAppErrors = vec![ApiError::UnknownApp { named: true }]
 );

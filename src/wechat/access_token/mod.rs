@@ -104,8 +104,7 @@ impl WeChatClient {
         let grant = self
             .call(WeChatApi::StableToken, || async {
                 let response = self
-                    .0
-                    .http
+                    .http()
                     .post(self.url("/cgi-bin/stable_token"))
                     .json(&StableTokenRequest {
                         grant_type: "client_credential",
@@ -118,7 +117,8 @@ impl WeChatClient {
                 grant_from(read_answer(response).await?)
             })
             .await?;
-        self.0.metrics.access_token_refreshed(force_refresh);
+        self.metrics()
+            .access_token_refreshed(self.app().as_ref(), force_refresh);
         Ok(grant)
     }
 }

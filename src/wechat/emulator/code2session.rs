@@ -40,13 +40,14 @@ pub(super) async fn jscode2session(
     let Some(code) = query.js_code.filter(|c| !c.is_empty()) else {
         return failure(41008, "missing code");
     };
-    if let Some(refused) = state.refuse_code("login", &code).await {
+    let appid = query.appid.unwrap_or_default();
+    if let Some(refused) = state.refuse_code("login", &code, &appid).await {
         return refused;
     }
     let user = code.split('@').next().unwrap_or(&code);
     let mut session_key = [0u8; 16];
     rand::rng().fill_bytes(&mut session_key);
-    let openid = derived_id('o', "openid", &state.appid, user);
+    let openid = derived_id('o', "openid", &appid, user);
     let mut answer = json!({
         "openid": openid,
         "session_key": STANDARD.encode(session_key),
@@ -59,6 +60,7 @@ pub(super) async fn jscode2session(
         answer["unionid"] = unionid.as_str().into();
     }
     let issued = IssuedUser {
+        appid: appid.into(),
         session_key: SessionKey::from_bytes(session_key),
         unionid,
     };

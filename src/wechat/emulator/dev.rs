@@ -61,7 +61,7 @@ pub(super) async fn user_info(
         sealed["unionId"] = unionid.into();
     }
     let timestamp = Clock::System.now();
-    sealed["watermark"] = json!({ "timestamp": timestamp, "appid": state.appid });
+    sealed["watermark"] = json!({ "timestamp": timestamp, "appid": &*user.appid });
     let mut iv = [0u8; 16];
     rand::rng().fill_bytes(&mut iv);
     let encrypted = encrypt(sealed.to_string().as_bytes(), &user.session_key, &iv);
@@ -72,6 +72,38 @@ pub(super) async fn user_info(
         "iv": STANDARD.encode(iv),
     }))
     .into_response()
+}
+
+#[derive(Deserialize)]
+pub(super) struct LoginCodeQuery {
+    appid: Option<String>,
+    user: Option<String>,
+}
+
+/// `GET /dev/login_code?appid=…&user=…`: what `wx.login()` gives a mini-program, a code
+/// good once for that app only (another app's code answers 40029, as on WeChat). `user`
+/// names the user (`alice` gives alice's openid); without one, a new user.
+pub(super) async fn login_code(
+    State(state): State<Arc<EmulatorState>>,
+    Query(query): Query<LoginCodeQuery>,
+) -> Response {
+    let Some(appid) = query.appid.filter(|appid| state.apps.contains_key(appid)) else {
+        let message = "Name the app the code is for: ?appid= one of the emulator's apps.";
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "unknown_appid", "message": message })),
+        )
+            .into_response();
+    };
+    let user = query
+        .user
+        .filter(|user| !user.is_empty() && !user.contains('@'))
+        .unwrap_or_else(|| format!("user{:08x}", rand::rng().next_u32()));
+    let code = format!("{user}@{:016x}", rand::rng().next_u64());
+    state
+        .issued_codes
+        .insert(code.as_str().into(), appid.into());
+    Json(json!({ "code": code })).into_response()
 }
 
 pub(super) async fn stats(State(state): State<Arc<EmulatorState>>) -> Json<serde_json::Value> {

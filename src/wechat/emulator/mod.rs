@@ -20,6 +20,7 @@ mod code2session;
 mod dev;
 mod server_api;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -90,11 +91,12 @@ pub struct Emulator {
 }
 
 impl Emulator {
-    /// Serves the emulator on `addr` (port 0 picks a free one), accepting only `credentials`.
-    pub async fn start(addr: SocketAddr, credentials: Credentials) -> std::io::Result<Self> {
+    /// Serves the emulator on `addr` (port 0 picks a free one), for the apps `apps`: each
+    /// appid with its secret.
+    pub async fn start(addr: SocketAddr, apps: Vec<Credentials>) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let base_url = format!("http://{}", listener.local_addr()?);
-        let app = router(credentials);
+        let app = router(apps);
         let server = tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, app).await {
                 tracing::error!(error = %err, "the WeChat emulator stopped");
@@ -116,19 +118,24 @@ impl Drop for Emulator {
 }
 
 struct EmulatorState {
-    appid: String,
-    secret: SecretString,
-    /// Login and phone codes that were used, as `login:…` and `phone:…`.
-    used_codes: Cache<Box<str>, ()>,
-    /// What the emulator last issued to each openid, for the APIs that check it.
+    /// Each app's secret, by appid.
+    apps: HashMap<String, SecretString>,
+    /// Login and phone codes that were used (as `login:…` and `phone:…`), and the appid
+    /// they were used with: a code is good for the app it was issued to, once.
+    used_codes: Cache<Box<str>, Box<str>>,
+    /// Codes handed out by `/dev/login_code`, and the appid they were issued to.
+    issued_codes: Cache<Box<str>, Box<str>>,
+    /// What the emulator last issued to each openid, for the APIs that check it. openids
+    /// differ between apps, as WeChat's do.
     users: Cache<Box<str>, IssuedUser>,
-    /// The stable access_token, while it lasts.
-    access_token: Mutex<Option<server_api::IssuedToken>>,
+    /// Each app's stable access_token, while it lasts, by appid.
+    access_tokens: Mutex<HashMap<String, server_api::IssuedToken>>,
     stable_token_requests: AtomicU64,
 }
 
 #[derive(Clone)]
 struct IssuedUser {
+    appid: Box<str>,
     /// The newest one: issuing a new one retires the old, as WeChat does.
     session_key: SessionKey,
     unionid: Option<String>,
@@ -143,34 +150,46 @@ impl EmulatorState {
         let Some(secret) = secret else {
             return Some(failure(41004, "appsecret missing"));
         };
-        if appid != self.appid {
+        let Some(expected) = self.apps.get(appid) else {
             return Some(failure(40013, "invalid appid"));
-        }
-        if secret != self.secret.expose_secret() {
+        };
+        if secret != expected.expose_secret() {
             return Some(failure(40125, "invalid appsecret"));
         }
         None
     }
 
-    /// WeChat's answer to a one-time `code` for `api` that is malformed, magic or used,
-    /// if it is any of those; otherwise marks it used.
-    async fn refuse_code(&self, api: &str, code: &str) -> Option<Response> {
+    /// WeChat's answer to a one-time `code` for `api` of the app `appid` that is
+    /// malformed, magic, another app's or used, if it is any of those; otherwise marks it
+    /// used by that app.
+    async fn refuse_code(&self, api: &str, code: &str, appid: &str) -> Option<Response> {
         if code.len() > MAX_JS_CODE_LEN || !code.bytes().all(|b| b.is_ascii_graphic()) {
             return Some(failure(40029, "invalid code"));
         }
         if let Some(answer) = magic(code).await {
             return Some(answer);
         }
-        let first_use = self
+        if self
+            .issued_codes
+            .get(code)
+            .is_some_and(|issued_to| &*issued_to != appid)
+        {
+            return Some(failure(40029, "invalid code"));
+        }
+        let used = self
             .used_codes
             .entry(format!("{api}:{code}").into())
-            .or_insert(())
-            .is_fresh();
-        (!first_use).then(|| failure(40163, "code been used"))
+            .or_insert_with(|| appid.into());
+        match used.is_fresh() {
+            true => None,
+            false if &**used.value() == appid => Some(failure(40163, "code been used")),
+            // Spent by another app: to this one it was never a code.
+            false => Some(failure(40029, "invalid code")),
+        }
     }
 }
 
-pub fn router(credentials: Credentials) -> Router {
+pub fn router(apps: Vec<Credentials>) -> Router {
     let remembered = || {
         Cache::builder()
             .max_capacity(1_000_000)
@@ -178,11 +197,14 @@ pub fn router(credentials: Credentials) -> Router {
             .build()
     };
     let state = EmulatorState {
-        appid: credentials.appid,
-        secret: credentials.secret,
+        apps: apps
+            .into_iter()
+            .map(|app| (app.appid, app.secret))
+            .collect(),
         used_codes: remembered(),
+        issued_codes: remembered(),
         users: Cache::builder().max_capacity(1_000_000).build(),
-        access_token: Mutex::new(None),
+        access_tokens: Mutex::new(HashMap::new()),
         stable_token_requests: AtomicU64::new(0),
     };
     Router::new()
@@ -193,6 +215,7 @@ pub fn router(credentials: Credentials) -> Router {
             post(server_api::phone_number),
         )
         .route("/wxa/checksession", get(server_api::check_session))
+        .route("/dev/login_code", get(dev::login_code))
         .route("/dev/user_info", get(dev::user_info))
         .route("/dev/stats", get(dev::stats))
         .with_state(Arc::new(state))

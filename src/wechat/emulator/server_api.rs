@@ -51,37 +51,41 @@ pub(super) async fn stable_token(State(state): State<Arc<EmulatorState>>, body: 
         return failure(40002, "invalid grant_type");
     }
     let now = Instant::now();
-    let mut current = state
-        .access_token
+    let appid = request.appid.unwrap_or_default();
+    let mut tokens = state
+        .access_tokens
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
-    let issued = match current.as_ref() {
-        Some(issued) if issued.expires > now && !request.force_refresh => issued,
-        _ => current.insert(IssuedToken {
-            token: format!("EMULATED_ACCESS_TOKEN_{:016x}", rand::rng().next_u64()),
-            expires: now + TOKEN_LIFETIME,
-        }),
+    let fresh = || IssuedToken {
+        token: format!("EMULATED_ACCESS_TOKEN_{:016x}", rand::rng().next_u64()),
+        expires: now + TOKEN_LIFETIME,
     };
+    let current = tokens.entry(appid).or_insert_with(fresh);
+    if current.expires <= now || request.force_refresh {
+        *current = fresh();
+    }
+    let issued = &*current;
     let expires_in = issued.expires.saturating_duration_since(now).as_secs();
     text_plain(json!({ "access_token": issued.token, "expires_in": expires_in }).to_string())
 }
 
-/// The errcode answer for a missing, unknown or expired access_token, if it is one.
-fn reject_token(state: &EmulatorState, token: Option<&str>) -> Option<Response> {
+/// The appid whose current access_token `token` is, or the errcode answer for a missing,
+/// unknown or expired one.
+fn app_of_token(state: &EmulatorState, token: Option<&str>) -> Result<String, Box<Response>> {
     let Some(token) = token else {
-        return Some(failure(41001, "access_token missing"));
+        return Err(Box::new(failure(41001, "access_token missing")));
     };
-    let current = state
-        .access_token
+    let tokens = state
+        .access_tokens
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
-    match current.as_ref() {
-        Some(issued) if issued.token == token && issued.expires > Instant::now() => None,
-        Some(issued) if issued.token == token => Some(failure(42001, "access_token expired")),
-        _ => Some(failure(
+    match tokens.iter().find(|(_, issued)| issued.token == token) {
+        Some((appid, issued)) if issued.expires > Instant::now() => Ok(appid.clone()),
+        Some(_) => Err(Box::new(failure(42001, "access_token expired"))),
+        None => Err(Box::new(failure(
             40001,
             "invalid credential, access_token is invalid or not latest",
-        )),
+        ))),
     }
 }
 
@@ -102,9 +106,10 @@ pub(super) async fn phone_number(
     Query(query): Query<TokenQuery>,
     body: Bytes,
 ) -> Response {
-    if let Some(rejected) = reject_token(&state, query.access_token.as_deref()) {
-        return rejected;
-    }
+    let appid = match app_of_token(&state, query.access_token.as_deref()) {
+        Ok(appid) => appid,
+        Err(rejected) => return *rejected,
+    };
     let code = serde_json::from_slice::<PhoneCodeBody>(&body)
         .ok()
         .and_then(|body| body.code)
@@ -112,7 +117,7 @@ pub(super) async fn phone_number(
     let Some(code) = code else {
         return failure(47001, "data format error");
     };
-    if let Some(refused) = state.refuse_code("phone", &code).await {
+    if let Some(refused) = state.refuse_code("phone", &code, &appid).await {
         return refused;
     }
     let digest = Sha256::digest(format!("wxlogin-emulator/phone/{code}"));
@@ -128,7 +133,7 @@ pub(super) async fn phone_number(
                 "phoneNumber": number,
                 "purePhoneNumber": number,
                 "countryCode": "86",
-                "watermark": { "timestamp": timestamp, "appid": state.appid },
+                "watermark": { "timestamp": timestamp, "appid": appid },
             },
         })
         .to_string(),
@@ -149,15 +154,17 @@ pub(super) async fn check_session(
     State(state): State<Arc<EmulatorState>>,
     Query(query): Query<CheckSessionQuery>,
 ) -> Response {
-    if let Some(rejected) = reject_token(&state, query.access_token.as_deref()) {
-        return rejected;
-    }
+    let appid = match app_of_token(&state, query.access_token.as_deref()) {
+        Ok(appid) => appid,
+        Err(rejected) => return *rejected,
+    };
     if query.sig_method.as_deref() != Some("hmac_sha256") {
         return failure(40097, "invalid args, sig_method");
     }
     let Some(user) = query
         .openid
         .and_then(|openid| state.users.get(openid.as_str()))
+        .filter(|user| *user.appid == *appid)
     else {
         return failure(40003, "invalid openid");
     };

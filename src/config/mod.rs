@@ -1,6 +1,8 @@
 //! Typed settings, layered: built-in defaults (`config/default.toml`), then an optional
 //! TOML file named by `WXLOGIN_CONFIG`, then `WXLOGIN_*` environment variables.
 
+mod apps;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,11 +11,13 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-pub use crate::domain::Credentials;
+pub use apps::describe as describe_apps;
+
+pub use crate::domain::{App, Credentials};
 
 /// The defaults ship inside the binary, so it starts from any working directory
 /// (a distroless container has no `config/` folder unless one is mounted).
-const DEFAULTS: &str = include_str!("../config/default.toml");
+const DEFAULTS: &str = include_str!("../../config/default.toml");
 const ENV_PREFIX: &str = "WXLOGIN_";
 /// Names a TOML file whose keys override the defaults; not a setting itself.
 const CONFIG_FILE_VAR: &str = "WXLOGIN_CONFIG";
@@ -53,7 +57,8 @@ pub struct Settings {
 pub struct WeChatSettings {
     /// Without a trailing slash: `https://api.weixin.qq.com`.
     pub base_url: String,
-    pub credentials: Credentials,
+    /// The mini-programs served, in name order; at least one.
+    pub apps: Vec<App>,
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub busy_retry_delay: Duration,
@@ -143,15 +148,21 @@ pub enum ConfigError {
         if .0.len() == 1 { "it" } else { "them" }
     )]
     MissingCredentials(Vec<&'static str>),
-    #[error("set only one of WXLOGIN_SECRET and WXLOGIN_SECRET_FILE")]
-    ConflictingSecret,
-    #[error("cannot read WXLOGIN_SECRET_FILE {path}: {source}")]
+    #[error("set only one of {secret_var} and {file_var}")]
+    ConflictingSecret {
+        secret_var: String,
+        file_var: String,
+    },
+    #[error("cannot read {var} {path}: {source}")]
     SecretFile {
+        var: String,
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("WXLOGIN_SECRET_FILE {0} is empty")]
-    EmptySecretFile(PathBuf),
+    #[error("{var} {path} is empty")]
+    EmptySecretFile { var: String, path: PathBuf },
+    #[error("app {app} {reason}")]
+    App { app: String, reason: String },
     #[error("missing WXLOGIN_REDIS_URL: it is required with WXLOGIN_SESSION_STORE=redis")]
     MissingRedisUrl,
     #[error("invalid {key}: {reason}")]
@@ -167,6 +178,8 @@ struct RawSettings {
     appid: Option<String>,
     secret: Option<SecretString>,
     secret_file: Option<PathBuf>,
+    #[serde(default)]
+    apps: std::collections::BTreeMap<String, apps::RawApp>,
     wechat_base_url: String,
     wechat_connect_timeout_ms: u64,
     wechat_timeout_ms: u64,
@@ -201,7 +214,8 @@ impl Settings {
         K: Into<std::ffi::OsString>,
         V: Into<std::ffi::OsString>,
     {
-        let layers = layers(env)?;
+        let env = wxlogin_vars(env);
+        let layers = layers(&env)?;
         let mut unknown = Vec::new();
         let raw: RawSettings = serde_ignored::deserialize(layers, |key| {
             let key = key.to_string();
@@ -210,7 +224,7 @@ impl Settings {
                 key.to_ascii_uppercase()
             ));
         })?;
-        raw.into_settings(mode, unknown)
+        raw.into_settings(mode, unknown, &env)
     }
 }
 
@@ -222,28 +236,23 @@ where
     K: Into<std::ffi::OsString>,
     V: Into<std::ffi::OsString>,
 {
-    Ok(layers(env)?.get::<SocketAddr>("listen")?)
+    Ok(layers(&wxlogin_vars(env))?.get::<SocketAddr>("listen")?)
 }
 
-/// The defaults, then the `WXLOGIN_CONFIG` file if named, then the `WXLOGIN_*` variables.
-fn layers<I, K, V>(env: I) -> Result<config::Config, ConfigError>
-where
-    I: IntoIterator<Item = (K, V)>,
-    K: Into<std::ffi::OsString>,
-    V: Into<std::ffi::OsString>,
-{
-    let env = wxlogin_vars(env);
+/// The defaults, then the `WXLOGIN_CONFIG` file if named, then the `WXLOGIN_*` variables
+/// (but those that declare apps, which [`apps`] reads).
+fn layers(env: &HashMap<String, String>) -> Result<config::Config, ConfigError> {
     let mut layers = config::Config::builder()
         .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
     if let Some(path) = env.get(CONFIG_FILE_VAR) {
         layers = layers.add_source(config::File::new(path, config::FileFormat::Toml));
     }
     for (name, value) in env {
-        if name == CONFIG_FILE_VAR {
+        if name == CONFIG_FILE_VAR || apps::is_app_var(name) {
             continue;
         }
         if let Some(key) = name.strip_prefix(ENV_PREFIX) {
-            layers = layers.set_override(key.to_ascii_lowercase(), value)?;
+            layers = layers.set_override(key.to_ascii_lowercase(), value.as_str())?;
         }
     }
     Ok(layers.build()?)
@@ -264,13 +273,18 @@ where
 }
 
 impl RawSettings {
-    fn into_settings(self, mode: Mode, unknown: Vec<String>) -> Result<Settings, ConfigError> {
-        let credentials = match mode {
-            Mode::Production => {
-                credentials(self.appid, resolve_secret(self.secret, self.secret_file)?)?
-            }
-            Mode::Development => dev_credentials(),
+    fn into_settings(
+        self,
+        mode: Mode,
+        unknown: Vec<String>,
+        env: &HashMap<String, String>,
+    ) -> Result<Settings, ConfigError> {
+        let legacy = apps::Legacy {
+            appid: self.appid,
+            secret: self.secret,
+            secret_file: self.secret_file,
         };
+        let apps = apps::apps(legacy, self.apps, env, mode)?;
         let base_url = parse_base_url(&self.wechat_base_url)?;
         let store = match self.session_store {
             StoreKind::Memory => StoreSettings::Memory,
@@ -284,7 +298,7 @@ impl RawSettings {
             listen: self.listen,
             wechat: WeChatSettings {
                 base_url,
-                credentials,
+                apps,
                 connect_timeout: positive_ms(
                     "wechat_connect_timeout_ms",
                     self.wechat_connect_timeout_ms,
@@ -336,60 +350,37 @@ impl RawSettings {
     }
 }
 
-/// Credentials for development mode: [`DEV_APPID`] and a secret made up per run, which
-/// the emulator checks exactly as WeChat would.
-fn dev_credentials() -> Credentials {
-    use rand::Rng;
-    let mut secret = [0u8; 16];
-    rand::rng().fill_bytes(&mut secret);
-    let secret: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-    Credentials {
-        appid: DEV_APPID.to_owned(),
-        secret: SecretString::from(secret),
-    }
-}
-
-fn credentials(
-    appid: Option<String>,
-    secret: Option<SecretString>,
-) -> Result<Credentials, ConfigError> {
-    let appid = appid.filter(|a| !a.trim().is_empty());
-    match (appid, secret) {
-        (Some(appid), Some(secret)) => Ok(Credentials { appid, secret }),
-        (appid, secret) => {
-            let mut missing = Vec::new();
-            if appid.is_none() {
-                missing.push("WXLOGIN_APPID");
-            }
-            if secret.is_none() {
-                missing.push("WXLOGIN_SECRET (or WXLOGIN_SECRET_FILE)");
-            }
-            Err(ConfigError::MissingCredentials(missing))
-        }
-    }
-}
-
-/// Reads the secret from `WXLOGIN_SECRET` or from the file `WXLOGIN_SECRET_FILE` names
-/// (Docker and Kubernetes mount secrets as files, usually with a trailing newline).
+/// Reads a secret from its variable (`secret_var`) or from the file its `_FILE` variable
+/// names (Docker and Kubernetes mount secrets as files, usually with a trailing newline).
 fn resolve_secret(
     secret: Option<SecretString>,
     file: Option<PathBuf>,
+    secret_var: &str,
+    file_var: &str,
 ) -> Result<Option<SecretString>, ConfigError> {
     use secrecy::ExposeSecret;
     let secret = secret.filter(|s| !s.expose_secret().trim().is_empty());
+    let file = file.filter(|path| !path.as_os_str().is_empty());
     match (secret, file) {
-        (Some(_), Some(_)) => Err(ConfigError::ConflictingSecret),
+        (Some(_), Some(_)) => Err(ConfigError::ConflictingSecret {
+            secret_var: secret_var.to_owned(),
+            file_var: file_var.to_owned(),
+        }),
         (Some(secret), None) => Ok(Some(secret)),
         (None, None) => Ok(None),
         (None, Some(path)) => {
             let contents =
                 std::fs::read_to_string(&path).map_err(|source| ConfigError::SecretFile {
+                    var: file_var.to_owned(),
                     path: path.clone(),
                     source,
                 })?;
             let trimmed = contents.trim();
             if trimmed.is_empty() {
-                return Err(ConfigError::EmptySecretFile(path));
+                return Err(ConfigError::EmptySecretFile {
+                    var: file_var.to_owned(),
+                    path,
+                });
             }
             Ok(Some(SecretString::from(trimmed)))
         }
@@ -513,7 +504,11 @@ mod tests {
         assert_eq!(s.wechat.base_url, "https://api.weixin.qq.com");
         assert_eq!(s.sessions.ttl, Duration::from_secs(7 * 24 * 3600));
         assert_eq!(s.log_format, LogFormat::Pretty);
-        assert_eq!(s.wechat.credentials.secret.expose_secret(), "s3cr3t");
+        assert_eq!(
+            s.wechat.apps[0].credentials.secret.expose_secret(),
+            "s3cr3t"
+        );
+        assert_eq!(s.wechat.apps[0].name.as_ref(), "default");
         assert!(matches!(s.sessions.store, StoreSettings::Memory));
     }
 
@@ -583,7 +578,7 @@ mod tests {
     fn development_mode_needs_no_credentials() {
         let s =
             Settings::load(Vec::<(String, String)>::new(), Mode::Development).expect("settings");
-        assert!(!s.wechat.credentials.appid.is_empty());
+        assert_eq!(s.wechat.apps[0].credentials.appid, DEV_APPID);
     }
 
     #[test]
@@ -593,14 +588,17 @@ mod tests {
 
         let s =
             load(&[("WXLOGIN_APPID", "wx1"), ("WXLOGIN_SECRET_FILE", path_str)]).expect("settings");
-        assert_eq!(s.wechat.credentials.secret.expose_secret(), "from-file");
+        assert_eq!(
+            s.wechat.apps[0].credentials.secret.expose_secret(),
+            "from-file"
+        );
 
         let both = load(&[
             ("WXLOGIN_APPID", "wx1"),
             ("WXLOGIN_SECRET", "x"),
             ("WXLOGIN_SECRET_FILE", path_str),
         ]);
-        assert!(matches!(both, Err(ConfigError::ConflictingSecret)));
+        assert!(matches!(both, Err(ConfigError::ConflictingSecret { .. })));
 
         let missing = load(&[
             ("WXLOGIN_APPID", "wx1"),
@@ -758,6 +756,146 @@ mod tests {
                 proptest::prop_assert!(err.to_string().contains("trusted_proxies"));
             }
         }
+    }
+
+    #[test]
+    fn apps_come_from_a_file_and_the_environment_with_secrets_from_the_environment_only() {
+        let (dir, path) = temp_file(
+            "apps.toml",
+            "[apps.shop]\nappid = \"wx_shop\"\n[apps.club]\nappid = \"wx_club_file\"\n",
+        );
+        let (secret_dir, secret_file) = temp_file("shop-secret", "shop-secret\n");
+        let s = load(&[
+            ("WXLOGIN_CONFIG", path.to_str().expect("utf-8")),
+            (
+                "WXLOGIN_APP_SHOP_SECRET_FILE",
+                secret_file.to_str().expect("utf-8"),
+            ),
+            ("WXLOGIN_APP_CLUB_APPID", "wx_club"),
+            ("WXLOGIN_APP_CLUB_SECRET", "club-secret"),
+            ("WXLOGIN_APP_MINI_GAME_APPID", "wx_game"),
+            ("WXLOGIN_APP_MINI_GAME_SECRET", "game-secret"),
+        ])
+        .expect("settings");
+        let apps: Vec<(&str, &str, &str)> = s
+            .wechat
+            .apps
+            .iter()
+            .map(|a| {
+                (
+                    a.name.as_ref(),
+                    a.credentials.appid.as_str(),
+                    a.credentials.secret.expose_secret(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            apps,
+            [
+                ("club", "wx_club", "club-secret"),
+                ("mini_game", "wx_game", "game-secret"),
+                ("shop", "wx_shop", "shop-secret"),
+            ],
+            "the environment overrides the file's appid; names in order"
+        );
+        assert!(s.unknown.is_empty(), "{:?}", s.unknown);
+        assert_eq!(
+            describe_apps(&s.wechat.apps),
+            "club=wx_club, mini_game=wx_game, shop=wx_shop"
+        );
+        assert!(!format!("{s:?}").contains("club-secret"));
+        std::fs::remove_dir_all(&dir).ok();
+        std::fs::remove_dir_all(&secret_dir).ok();
+    }
+
+    #[test]
+    fn start_up_names_the_app_and_the_variable_when_an_app_is_declared_wrong() {
+        let (dir, with_secret) = temp_file(
+            "secret-in-file.toml",
+            "[apps.shop]\nappid = \"wx1\"\nsecret = \"oops\"\n",
+        );
+        for (vars, says) in [
+            (
+                vec![("WXLOGIN_APP_SHOP_APPID", "wx1")],
+                vec!["shop", "WXLOGIN_APP_SHOP_SECRET"],
+            ),
+            (
+                vec![("WXLOGIN_APP_SHOP_SECRET", "s")],
+                vec!["shop", "WXLOGIN_APP_SHOP_APPID"],
+            ),
+            (
+                vec![
+                    ("WXLOGIN_APP_SHOP_APPID", "wx1"),
+                    ("WXLOGIN_APP_SHOP_SECRET", "s"),
+                    ("WXLOGIN_APP_CLUB_APPID", "wx1"),
+                    ("WXLOGIN_APP_CLUB_SECRET", "t"),
+                ],
+                vec!["shop", "club", "wx1"],
+            ),
+            (
+                vec![("WXLOGIN_APP_SHOP-1_APPID", "wx1")],
+                vec!["WXLOGIN_APP_SHOP-1_APPID", "[a-z0-9_]"],
+            ),
+            (
+                vec![("WXLOGIN_APP_SHOP_APP_ID", "wx1")],
+                vec!["WXLOGIN_APP_SHOP_APP_ID"],
+            ),
+            (
+                vec![("WXLOGIN_CONFIG", with_secret.to_str().expect("utf-8"))],
+                vec!["shop", "config file", "WXLOGIN_APP_SHOP_SECRET"],
+            ),
+            (
+                vec![
+                    ("WXLOGIN_APPID", "wx1"),
+                    ("WXLOGIN_SECRET", "s"),
+                    ("WXLOGIN_APP_DEFAULT_APPID", "wx2"),
+                    ("WXLOGIN_APP_DEFAULT_SECRET", "t"),
+                ],
+                vec!["default", "twice"],
+            ),
+            (
+                vec![
+                    ("WXLOGIN_APP_SHOP_APPID", "wx1"),
+                    ("WXLOGIN_APP_SHOP_SECRET", "s"),
+                    ("WXLOGIN_APP_SHOP_SECRET_FILE", "/run/secrets/shop"),
+                ],
+                vec!["WXLOGIN_APP_SHOP_SECRET", "WXLOGIN_APP_SHOP_SECRET_FILE"],
+            ),
+            (vec![], vec!["WXLOGIN_APPID", "WXLOGIN_SECRET"]),
+        ] {
+            let err = load(&vars).expect_err("start-up must fail").to_string();
+            for word in says {
+                assert!(err.contains(word), "{vars:?}: {err}");
+            }
+            assert!(!err.contains("oops"), "no secret in the message: {err}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn development_mode_makes_up_a_secret_for_every_declared_app() {
+        let s = Settings::load(
+            [
+                ("WXLOGIN_APP_SHOP_APPID", "wx_shop"),
+                ("WXLOGIN_APP_CLUB_APPID", "wx_club"),
+            ],
+            Mode::Development,
+        )
+        .expect("settings");
+        let appids: Vec<&str> = s
+            .wechat
+            .apps
+            .iter()
+            .map(|a| a.credentials.appid.as_str())
+            .collect();
+        assert_eq!(appids, ["wx_club", "wx_shop"]);
+        let secrets: Vec<&str> = s
+            .wechat
+            .apps
+            .iter()
+            .map(|a| a.credentials.secret.expose_secret())
+            .collect();
+        assert_ne!(secrets[0], secrets[1]);
     }
 
     #[test]

@@ -1,0 +1,274 @@
+//! Which mini-programs one deployment serves. An app is declared in a config file
+//! (`[apps.shop] appid = "wx…"`) or by the environment alone (`WXLOGIN_APP_SHOP_APPID`);
+//! its secret only ever comes from the environment (`WXLOGIN_APP_SHOP_SECRET`, or the file
+//! `WXLOGIN_APP_SHOP_SECRET_FILE` names). `WXLOGIN_APPID` and `WXLOGIN_SECRET` declare the
+//! app named `default`, as they always have.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::{ConfigError, DEV_APPID, Mode};
+use crate::domain::{App, AppName, Credentials, DEFAULT_APP};
+
+/// The prefix of the variables that declare apps by the environment.
+const APP_PREFIX: &str = "WXLOGIN_APP_";
+
+/// An app as a config file may declare it. A secret there is refused, not ignored.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApp {
+    appid: Option<String>,
+    secret: Option<serde::de::IgnoredAny>,
+    secret_file: Option<serde::de::IgnoredAny>,
+}
+
+/// What `WXLOGIN_APPID`, `WXLOGIN_SECRET` and `WXLOGIN_SECRET_FILE` say.
+pub(super) struct Legacy {
+    pub appid: Option<String>,
+    pub secret: Option<SecretString>,
+    pub secret_file: Option<PathBuf>,
+}
+
+/// Whether `var` is one of the variables that declare apps; such variables are read here,
+/// not as settings.
+pub(super) fn is_app_var(var: &str) -> bool {
+    var.starts_with(APP_PREFIX)
+}
+
+/// One app's pieces, as gathered from every source.
+#[derive(Default)]
+struct Declared {
+    appid: Option<String>,
+    secret: Option<SecretString>,
+    secret_file: Option<PathBuf>,
+    in_file: bool,
+}
+
+/// The apps, each with its appid and secret (made up in development mode), in name order.
+pub(super) fn apps(
+    legacy: Legacy,
+    file: BTreeMap<String, RawApp>,
+    env: &HashMap<String, String>,
+    mode: Mode,
+) -> Result<Vec<App>, ConfigError> {
+    let mut declared: BTreeMap<AppName, Declared> = BTreeMap::new();
+    for (name, raw) in file {
+        let name = AppName::parse(&name).ok_or_else(|| bad_name(&format!("[apps.{name}]")))?;
+        if raw.secret.is_some() || raw.secret_file.is_some() {
+            return Err(app_error(
+                &name,
+                &format!(
+                    "has a secret in a config file, where none belongs: set {} or {} instead",
+                    var(&name, "SECRET"),
+                    var(&name, "SECRET_FILE")
+                ),
+            ));
+        }
+        let app = declared.entry(name).or_default();
+        app.appid = raw.appid;
+        app.in_file = true;
+    }
+    for (variable, value) in env {
+        let Some(rest) = variable.strip_prefix(APP_PREFIX) else {
+            continue;
+        };
+        let (upper, field) = ["_SECRET_FILE", "_SECRET", "_APPID"]
+            .iter()
+            .find_map(|suffix| rest.strip_suffix(suffix).map(|name| (name, *suffix)))
+            .ok_or_else(|| ConfigError::Invalid {
+                key: "WXLOGIN_APP_*",
+                reason: format!(
+                    "{variable} is none of WXLOGIN_APP_<NAME>_APPID, _SECRET and _SECRET_FILE"
+                ),
+            })?;
+        let name = upper
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            .then(|| AppName::parse(&upper.to_ascii_lowercase()))
+            .flatten()
+            .ok_or_else(|| bad_name(variable))?;
+        let app = declared.entry(name).or_default();
+        match field {
+            "_APPID" => app.appid = Some(value.clone()),
+            "_SECRET" => app.secret = Some(SecretString::from(value.clone())),
+            _ => app.secret_file = Some(PathBuf::from(value)),
+        }
+    }
+    let legacy_given =
+        legacy.appid.is_some() || legacy.secret.is_some() || legacy.secret_file.is_some();
+    if legacy_given {
+        let default = AppName::default_app();
+        if declared.contains_key(&default) {
+            return Err(app_error(
+                &default,
+                "is declared twice: by WXLOGIN_APPID and WXLOGIN_SECRET, and as an app of that name",
+            ));
+        }
+        declared.insert(
+            default,
+            Declared {
+                appid: legacy.appid,
+                secret: legacy.secret,
+                secret_file: legacy.secret_file,
+                in_file: false,
+            },
+        );
+    }
+    let apps = match mode {
+        Mode::Production => production_apps(declared, legacy_given)?,
+        Mode::Development => development_apps(declared),
+    };
+    refuse_shared_appids(&apps)?;
+    Ok(apps)
+}
+
+fn production_apps(
+    declared: BTreeMap<AppName, Declared>,
+    legacy_given: bool,
+) -> Result<Vec<App>, ConfigError> {
+    if declared.is_empty() {
+        return Err(ConfigError::MissingCredentials(vec![
+            "WXLOGIN_APPID",
+            "WXLOGIN_SECRET (or WXLOGIN_SECRET_FILE)",
+        ]));
+    }
+    let mut apps = Vec::new();
+    for (name, app) in declared {
+        let legacy = legacy_given && name.as_ref() == DEFAULT_APP && !app.in_file;
+        let (appid_var, secret_var, file_var) = if legacy {
+            (
+                "WXLOGIN_APPID".to_owned(),
+                "WXLOGIN_SECRET".to_owned(),
+                "WXLOGIN_SECRET_FILE".to_owned(),
+            )
+        } else {
+            (
+                var(&name, "APPID"),
+                var(&name, "SECRET"),
+                var(&name, "SECRET_FILE"),
+            )
+        };
+        let secret = super::resolve_secret(app.secret, app.secret_file, &secret_var, &file_var)?;
+        let appid = app.appid.filter(|a| !a.trim().is_empty());
+        let (appid, secret) = match (appid, secret) {
+            (Some(appid), Some(secret)) => (appid, secret),
+            // The one-app variables answer as they always have, naming what is missing.
+            (appid, secret) if legacy => {
+                let mut missing = Vec::new();
+                if appid.is_none() {
+                    missing.push("WXLOGIN_APPID");
+                }
+                if secret.is_none() {
+                    missing.push("WXLOGIN_SECRET (or WXLOGIN_SECRET_FILE)");
+                }
+                return Err(ConfigError::MissingCredentials(missing));
+            }
+            (None, _) => {
+                return Err(app_error(
+                    &name,
+                    &format!("has no appid: set {appid_var}, or appid under [apps.{name}]"),
+                ));
+            }
+            (Some(_), None) => {
+                return Err(app_error(
+                    &name,
+                    &format!("has no secret: set {secret_var} or {file_var}"),
+                ));
+            }
+        };
+        apps.push(App {
+            name,
+            credentials: Credentials { appid, secret },
+        });
+    }
+    Ok(apps)
+}
+
+/// In development mode every app declared gets a secret made up for the run, which the
+/// emulator checks as WeChat would; with none declared, the `default` app has
+/// [`DEV_APPID`]. An app declared without an appid gets one made from its name.
+fn development_apps(declared: BTreeMap<AppName, Declared>) -> Vec<App> {
+    let made_up = |name: AppName, appid: Option<String>| {
+        let appid = appid
+            .filter(|a| !a.trim().is_empty())
+            .unwrap_or_else(|| match name.as_ref() {
+                DEFAULT_APP => DEV_APPID.to_owned(),
+                other => format!("wxdev_{other}"),
+            });
+        App {
+            name,
+            credentials: Credentials {
+                appid,
+                secret: made_up_secret(),
+            },
+        }
+    };
+    if declared.is_empty() {
+        return vec![made_up(AppName::default_app(), None)];
+    }
+    declared
+        .into_iter()
+        .map(|(name, app)| made_up(name, app.appid))
+        .collect()
+}
+
+fn made_up_secret() -> SecretString {
+    use rand::Rng;
+    let mut secret = [0u8; 16];
+    rand::rng().fill_bytes(&mut secret);
+    SecretString::from(
+        secret
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+    )
+}
+
+/// Two apps with one appid would share sessions' store keys and an access_token, and a
+/// request for one could be served as the other.
+fn refuse_shared_appids(apps: &[App]) -> Result<(), ConfigError> {
+    for (i, app) in apps.iter().enumerate() {
+        if let Some(other) = apps[..i]
+            .iter()
+            .find(|other| other.credentials.appid == app.credentials.appid)
+        {
+            return Err(app_error(
+                &app.name,
+                &format!(
+                    "has the appid of app {}: {}; each app needs its own",
+                    other.name, app.credentials.appid
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn var(name: &AppName, field: &str) -> String {
+    format!("{APP_PREFIX}{}_{field}", name.as_ref().to_ascii_uppercase())
+}
+
+fn bad_name(declared_by: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: "app name",
+        reason: format!("{declared_by}: an app's name is 1 to 32 of [a-z0-9_]"),
+    }
+}
+
+fn app_error(name: &AppName, reason: &str) -> ConfigError {
+    ConfigError::App {
+        app: name.to_string(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// Shows the apps for the start-up log line: names and appids, never a secret.
+pub fn describe(apps: &[App]) -> String {
+    apps.iter()
+        .map(|app| format!("{}={}", app.name, app.credentials.appid))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
