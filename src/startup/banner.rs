@@ -18,11 +18,13 @@ pub(super) fn announce(app: &Application) {
         None => tracing::info!(%addr, scheme, "wxlogin listening"),
         Some(emulator) => {
             tracing::warn!(%addr, emulator, "DEVELOPMENT MODE: WeChat is the built-in emulator");
+            // A code is good for one app only: each line has its own.
             let logins: String = app
                 .app_routes()
-                .map(|(prefix, name, appid)| {
+                .zip(1..)
+                .map(|((prefix, name, appid), n)| {
                     format!(
-                        "  curl -s -X POST {scheme}://{addr}{prefix}/openid -H 'Content-Type: application/json' -d '{{\"code\":\"alice@1\"}}'    # {name}, {appid}\n"
+                        "  curl -s -X POST {scheme}://{addr}{prefix}/openid -H 'Content-Type: application/json' -d '{{\"code\":\"alice@{n}\"}}'    # {name}, {appid}\n"
                     )
                 })
                 .collect();

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::http::HeaderMap;
 use tokio::sync::mpsc;
 
-use crate::helpers::{Requests, spawn_app, success, wechat_answers};
+use crate::helpers::{Reply, Requests, spawn_app, spawn_apps, success, wechat_answers};
 use crate::tools::{self, free_port};
 
 const NGINX: &str = "nginx";
@@ -108,6 +108,30 @@ http {{
             proxy_cache_key $request_uri;
             proxy_cache_valid 200 1m;
             add_header X-Cache-Status $upstream_cache_status always;
+        }}
+
+        # One app's backend, open to that app's users only.
+        location /shop/ {{
+            auth_request /_wxlogin_auth_shop;
+            proxy_set_header Authorization "";
+            proxy_pass {backend};
+        }}
+        location = /_wxlogin_auth_shop {{
+            internal;
+            proxy_pass {wxlogin}/apps/shop/auth;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+        }}
+        location /club/ {{
+            auth_request /_wxlogin_auth_club;
+            proxy_set_header Authorization "";
+            proxy_pass {backend};
+        }}
+        location = /_wxlogin_auth_club {{
+            internal;
+            proxy_pass {wxlogin}/apps/club/auth;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
         }}
 
         location = /_wxlogin_auth {{
@@ -223,4 +247,53 @@ async fn a_caching_nginx_keeps_nothing_personal_to_serve_to_someone_else() {
     for reply in [&as_alice, &as_bob, &as_nobody, &first, &second] {
         assert_ne!(reply.header("x-cache-status"), Some("HIT"));
     }
+}
+
+#[tokio::test]
+async fn behind_nginx_each_apps_backend_lets_in_only_that_apps_users() {
+    let app = spawn_apps(&[("shop", "wx_shop_appid"), ("club", "wx_club_appid")], &[]).await;
+    let (backend_url, _seen) = backend().await;
+    let Some(nginx) = Nginx::start(&app.address, &backend_url) else {
+        return;
+    };
+    wechat_answers(&app.wechat, success("oSomeUser", None)).await;
+    let token = |route: &'static str, code: &'static str| {
+        let request = app
+            .http
+            .post(format!("{}{route}", app.address))
+            .json(&serde_json::json!({ "code": code }));
+        async move {
+            let reply = Reply::read(request.send().await.expect("answered")).await;
+            reply.json()["token"].as_str().expect("a token").to_owned()
+        }
+    };
+    let shop = token("/apps/shop/openid", "c1").await;
+    let club = token("/apps/club/openid", "c2").await;
+    let get = |location: &str, token: &str| {
+        let request = app
+            .http
+            .get(format!("{}{location}orders", nginx.url))
+            .bearer_auth(token);
+        async move {
+            request
+                .send()
+                .await
+                .expect("nginx answers")
+                .status()
+                .as_u16()
+        }
+    };
+
+    assert_eq!(get("/shop/", &shop).await, 200);
+    assert_eq!(get("/club/", &club).await, 200);
+    assert_eq!(
+        get("/shop/", &club).await,
+        401,
+        "a club token kept out of the shop"
+    );
+    assert_eq!(
+        get("/club/", &shop).await,
+        401,
+        "a shop token kept out of the club"
+    );
 }

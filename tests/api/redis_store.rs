@@ -199,3 +199,54 @@ async fn a_password_url_works_and_the_password_never_reaches_a_log_line_or_a_rep
         assert!(!ready.text.contains(secret));
     }
 }
+
+#[tokio::test]
+async fn two_apps_on_two_instances_share_one_redis_without_mixing_their_users() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let url = redis.url();
+    let env = [
+        ("WXLOGIN_SESSION_STORE", "redis"),
+        ("WXLOGIN_REDIS_URL", url.as_str()),
+        ("WXLOGIN_REDIS_TIMEOUT_MS", "500"),
+    ];
+    let a = spawn_apps(&[("shop", "wx_shop"), ("club", "wx_club")], &env).await;
+    let wechat = a.wechat.uri();
+    let b_env = [
+        env.as_slice(),
+        &[("WXLOGIN_WECHAT_BASE_URL", wechat.as_str())],
+    ]
+    .concat();
+    let b = spawn_apps(&[("shop", "wx_shop"), ("club", "wx_club")], &b_env).await;
+    // One WeChat user: the same openid from both apps' calls, as a stub may well answer.
+    wechat_answers(&a.wechat, success("oSameOpenid", Some("uPerson"))).await;
+    let login = |app: &TestApp, route: &str, code: &str| {
+        let url = format!("{}{route}", app.address);
+        let request = app.http.post(url).json(&json!({ "code": code }));
+        async move { Reply::read(request.send().await.expect("answered")).await }
+    };
+    let shop = login(&a, "/apps/shop/openid", "c1").await.json()["token"].clone();
+    let club = login(&b, "/apps/club/openid", "c2").await.json()["token"].clone();
+    let (shop, club) = (shop.as_str().expect("token"), club.as_str().expect("token"));
+
+    let on_b = b.get_as(shop, "/apps/shop/session").await;
+    assert_eq!(on_b.status, 200, "{}", on_b.text);
+    assert_eq!(on_b.json()["app"], "shop");
+    a.get_as(club, "/apps/shop/session")
+        .await
+        .assert_error(401, "invalid_token");
+    assert_eq!(
+        a.get_as(club, "/apps/club/session").await.json()["app"],
+        "club"
+    );
+    let keys = redis.keys();
+    assert!(
+        keys.iter().any(|k| k == "wxlogin:user:{shop:oSameOpenid}"),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter().any(|k| k == "wxlogin:user:{club:oSameOpenid}"),
+        "{keys:?}"
+    );
+}

@@ -235,3 +235,49 @@ async fn with_few_file_descriptors_idle_connections_make_room_and_healthz_still_
 
     assert_eq!(health.status(), 200);
 }
+
+#[tokio::test]
+async fn with_several_apps_the_dev_banner_has_a_login_line_for_each_and_each_works() {
+    let mut child = KillOnDrop(
+        dev_mode("127.0.0.1:0", Stdio::null())
+            .env("WXLOGIN_APP_SHOP_APPID", "wxdev_shop")
+            .env("WXLOGIN_APP_CLUB_APPID", "wxdev_club")
+            .spawn()
+            .expect("wxlogin --dev starts"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let banner = read_within_a_minute("the banner", move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .take_while(|line| !line.trim_start().starts_with("Magic codes"))
+            .collect::<Vec<_>>()
+    })
+    .await;
+
+    let logins: Vec<&String> = banner
+        .iter()
+        .filter(|l| l.trim_start().starts_with("curl -s -X POST"))
+        .collect();
+    assert_eq!(logins.len(), 2, "{banner:#?}");
+    for (app, appid) in [("club", "wxdev_club"), ("shop", "wxdev_shop")] {
+        let line = logins
+            .iter()
+            .find(|l| l.contains(&format!("/apps/{app}/openid")))
+            .unwrap_or_else(|| panic!("no line for {app}: {banner:#?}"));
+        assert!(line.contains(appid), "{line}");
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .expect("a URL");
+        let body = line.split('\'').nth(3).expect("the -d body");
+        let reply = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("wxlogin answers");
+        assert_eq!(reply.status(), 200, "{line}");
+    }
+}
