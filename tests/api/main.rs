@@ -6,6 +6,7 @@ mod apps;
 mod architecture;
 mod bad_input;
 mod caching;
+mod client_library;
 mod coalescing;
 mod emulator;
 mod emulator_open_data;
