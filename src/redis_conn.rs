@@ -2,16 +2,24 @@
 //! the shared access_token use, with a deadline on every command, and what it has learnt
 //! about whether Redis takes writes: kept fresh by every write and by a probe at most once
 //! a second, so that a login can tell before it spends the user's code at WeChat.
+//!
+//! In cluster mode the connection is the `redis` crate's async cluster client, which keeps
+//! a connection per node, routes each command by its key's slot, follows MOVED and ASK,
+//! and refreshes its slot map after a failover. Every command wxlogin sends touches the
+//! keys of one slot, so no command needs more than that.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{FromRedisValue, RedisError, RedisResult};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use secrecy::ExposeSecret;
 
-use crate::config::RedisSettings;
+use crate::config::{RedisMode, RedisSettings, cluster_seeds};
 
 /// How often a replica checks that Redis takes writes.
 pub const PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -23,6 +31,12 @@ pub enum Unavailable {
     Unreachable,
     OutOfMemory,
     ReadOnly,
+    /// A cluster with slots that no primary serves.
+    ClusterDown,
+    /// Cluster mode, pointed at a Redis that is not a cluster node.
+    NotACluster,
+    /// Standalone mode, pointed at a cluster node.
+    IsACluster,
     Failing,
 }
 
@@ -33,6 +47,15 @@ impl fmt::Display for Unavailable {
             Self::Unreachable => "is unreachable",
             Self::OutOfMemory => "refuses writes: it is out of memory (maxmemory reached)",
             Self::ReadOnly => "refuses writes: it is a read-only replica",
+            Self::ClusterDown => {
+                "is a Redis Cluster that cannot serve every slot (cluster_state is not ok): a primary and all its replicas are down, or a failover is under way"
+            }
+            Self::NotACluster => {
+                "is not a Redis Cluster (cluster support is disabled on the node): set WXLOGIN_REDIS_MODE=standalone, or list the nodes of a cluster in WXLOGIN_REDIS_URL"
+            }
+            Self::IsACluster => {
+                "is a Redis Cluster node, which serves only its own slots: set WXLOGIN_REDIS_MODE=cluster"
+            }
             Self::Failing => "answered with an error",
         })
     }
@@ -48,12 +71,19 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    fn from_redis(err: RedisError) -> Self {
+    fn from_redis(err: RedisError, mode: RedisMode) -> Self {
+        let says = |words: &str| err.to_string().contains(words);
         let problem = if err.is_timeout() {
             Unavailable::Timeout
+        } else if mode == RedisMode::Standalone && matches!(err.code(), Some("MOVED" | "ASK")) {
+            Unavailable::IsACluster
+        } else if mode == RedisMode::Cluster && says("cluster support disabled") {
+            Unavailable::NotACluster
+        } else if err.code() == Some("CLUSTERDOWN") {
+            Unavailable::ClusterDown
         } else if err.code() == Some("OOM") {
             Unavailable::OutOfMemory
-        } else if err.code() == Some("READONLY") || err.to_string().contains("READONLY") {
+        } else if err.code() == Some("READONLY") || says("READONLY") {
             Unavailable::ReadOnly
         } else if err.is_io_error()
             || err.is_connection_refusal()
@@ -76,11 +106,12 @@ impl StoreError {
     }
 }
 
-/// One pooled, self-reconnecting, multiplexed connection to Redis, with a deadline on
-/// every command. Cheap to clone.
+/// One pooled, self-reconnecting, multiplexed connection to Redis (to each node of a
+/// cluster), with a deadline on every command. Cheap to clone.
 #[derive(Clone)]
 pub struct Redis {
-    connection: ConnectionManager,
+    connection: Connection,
+    mode: RedisMode,
     timeout: Duration,
     prefix: Arc<str>,
     /// The last write's (or probe's) verdict: `None` while Redis takes writes.
@@ -91,17 +122,35 @@ impl Redis {
     /// Connects lazily: wxlogin starts while Redis is still coming up, and `/readyz` says
     /// whether it is reachable.
     pub fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
-        let client = redis::Client::open(settings.url.expose_secret())
-            .map_err(|err| StoreError::Unavailable(Unavailable::Unreachable, Some(err)))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(settings.timeout))
-            .set_response_timeout(Some(settings.timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|err| StoreError::Unavailable(Unavailable::Unreachable, Some(err)))?;
+        let unreachable = |err| StoreError::Unavailable(Unavailable::Unreachable, Some(err));
+        let connection = match settings.mode {
+            RedisMode::Standalone => {
+                let client =
+                    redis::Client::open(settings.url.expose_secret()).map_err(unreachable)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(settings.timeout))
+                    .set_response_timeout(Some(settings.timeout))
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_millis(500));
+                Connection::Standalone(
+                    ConnectionManager::new_lazy_with_config(client, config).map_err(unreachable)?,
+                )
+            }
+            RedisMode::Cluster => {
+                let client = ClusterClient::builder(cluster_seeds(&settings.url))
+                    .connection_timeout(settings.timeout)
+                    .response_timeout(settings.timeout)
+                    .build()
+                    .map_err(unreachable)?;
+                let config = ClusterConfig::new()
+                    .set_connection_timeout(settings.timeout)
+                    .set_response_timeout(settings.timeout);
+                Connection::Cluster(client.get_pending_async_connection_with_config(config))
+            }
+        };
         Ok(Self {
             connection,
+            mode: settings.mode,
             timeout: settings.timeout,
             prefix: settings.key_prefix.as_str().into(),
             health: Arc::default(),
@@ -138,16 +187,6 @@ impl Redis {
         result
     }
 
-    /// A pipeline that writes.
-    pub async fn write_pipeline(&self, pipeline: &redis::Pipeline) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
-        let result = self
-            .within_deadline(pipeline.query_async::<()>(&mut connection))
-            .await;
-        self.learn(&result);
-        result
-    }
-
     /// A script, which may write.
     pub async fn run_script<T: FromRedisValue>(
         &self,
@@ -169,8 +208,16 @@ impl Redis {
         }
     }
 
-    /// Asks Redis to take a small write now, and remembers the answer.
+    /// Asks Redis to take a small write now, and remembers the answer. Before that, it
+    /// checks that Redis is what the mode says: a cluster that serves every slot, or not a
+    /// cluster at all.
     pub async fn probe(&self) -> Result<(), StoreError> {
+        if let Err(err) = self.check_mode().await {
+            if let Some(problem) = err.problem() {
+                self.set_health(Some(problem));
+            }
+            return Err(err);
+        }
         self.write::<()>(
             redis::cmd("SET")
                 .arg(self.key("writable"))
@@ -179,6 +226,45 @@ impl Redis {
                 .arg(10_000),
         )
         .await
+    }
+
+    async fn check_mode(&self) -> Result<(), StoreError> {
+        match &self.connection {
+            Connection::Standalone(_) => {
+                // A proxy or a managed Redis may refuse INFO; then only MOVED can tell.
+                let info: Option<String> = self.query(redis::cmd("INFO").arg("cluster")).await.ok();
+                match info {
+                    Some(info) if info.contains("cluster_enabled:1") => {
+                        Err(StoreError::Unavailable(Unavailable::IsACluster, None))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Connection::Cluster(cluster) => {
+                let mut cluster = cluster.clone();
+                // Routed by hand, as a command without a key; the node's refusal comes back
+                // as a value, not as an error.
+                let info = self
+                    .within_deadline(async {
+                        cluster
+                            .route_command(
+                                redis::cmd("CLUSTER").arg("INFO").to_owned(),
+                                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+                            )
+                            .await?
+                            .extract_error()
+                    })
+                    .await?;
+                let info = String::from_redis_value(info).map_err(|_| {
+                    StoreError::Corrupt("CLUSTER INFO answered in an unknown shape")
+                })?;
+                if info.contains("cluster_state:ok") {
+                    Ok(())
+                } else {
+                    Err(StoreError::Unavailable(Unavailable::ClusterDown, None))
+                }
+            }
+        }
     }
 
     fn learn<T>(&self, result: &Result<T, StoreError>) {
@@ -211,8 +297,43 @@ impl Redis {
     ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.timeout, command).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(StoreError::from_redis(err)),
+            Ok(Err(err)) => Err(StoreError::from_redis(err, self.mode)),
             Err(_) => Err(StoreError::Unavailable(Unavailable::Timeout, None)),
+        }
+    }
+}
+
+/// One Redis, or the nodes of a cluster: both take commands the same way.
+#[derive(Clone)]
+enum Connection {
+    Standalone(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Standalone(connection) => connection.req_packed_command(cmd),
+            Self::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Standalone(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Standalone(connection) => connection.get_db(),
+            Self::Cluster(connection) => connection.get_db(),
         }
     }
 }

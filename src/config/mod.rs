@@ -120,7 +120,9 @@ pub enum StoreSettings {
 
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
-    /// Holds the password, if any: kept out of `Debug` output and logs.
+    pub mode: RedisMode,
+    /// Holds the password, if any: kept out of `Debug` output and logs. In cluster mode,
+    /// one or more seed nodes, separated by commas.
     pub url: SecretString,
     pub timeout: Duration,
     pub key_prefix: String,
@@ -131,6 +133,15 @@ pub struct RedisSettings {
 enum StoreKind {
     Memory,
     Redis,
+}
+
+/// One Redis (or a proxy that hides a cluster), or a Redis Cluster that wxlogin talks to
+/// node by node, following its redirections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisMode {
+    Standalone,
+    Cluster,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -188,6 +199,7 @@ struct RawSettings {
     session_max: u64,
     session_store: StoreKind,
     redis_url: Option<SecretString>,
+    redis_mode: RedisMode,
     redis_timeout_ms: u64,
     redis_key_prefix: String,
     log_format: LogFormat,
@@ -289,7 +301,8 @@ impl RawSettings {
         let store = match self.session_store {
             StoreKind::Memory => StoreSettings::Memory,
             StoreKind::Redis => StoreSettings::Redis(RedisSettings {
-                url: redis_url(self.redis_url)?,
+                url: redis_url(self.redis_url, self.redis_mode)?,
+                mode: self.redis_mode,
                 timeout: positive_ms("redis_timeout_ms", self.redis_timeout_ms)?,
                 key_prefix: self.redis_key_prefix,
             }),
@@ -412,20 +425,45 @@ fn tls(
     }
 }
 
-/// Checks that the Redis URL parses, without ever putting it in the message: it may hold
-/// a password.
-fn redis_url(url: Option<SecretString>) -> Result<SecretString, ConfigError> {
+/// Checks that the Redis URL (each seed's, in cluster mode) parses, without ever putting
+/// it in the message: it may hold a password.
+fn redis_url(url: Option<SecretString>, mode: RedisMode) -> Result<SecretString, ConfigError> {
     use secrecy::ExposeSecret;
     let url = url
         .filter(|u| !u.expose_secret().trim().is_empty())
         .ok_or(ConfigError::MissingRedisUrl)?;
-    match redis::Client::open(url.expose_secret()) {
-        Ok(_) => Ok(url),
-        Err(_) => Err(invalid(
+    let parses = |one: &str| redis::Client::open(one.trim()).is_ok();
+    match mode {
+        RedisMode::Standalone if parses(url.expose_secret()) => Ok(url),
+        RedisMode::Standalone if url.expose_secret().split(',').all(parses) => Err(invalid(
+            "WXLOGIN_REDIS_URL",
+            "lists several nodes: set WXLOGIN_REDIS_MODE=cluster to use a Redis Cluster",
+        )),
+        RedisMode::Standalone => Err(invalid(
             "WXLOGIN_REDIS_URL",
             "expected redis://[user:password@]host:port[/db] or rediss://…",
         )),
+        RedisMode::Cluster => match cluster_seeds(&url).iter().position(|seed| !parses(seed)) {
+            None => Ok(url),
+            Some(n) => Err(invalid(
+                "WXLOGIN_REDIS_URL",
+                &format!(
+                    "seed {} is not a node URL: expected redis://[user:password@]host:port or rediss://…, separated by commas",
+                    n + 1
+                ),
+            )),
+        },
     }
+}
+
+/// The seed nodes of a cluster URL list, in order.
+pub fn cluster_seeds(url: &SecretString) -> Vec<&str> {
+    use secrecy::ExposeSecret;
+    url.expose_secret()
+        .split(',')
+        .map(str::trim)
+        .filter(|seed| !seed.is_empty())
+        .collect()
 }
 
 fn trusted_proxies(list: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
@@ -541,6 +579,46 @@ mod tests {
         };
         assert_eq!(settings.key_prefix, "wxlogin:");
         assert!(!format!("{s:?}").contains("hunter2"), "Debug hides the URL");
+    }
+
+    #[test]
+    fn cluster_mode_takes_a_seed_list_and_standalone_mode_says_when_it_got_one() {
+        let redis = [
+            ("WXLOGIN_APPID", "wx1"),
+            ("WXLOGIN_SECRET", "s"),
+            ("WXLOGIN_SESSION_STORE", "redis"),
+        ];
+        let seeds = "redis://:hunter2@10.0.0.1:6379, redis://:hunter2@10.0.0.2:6379";
+        let listed = [redis.as_slice(), &[("WXLOGIN_REDIS_URL", seeds)]].concat();
+        let err = load(&listed).expect_err("standalone takes one URL");
+        assert!(
+            err.to_string().contains("WXLOGIN_REDIS_MODE=cluster"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+
+        let cluster = [listed.as_slice(), &[("WXLOGIN_REDIS_MODE", "cluster")]].concat();
+        let s = load(&cluster).expect("settings");
+        let StoreSettings::Redis(settings) = &s.sessions.store else {
+            panic!("a Redis store");
+        };
+        assert_eq!(settings.mode, RedisMode::Cluster);
+        assert_eq!(cluster_seeds(&settings.url).len(), 2);
+
+        let one_bad = [
+            redis.as_slice(),
+            &[
+                ("WXLOGIN_REDIS_MODE", "cluster"),
+                (
+                    "WXLOGIN_REDIS_URL",
+                    "redis://10.0.0.1:6379,http://:hunter2@x",
+                ),
+            ],
+        ]
+        .concat();
+        let err = load(&one_bad).expect_err("a seed that is not a node URL");
+        assert!(err.to_string().contains("seed 2"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]

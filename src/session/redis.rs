@@ -35,10 +35,21 @@ redis.call('EXPIRE', KEYS[2], ARGV[3])
 return 1
 ";
 
+/// Writes a session's own record and its expiry in one command on one key, so that a
+/// Redis Cluster can take it (a MULTI would need its own connection to the key's node) and
+/// no record outlives its expiry. KEYS: the session. ARGV: ttl seconds, then the record's
+/// field and value pairs.
+const WRITE_SESSION: &str = r"
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+";
+
 #[derive(Clone)]
 pub struct RedisStore {
     redis: Redis,
     login: Arc<Script>,
+    write_session: Arc<Script>,
     ttl: Duration,
     clock: Clock,
 }
@@ -54,6 +65,7 @@ impl RedisStore {
         Self {
             redis,
             login: Arc::new(Script::new(LOGIN)),
+            write_session: Arc::new(Script::new(WRITE_SESSION)),
             ttl,
             clock,
         }
@@ -72,7 +84,7 @@ impl RedisStore {
     }
 
     /// Two round trips: the user's record and index (one slot, one script), then the
-    /// session's own record (one key, in one transaction with its expiry).
+    /// session's own record (one key, one script that also sets its expiry).
     pub async fn create(
         &self,
         app: &AppName,
@@ -96,14 +108,12 @@ impl RedisStore {
             .arg(now);
         self.redis.run_script::<i64>(&invocation).await?;
         let session_key = self.session_key_name(&hash);
-        let mut write = redis::pipe();
-        write
-            .atomic()
-            .hset_multiple(&session_key, &session_record(app, &login, expires_at))
-            .ignore()
-            .expire(&session_key, self.ttl.as_secs() as i64)
-            .ignore();
-        let written = self.redis.write_pipeline(&write).await;
+        let mut write = self.write_session.prepare_invoke();
+        write.key(&session_key).arg(self.ttl.as_secs());
+        for (field, value) in session_record(app, &login, expires_at) {
+            write.arg(field).arg(value);
+        }
+        let written = self.redis.run_script::<i64>(&write).await;
         if let Err(err) = written {
             self.discard(session_key, user.sessions, hash, err.problem());
             return Err(err);

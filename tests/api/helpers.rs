@@ -20,7 +20,7 @@ pub const SESSION_KEY: &str = "AAECAwQFBgcICQoLDA0ODw==";
 /// Another valid one, the bytes 16..32: for a login WeChat gives a different key.
 pub const OTHER_SESSION_KEY: &str = "EBESExQVFhcYGRobHB0eHw==";
 /// The manual clock's starting time; any fixed instant will do.
-const CLOCK_START: u64 = 1_800_000_000;
+pub const CLOCK_START: u64 = 1_800_000_000;
 
 pub struct TestApp {
     pub address: String,

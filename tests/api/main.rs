@@ -22,6 +22,8 @@ mod nginx;
 mod open_data;
 mod openapi;
 mod rate_limit;
+mod redis_cluster;
+mod redis_failover;
 mod redis_server;
 mod redis_store;
 mod secrets;

@@ -7,6 +7,29 @@ use std::process::{Child, Command, Stdio};
 
 use crate::tools::{self, free_port};
 
+/// A Redis that several wxlogin instances share: one server or a cluster. The tests of
+/// what Redis must do run against both.
+pub trait SharedRedis {
+    /// The `WXLOGIN_*` settings that point an instance at it.
+    fn settings(&self) -> Vec<(&'static str, String)>;
+    /// Every key it holds.
+    fn all_keys(&self) -> Vec<String>;
+}
+
+impl SharedRedis for RedisServer {
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("WXLOGIN_SESSION_STORE", "redis".to_owned()),
+            ("WXLOGIN_REDIS_URL", self.url()),
+            ("WXLOGIN_REDIS_TIMEOUT_MS", "500".to_owned()),
+        ]
+    }
+
+    fn all_keys(&self) -> Vec<String> {
+        self.keys()
+    }
+}
+
 pub struct RedisServer {
     port: u16,
     password: Option<String>,
