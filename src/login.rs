@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use crate::apps::App;
 use crate::domain::{AppName, JsCode, WxSession};
 use crate::redis_conn::StoreError;
-use crate::session::{IssuedSession, SessionStore};
+use crate::session::{CreateError, IssuedSession, SessionStore};
 use crate::telemetry::metrics::Metrics;
 use crate::wechat::{WeChatClient, WeChatError};
 
@@ -26,6 +26,10 @@ pub enum LoginError {
     /// WeChat accepted the code, then the store failed: the code is spent.
     #[error("WeChat accepted the code, then the session could not be stored: {0}")]
     NotStored(#[source] StoreError),
+    /// An operator blocked the user: no session was created. Carries the public message,
+    /// never the block's reason.
+    #[error("the user is blocked until {until}")]
+    Blocked { until: u64, message: Arc<str> },
     /// The task making the WeChat call ended without an answer: a bug (it panicked).
     #[error("the login task ended without an answer")]
     Interrupted,
@@ -47,6 +51,8 @@ type FlightKey = (AppName, JsCode);
 pub struct LoginService {
     sessions: SessionStore,
     metrics: Metrics,
+    /// What a blocked user is told.
+    blocked_message: Arc<str>,
     /// Logins under way, by app and code. Mini-programs double-tap and clients retry, and a
     /// code is single-use: without this, two requests with one code make two WeChat calls
     /// and one of them fails with 40163. The first request starts the call as a task of
@@ -55,10 +61,11 @@ pub struct LoginService {
 }
 
 impl LoginService {
-    pub fn new(sessions: SessionStore, metrics: Metrics) -> Self {
+    pub fn new(sessions: SessionStore, metrics: Metrics, blocked_message: &str) -> Self {
         Self {
             sessions,
             metrics,
+            blocked_message: blocked_message.into(),
             in_flight: Cache::new(IN_FLIGHT_MAX),
         }
     }
@@ -72,10 +79,17 @@ impl LoginService {
             .writable()
             .map_err(LoginError::StoreUnavailable)?;
         let login = self.answer_for(&app.wechat, code).await?;
+        // A block is checked here, after WeChat: only its answer names the user.
         self.sessions
             .create(app.name(), login)
             .await
-            .map_err(LoginError::NotStored)
+            .map_err(|err| match err {
+                CreateError::Store(err) => LoginError::NotStored(err),
+                CreateError::Blocked { until } => LoginError::Blocked {
+                    until,
+                    message: Arc::clone(&self.blocked_message),
+                },
+            })
     }
 
     /// WeChat's answer for `code` in the app of `wechat`: from the call under way for it,

@@ -68,6 +68,12 @@ pub enum StoreError {
     Unavailable(Unavailable, #[source] Option<RedisError>),
     #[error("the session store holds a record wxlogin cannot read: {0}")]
     Corrupt(&'static str),
+    /// A session_key sealed under a store key that is not configured, or that does not
+    /// open it: the wrong WXLOGIN_STORE_KEY_FILE, or an old key dropped too soon.
+    #[error(
+        "store key mismatch: a session_key is sealed under store key {key_id}, which is not configured or does not open it (check WXLOGIN_STORE_KEY_FILE and WXLOGIN_STORE_OLD_KEYS_FILE)"
+    )]
+    KeyMismatch { key_id: String },
 }
 
 impl StoreError {
@@ -101,7 +107,7 @@ impl StoreError {
     pub fn problem(&self) -> Option<Unavailable> {
         match self {
             Self::Unavailable(problem, _) => Some(*problem),
-            Self::Corrupt(_) => None,
+            Self::Corrupt(_) | Self::KeyMismatch { .. } => None,
         }
     }
 }
@@ -185,6 +191,29 @@ impl Redis {
             .await;
         self.learn(&result);
         result
+    }
+
+    /// Several commands, each standing alone, sent at once: on one multiplexed connection
+    /// they travel together, and in a cluster each goes to its own key's node (a pipeline
+    /// there must keep to one slot). Answers in the order of `commands`.
+    pub async fn write_each<T: FromRedisValue + Send + 'static>(
+        &self,
+        commands: Vec<Cmd>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut sent = tokio::task::JoinSet::new();
+        for (n, command) in commands.into_iter().enumerate() {
+            let redis = self.clone();
+            sent.spawn(async move { (n, redis.write::<T>(&command).await) });
+        }
+        let mut answers: Vec<Option<T>> =
+            std::iter::repeat_with(|| None).take(sent.len()).collect();
+        while let Some(joined) = sent.join_next().await {
+            match joined {
+                Ok((n, answer)) => answers[n] = Some(answer?),
+                Err(err) => std::panic::resume_unwind(err.into_panic()),
+            }
+        }
+        Ok(answers.into_iter().flatten().collect())
     }
 
     /// A script, which may write.

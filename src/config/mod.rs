@@ -2,6 +2,7 @@
 //! TOML file named by `WXLOGIN_CONFIG`, then `WXLOGIN_*` environment variables.
 
 mod apps;
+mod operator;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 pub use apps::describe as describe_apps;
+pub use operator::{AdminSettings, MIN_ADMIN_TOKEN_CHARS, StoreKeySettings};
 
 pub use crate::domain::{App, Credentials};
 
@@ -48,6 +50,10 @@ pub struct Settings {
     /// The cookie `GET /auth` also reads the session token from, for gateways in front of
     /// browsers (web views); `None` means the bearer header only.
     pub auth_cookie: Option<String>,
+    /// The admin API; `None`: off, and every `/admin` route answers 404.
+    pub admin: Option<AdminSettings>,
+    /// What a blocked user's login is answered with. Never the operator's reason.
+    pub blocked_message: String,
     /// Settings that were given but mean nothing to wxlogin: typos, or settings of another
     /// version. They are reported at start-up rather than ignored in silence.
     pub unknown: Vec<String>,
@@ -105,7 +111,10 @@ pub struct LimitSettings {
 
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
+    /// The absolute lifetime of a session, from its login.
     pub ttl: Duration,
+    /// With sliding expiry, how long a session may go unused; never past `ttl`.
+    pub idle: Option<Duration>,
     /// The memory store's bound; Redis is bounded by its own `maxmemory`.
     pub max_sessions: u64,
     pub store: StoreSettings,
@@ -126,6 +135,8 @@ pub struct RedisSettings {
     pub url: SecretString,
     pub timeout: Duration,
     pub key_prefix: String,
+    /// What session_keys are sealed with at rest.
+    pub store_keys: StoreKeySettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -196,12 +207,20 @@ struct RawSettings {
     wechat_timeout_ms: u64,
     wechat_busy_retry_ms: u64,
     session_ttl_secs: u64,
+    session_idle_secs: u64,
     session_max: u64,
     session_store: StoreKind,
     redis_url: Option<SecretString>,
     redis_mode: RedisMode,
     redis_timeout_ms: u64,
     redis_key_prefix: String,
+    store_key: Option<SecretString>,
+    store_key_file: Option<PathBuf>,
+    store_old_keys_file: Option<PathBuf>,
+    admin_token: Option<SecretString>,
+    admin_token_file: Option<PathBuf>,
+    admin_listen: String,
+    blocked_message: String,
     log_format: LogFormat,
     shutdown_timeout_secs: u64,
     header_read_timeout_secs: u64,
@@ -305,7 +324,23 @@ impl RawSettings {
                 mode: self.redis_mode,
                 timeout: positive_ms("redis_timeout_ms", self.redis_timeout_ms)?,
                 key_prefix: self.redis_key_prefix,
+                store_keys: operator::store_keys(
+                    self.store_key,
+                    self.store_key_file,
+                    self.store_old_keys_file,
+                )?,
             }),
+        };
+        let ttl = positive_secs("session_ttl_secs", self.session_ttl_secs)?;
+        let idle = match self.session_idle_secs {
+            0 => None,
+            secs if secs > ttl.as_secs() => {
+                return Err(invalid(
+                    "session_idle_secs",
+                    "must be 0 (off) or at most session_ttl_secs",
+                ));
+            }
+            secs => Some(Duration::from_secs(secs)),
         };
         Ok(Settings {
             listen: self.listen,
@@ -324,7 +359,8 @@ impl RawSettings {
                 },
             },
             sessions: SessionSettings {
-                ttl: positive_secs("session_ttl_secs", self.session_ttl_secs)?,
+                ttl,
+                idle,
                 max_sessions: match self.session_max {
                     0 => return Err(invalid("session_max", "must be at least 1")),
                     n => n,
@@ -358,6 +394,11 @@ impl RawSettings {
                 trusted_proxies: trusted_proxies(&self.trusted_proxies)?,
             },
             auth_cookie: Some(self.auth_cookie.trim().to_owned()).filter(|c| !c.is_empty()),
+            admin: operator::admin(self.admin_token, self.admin_token_file, &self.admin_listen)?,
+            blocked_message: match self.blocked_message.trim() {
+                "" => return Err(invalid("blocked_message", "must not be empty")),
+                message => message.to_owned(),
+            },
             unknown,
         })
     }

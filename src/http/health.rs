@@ -17,7 +17,11 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(alive))
         .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
+}
+
+/// `/metrics`: on the public listener, or on the admin one when it has its own.
+pub fn metrics_router() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
 }
 
 /// Liveness: the process is up and serving. It checks no dependency on purpose, so a

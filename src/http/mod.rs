@@ -1,5 +1,6 @@
 //! Everything axum: routes, extractors, and the mapping from errors to responses.
 
+pub mod admin;
 mod client_ip;
 mod error;
 mod extract;
@@ -28,6 +29,7 @@ use tower_http::timeout::RequestBodyDeadlineLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
 
+pub use admin::AdminToken;
 pub use error::{ApiError, ErrorReport};
 pub use forward_auth::AuthCookie;
 pub use rate_limit::{ClientLimiter, PRUNE_EVERY};
@@ -53,8 +55,55 @@ pub struct AppState {
     pub auth_cookie: AuthCookie,
 }
 
-/// The whole HTTP surface, with its middleware. Tests drive exactly this.
-pub fn router(state: AppState, server: &ServerSettings) -> Router {
+/// Where the admin API is served, if anywhere.
+pub enum AdminApi {
+    /// No admin token: every `/admin` route answers 404.
+    Off,
+    /// On the public listener, beside everything else.
+    Public(AdminToken),
+    /// On a listener of its own, with `/metrics`; neither is on the public listener.
+    Separate(AdminToken),
+}
+
+/// What each listener serves.
+pub struct Routers {
+    pub public: Router,
+    /// For the admin listener, when the admin API has one.
+    pub admin: Option<Router>,
+}
+
+/// The whole HTTP surface, with its middleware: the public listener's routes and, if the
+/// admin API has a listener of its own, that one's. Tests drive exactly these.
+pub fn routers(state: AppState, server: &ServerSettings, admin: AdminApi) -> Routers {
+    let public = Router::new()
+        .merge(login::router(state.metrics.clone(), state.apps.clone()))
+        .merge(session::router())
+        .merge(open_data::router())
+        .merge(health::router())
+        .merge(forward_auth::router())
+        .merge(openapi::router());
+    let (public, admin) = match admin {
+        AdminApi::Off => (public.merge(health::metrics_router()), None),
+        AdminApi::Public(token) => (
+            public
+                .merge(health::metrics_router())
+                .merge(admin::router(token)),
+            None,
+        ),
+        AdminApi::Separate(token) => (
+            public,
+            Some(admin::router(token).merge(health::metrics_router())),
+        ),
+    };
+    Routers {
+        admin: admin.map(|routes| layered(routes, state.clone(), server)),
+        public: layered(public, state, server),
+    }
+}
+
+/// `routes` with the middleware every listener has, and JSON answers for what none of
+/// them matches.
+fn layered(routes: Router<AppState>, state: AppState, server: &ServerSettings) -> Router {
     let middleware = tower::ServiceBuilder::new()
         .map_request(drop_unusable_request_id)
         .set_x_request_id(RandomRequestId)
@@ -80,13 +129,7 @@ pub fn router(state: AppState, server: &ServerSettings) -> Router {
         // A body trickled in a byte at a time must not hold a request open for long.
         .layer(RequestBodyDeadlineLayer::new(server.body_read_timeout));
 
-    Router::new()
-        .merge(login::router(state.metrics.clone(), state.apps.clone()))
-        .merge(session::router())
-        .merge(open_data::router())
-        .merge(health::router())
-        .merge(forward_auth::router())
-        .merge(openapi::router())
+    routes
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware)

@@ -43,6 +43,11 @@ pub fn router() -> Router<AppState> {
         super::health::ready,
         super::health::metrics,
         openapi_json,
+        super::admin::user,
+        super::admin::revoke_user,
+        super::admin::revoke_unionid,
+        super::admin::block,
+        super::admin::unblock,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerScheme, &ExtraFieldsIgnored, &AppPrefixed, &OneOperationIdEach),
@@ -51,12 +56,14 @@ pub fn router() -> Router<AppState> {
         (name = "session", description = "What a session token stands for, and logging out."),
         (name = "user data", description = "Checking and opening what WeChat hands the mini-program, with the session's session_key."),
         (name = "gateway", description = "Forward-auth for API gateways."),
-        (name = "operations", description = "Health, readiness, metrics and this document."),
+        (name = "operations", description = "Health, readiness, metrics and this document. With WXLOGIN_ADMIN_LISTEN set, /metrics is served on the admin listener only."),
+        (name = "admin", description = "Operator controls: look a user up, revoke their sessions, block their logins. Off (404) unless WXLOGIN_ADMIN_TOKEN_FILE is set; on the admin listener only when WXLOGIN_ADMIN_LISTEN is set."),
     )
 )]
 pub struct ApiDoc;
 
-/// Declares the `bearer` scheme that the session routes name in their `security`.
+/// Declares the `bearer` scheme that the session routes name in their `security`, and the
+/// `admin` one of the admin routes.
 struct BearerScheme;
 
 impl Modify for BearerScheme {
@@ -71,6 +78,15 @@ impl Modify for BearerScheme {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "admin",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The admin token (WXLOGIN_ADMIN_TOKEN_FILE)."))
+                    .build(),
+            ),
+        );
     }
 }
 
@@ -79,7 +95,13 @@ impl Modify for BearerScheme {
 struct ExtraFieldsIgnored;
 
 /// The request bodies, each read by serde, which skips fields it does not know.
-const REQUEST_BODIES: [&str; 4] = ["CodeField", "SignedData", "EncryptedData", "PhoneCodeField"];
+const REQUEST_BODIES: [&str; 5] = [
+    "CodeField",
+    "SignedData",
+    "EncryptedData",
+    "PhoneCodeField",
+    "BlockRequest",
+];
 
 impl Modify for ExtraFieldsIgnored {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {

@@ -1,15 +1,21 @@
 //! Sessions: what a token stands for, and the stores that keep them. Backends sit behind
 //! the [`SessionStore`] enum and are chosen in one place, at start-up.
 
+mod lifetime;
 mod memory;
+mod operator;
 pub mod redis;
+mod sealing;
 mod token;
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
+pub use lifetime::{Deadlines, Lifetime};
 pub use memory::MemoryStore;
+pub use operator::{Block, UserSummary};
 pub use redis::RedisStore;
+pub use sealing::Sealer;
 pub use token::{SessionToken, TokenHash};
 
 use crate::clock::Clock;
@@ -116,13 +122,27 @@ impl fmt::Debug for User {
 #[derive(Debug, Clone)]
 pub struct Session {
     user: Arc<User>,
-    /// Seconds since the Unix epoch.
+    /// When it expires unless used (with sliding expiry), or at all: seconds since the
+    /// Unix epoch.
     pub expires_at: u64,
+    /// Its login plus the TTL, which no use extends.
+    pub ends_at: u64,
 }
 
 impl Session {
-    pub fn new(user: Arc<User>, expires_at: u64) -> Self {
-        Self { user, expires_at }
+    pub fn new(user: Arc<User>, deadlines: Deadlines) -> Self {
+        Self {
+            user,
+            expires_at: deadlines.expires_at,
+            ends_at: deadlines.ends_at,
+        }
+    }
+
+    fn deadlines(&self) -> Deadlines {
+        Deadlines {
+            expires_at: self.expires_at,
+            ends_at: self.ends_at,
+        }
     }
 
     /// The name of the app the session belongs to.
@@ -152,6 +172,16 @@ pub struct IssuedSession {
     pub expires_in: u64,
 }
 
+/// Why no session was created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An operator blocked the user until then (seconds since the Unix epoch).
+    #[error("the user is blocked")]
+    Blocked { until: u64 },
+}
+
 #[derive(Clone)]
 pub enum SessionStore {
     Memory(MemoryStore),
@@ -165,14 +195,15 @@ impl SessionStore {
     }
 
     /// Starts a session in `app` for a user WeChat has just vouched for, under a fresh
-    /// token, and gives the user's other live sessions in that app the new session_key.
+    /// token, and gives the user's other live sessions in that app the new session_key;
+    /// unless an operator blocked the user.
     pub async fn create(
         &self,
         app: &AppName,
         login: WxSession,
-    ) -> Result<IssuedSession, StoreError> {
+    ) -> Result<IssuedSession, CreateError> {
         match self {
-            Self::Memory(store) => Ok(store.create(app, login)),
+            Self::Memory(store) => store.create(app, login),
             Self::Redis(store) => store.create(app, login).await,
         }
     }

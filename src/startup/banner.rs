@@ -14,6 +14,9 @@ pub(super) fn announce(app: &Application) {
         Err(_) => "?".to_owned(),
     };
     let scheme = if app.is_https() { "https" } else { "http" };
+    if let Some(admin) = app.admin_addr() {
+        tracing::info!(%admin, "admin API and /metrics listening (on this address only)");
+    }
     match app.emulator_url() {
         None => tracing::info!(%addr, scheme, "wxlogin listening"),
         Some(emulator) => {

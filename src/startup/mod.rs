@@ -20,10 +20,12 @@ use crate::config::{
 };
 use crate::domain::{AppName, Credentials};
 use crate::http::tls::{Certificates, TlsAcceptor, TlsError};
-use crate::http::{AppState, AuthCookie, ClientLimiter, PRUNE_EVERY, router};
+use crate::http::{
+    AdminApi, AdminToken, AppState, AuthCookie, ClientLimiter, PRUNE_EVERY, routers,
+};
 use crate::login::LoginService;
 use crate::redis_conn::{PROBE_EVERY, Redis, StoreError};
-use crate::session::{RedisStore, SessionStore};
+use crate::session::{Lifetime, RedisStore, Sealer, SessionStore};
 use crate::telemetry;
 use crate::telemetry::metrics::Metrics;
 use crate::wechat::emulator::Emulator;
@@ -50,6 +52,8 @@ pub enum StartupError {
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    /// The admin API's own listener and routes, when it has one.
+    admin: Option<(TcpListener, axum::Router)>,
     server: ServerSettings,
     tls: Option<TlsAcceptor>,
     metrics: Metrics,
@@ -72,6 +76,7 @@ impl Application {
         // by the WeChat timeout.
         let token_wait_limit = settings.wechat.timeout * 2;
         let mut tended: Vec<Arc<dyn Any + Send + Sync>> = Vec::new();
+        let lifetime = Lifetime::new(settings.sessions.ttl, settings.sessions.idle);
         let (sessions, apps) = match &settings.sessions.store {
             StoreSettings::Memory => {
                 let apps = clients
@@ -111,7 +116,19 @@ impl Application {
                         wechat,
                     })
                     .collect();
-                let store = RedisStore::new(redis, settings.sessions.ttl, clock);
+                let keys = &redis_settings.store_keys;
+                let sealer = Sealer::new(keys);
+                match sealer.current_key_id() {
+                    Some(key_id) => tracing::info!(
+                        key_id,
+                        old_keys = keys.old.len(),
+                        "session_keys are sealed at rest with the store key"
+                    ),
+                    None => tracing::warn!(
+                        "session_keys are stored in Redis in the clear: set WXLOGIN_STORE_KEY_FILE to seal them (see the README's Operating wxlogin)"
+                    ),
+                }
+                let store = RedisStore::new(redis, lifetime, sealer, clock);
                 (SessionStore::Redis(store), apps)
             }
         };
@@ -131,7 +148,11 @@ impl Application {
             .collect();
         let state = AppState {
             apps,
-            logins: Arc::new(LoginService::new(sessions.clone(), metrics.clone())),
+            logins: Arc::new(LoginService::new(
+                sessions.clone(),
+                metrics.clone(),
+                &settings.blocked_message,
+            )),
             sessions,
             metrics: metrics.clone(),
             limiter,
@@ -154,9 +175,26 @@ impl Application {
         };
         let mut server = settings.server;
         server.max_connections = connection_cap(server.max_connections);
+        let (admin_api, admin_listener) = match &settings.admin {
+            None => (AdminApi::Off, None),
+            Some(admin) => {
+                let token = AdminToken::new(&admin.token);
+                match admin.listen {
+                    None => (AdminApi::Public(token), None),
+                    Some(addr) => {
+                        let listener = TcpListener::bind(addr)
+                            .await
+                            .map_err(|source| StartupError::Bind { addr, source })?;
+                        (AdminApi::Separate(token), Some(listener))
+                    }
+                }
+            }
+        };
+        let routers = routers(state, &server, admin_api);
         Ok(Self {
             listener,
-            router: router(state, &server),
+            router: routers.public,
+            admin: admin_listener.zip(routers.admin),
             server,
             tls,
             metrics,
@@ -192,6 +230,13 @@ impl Application {
         self.listener.local_addr()
     }
 
+    /// Where the admin API and `/metrics` are served, when they have a listener of their own.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
+    }
+
     /// The emulator's base URL, in development mode.
     pub fn emulator_url(&self) -> Option<&str> {
         self.emulator.as_ref().map(Emulator::base_url)
@@ -209,16 +254,39 @@ impl Application {
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let _tended = self.tended;
-        crate::http::serve(
+        // One signal stops both listeners.
+        let (stop_all, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            stop.await;
+            let _ = stop_all.send(true);
+        });
+        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let public = crate::http::serve(
             self.listener,
             self.router,
             &self.server,
             self.tls,
-            self.metrics,
-            stop,
+            self.metrics.clone(),
+            until_stopped(stopped.clone()),
             self.shutdown_timeout,
-        )
-        .await
+        );
+        let Some((listener, router)) = self.admin else {
+            return public.await;
+        };
+        // Operators reach it from inside the network: plain HTTP, whatever the public side.
+        let admin = crate::http::serve(
+            listener,
+            router,
+            &self.server,
+            None,
+            self.metrics,
+            until_stopped(stopped),
+            self.shutdown_timeout,
+        );
+        let (public, admin) = tokio::join!(public, admin);
+        public.and(admin)
     }
 
     /// The login route prefix of each app (empty for the default app), with its name and

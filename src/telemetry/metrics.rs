@@ -29,6 +29,7 @@ const SESSIONS_EVICTED: &str = "wxlogin_sessions_evicted_total";
 const LOGINS_ABANDONED: &str = "wxlogin_login_abandoned_total";
 const LOG_LINES_DROPPED: &str = "wxlogin_log_lines_dropped_total";
 const CONNECTIONS_REFUSED: &str = "wxlogin_connections_refused_total";
+const ADMIN_ACTIONS: &str = "wxlogin_admin_actions_total";
 
 /// From a fast WeChat answer to the default 5 s timeout; WeChat's own p99 is ~100 ms.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -320,6 +321,12 @@ impl Metrics {
         self.counter(CONNECTIONS_REFUSED, vec![]).increment(1);
     }
 
+    /// An operator used the admin API (see [`ADMIN_ACTIONS`]'s help for the actions).
+    pub fn admin_action(&self, action: &'static str) {
+        self.counter(ADMIN_ACTIONS, vec![Label::new("action", action)])
+            .increment(1);
+    }
+
     /// A new access_token was fetched for `app`; `forced` when with `force_refresh`.
     pub fn access_token_refreshed(&self, app: &str, forced: bool) {
         let kind = if forced { "forced" } else { "normal" };
@@ -378,6 +385,10 @@ fn describe(recorder: &PrometheusRecorder) {
         (
             CONNECTIONS_REFUSED,
             "Connections closed as soon as accepted: WXLOGIN_MAX_CONNECTIONS were open and every one had a request in progress.",
+        ),
+        (
+            ADMIN_ACTIONS,
+            "Admin API actions, by action (lookup_user, revoke_user, revoke_unionid, block, unblock).",
         ),
         (
             LOG_LINES_DROPPED,

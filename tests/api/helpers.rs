@@ -19,6 +19,8 @@ pub const CHECK_SESSION: &str = "/wxa/checksession";
 pub const SESSION_KEY: &str = "AAECAwQFBgcICQoLDA0ODw==";
 /// Another valid one, the bytes 16..32: for a login WeChat gives a different key.
 pub const OTHER_SESSION_KEY: &str = "EBESExQVFhcYGRobHB0eHw==";
+/// An admin token for tests that turn the admin API on: 32 characters or more.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdefghij";
 /// The manual clock's starting time; any fixed instant will do.
 pub const CLOCK_START: u64 = 1_800_000_000;
 
@@ -31,6 +33,8 @@ pub struct TestApp {
     pub secret: String,
     /// With several apps (`spawn_apps`): each one's name, appid and secret.
     pub apps: Vec<AppUnderTest>,
+    /// The admin listener's base URL, when `WXLOGIN_ADMIN_LISTEN` gave it one.
+    pub admin_address: Option<String>,
     /// Dropping it (with the app) shuts the app down, as SIGTERM would.
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -108,12 +112,14 @@ async fn spawn(
         .await
         .expect("app builds");
     let address = format!("http://{}", app.local_addr().expect("bound"));
+    let admin_address = app.admin_addr().map(|addr| format!("http://{addr}"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run_until(async move {
         let _ = stopped.await;
     }));
     TestApp {
         address,
+        admin_address,
         wechat,
         http: http_client(),
         clock,
@@ -257,6 +263,27 @@ impl Requests for DevApp {
 }
 
 impl TestApp {
+    /// An admin API request with the admin token, on the admin listener if there is one.
+    pub async fn admin(&self, method: reqwest::Method, route: &str, body: Option<&Value>) -> Reply {
+        let base = self.admin_address.as_deref().unwrap_or(&self.address);
+        let mut request = self
+            .http
+            .request(method, format!("{base}{route}"))
+            .bearer_auth(ADMIN_TOKEN);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.send(request).await
+    }
+
+    /// Logs in with `code` as `openid` of `unionid`, and returns the token.
+    pub async fn login_as_person(&self, code: &str, openid: &str, unionid: &str) -> String {
+        wechat_answers(&self.wechat, success(openid, Some(unionid))).await;
+        let reply = self.post_openid(&json!({ "code": code })).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        reply.json()["token"].as_str().expect("a token").to_owned()
+    }
+
     pub async fn get_session(&self, token: &str) -> Reply {
         self.send(
             self.http

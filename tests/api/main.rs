@@ -1,6 +1,7 @@
 //! One integration-test binary: every test spawns wxlogin on a random port against its own
 //! wiremock WeChat (or the built-in emulator), and talks to it over HTTP.
 
+mod admin;
 mod ambiguous;
 mod apps;
 mod architecture;

@@ -66,6 +66,8 @@ on_one_server_and_a_cluster!(
     two_instances_fetch_one_access_token_between_them,
     two_instances_share_wechats_daily_limit_on_forced_refreshes,
     two_apps_on_two_instances_share_one_redis_without_mixing_their_users,
+    an_operator_on_one_instance_revokes_and_blocks_for_every_instance,
+    a_unionid_revocation_reaches_every_app_through_redis,
 );
 
 async fn a_token_from_one_instance_works_on_another_and_logout_reaches_both(
@@ -347,4 +349,144 @@ async fn sessions_written_before_the_per_user_keys_still_work_and_rotate() {
     app.post_as(&token, "/wechat/decrypt", &sealed)
         .await
         .assert_error(400, "decryption_failed");
+}
+
+/// An instance with the admin API on.
+async fn admin_instance(redis: &impl SharedRedis, wechat_url: Option<&str>) -> TestApp {
+    instance_with(redis, wechat_url, &[("WXLOGIN_ADMIN_TOKEN", ADMIN_TOKEN)]).await
+}
+
+async fn an_operator_on_one_instance_revokes_and_blocks_for_every_instance(
+    redis: &impl SharedRedis,
+) {
+    let a = admin_instance(redis, None).await;
+    let b = admin_instance(redis, Some(&a.wechat.uri())).await;
+    // Sessions whose keys land on different slots (and, in a cluster, nodes).
+    let mut tokens = Vec::new();
+    for i in 0..6 {
+        tokens.push(
+            a.login_as_person(&format!("c{i}"), "oStolenAcct", "uStolenPerson")
+                .await,
+        );
+    }
+    let bystander = a.login_as("c-other", "oInnocent").await;
+    let user = b
+        .admin(
+            reqwest::Method::GET,
+            "/admin/apps/default/users/oStolenAcct",
+            None,
+        )
+        .await;
+    assert_eq!(
+        user.json(),
+        json!({ "openid": "oStolenAcct", "unionid": "uStolenPerson", "sessions": 6 })
+    );
+    a.delete_session(&tokens[0]).await;
+    let user = b
+        .admin(
+            reqwest::Method::GET,
+            "/admin/apps/default/users/oStolenAcct",
+            None,
+        )
+        .await;
+    assert_eq!(
+        user.json()["sessions"],
+        5,
+        "a logged-out session is not counted"
+    );
+
+    let revoked = a
+        .admin(
+            reqwest::Method::DELETE,
+            "/admin/apps/default/users/oStolenAcct/sessions",
+            None,
+        )
+        .await;
+    assert_eq!(revoked.json(), json!({ "revoked": 5 }), "{}", revoked.text);
+    for token in &tokens {
+        b.get_session(token)
+            .await
+            .assert_error(401, "invalid_token");
+    }
+    assert_eq!(b.get_session(&bystander).await.status, 200);
+
+    let again = a.login_as("c-back", "oStolenAcct").await;
+    let blocked = b
+        .admin(
+            reqwest::Method::PUT,
+            "/admin/apps/default/users/oStolenAcct/block",
+            Some(&json!({ "until": CLOCK_START + 3600, "reason": "stolen" })),
+        )
+        .await;
+    assert_eq!(blocked.json(), json!({ "revoked": 1 }), "{}", blocked.text);
+    a.get_session(&again)
+        .await
+        .assert_error(401, "invalid_token");
+    wechat_answers(&a.wechat, success("oStolenAcct", None)).await;
+    a.post_openid(&json!({ "code": "c-refused" }))
+        .await
+        .assert_error(403, "user_blocked");
+    let user = a
+        .admin(
+            reqwest::Method::GET,
+            "/admin/apps/default/users/oStolenAcct",
+            None,
+        )
+        .await;
+    assert_eq!(
+        user.json()["sessions"],
+        0,
+        "a refused login stored no session"
+    );
+    assert_eq!(user.json()["blocked_until"], CLOCK_START + 3600);
+    assert_eq!(user.json()["block_reason"], "stolen");
+
+    let lifted = b
+        .admin(
+            reqwest::Method::DELETE,
+            "/admin/apps/default/users/oStolenAcct/block",
+            None,
+        )
+        .await;
+    assert_eq!(lifted.json(), json!({ "unblocked": true }));
+    assert_eq!(a.post_openid(&json!({ "code": "c-ok" })).await.status, 200);
+}
+
+async fn a_unionid_revocation_reaches_every_app_through_redis(redis: &impl SharedRedis) {
+    let mut env: Vec<(String, String)> = redis
+        .settings()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    env.push(("WXLOGIN_ADMIN_TOKEN".to_owned(), ADMIN_TOKEN.to_owned()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let app = spawn_apps(
+        &[("shop", "wx_shop_appid"), ("club", "wx_club_appid")],
+        &env,
+    )
+    .await;
+    let mut tokens = Vec::new();
+    for (name, openid) in [("shop", "oShopSide"), ("club", "oClubSide")] {
+        wechat_answers(&app.wechat, success(openid, Some("uOnePerson"))).await;
+        let url = format!("{}/apps/{name}/openid", app.address);
+        let reply = app
+            .send(app.http.post(url).json(&json!({ "code": name })))
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        let token = reply.json()["token"].as_str().expect("a token").to_owned();
+        tokens.push((name, token));
+    }
+    let revoked = app
+        .admin(
+            reqwest::Method::DELETE,
+            "/admin/unionids/uOnePerson/sessions",
+            None,
+        )
+        .await;
+    assert_eq!(revoked.json(), json!({ "revoked": 2 }), "{}", revoked.text);
+    for (name, token) in &tokens {
+        app.get_as(token, &format!("/apps/{name}/session"))
+            .await
+            .assert_error(401, "invalid_token");
+    }
 }

@@ -35,6 +35,7 @@ const OVERLOADED_RETRY_AFTER: u64 = 1;
 /// `WWW-Authenticate` without an error code (no token was sent: RFC 6750 §3.1).
 const BEARER_CHALLENGE: &str = r#"Bearer realm="wxlogin""#;
 const INVALID_TOKEN_CHALLENGE: &str = r#"Bearer realm="wxlogin", error="invalid_token""#;
+const ADMIN_CHALLENGE: &str = r#"Bearer realm="wxlogin admin""#;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -86,6 +87,16 @@ pub enum ApiError {
     /// 429 `rate_limited`: this client IP has spent its allowance; it may retry after the
     /// given number of seconds.
     RateLimited { retry_after_secs: u64 },
+    /// 403 `user_blocked`: an operator blocked the user's logins; the message is the
+    /// configured public one.
+    UserBlocked(Arc<str>),
+    /// 401 `invalid_admin_token`: an `/admin` request without the admin token.
+    AdminUnauthorized,
+    /// 400, of the given kind: an admin request's path or body names something invalid.
+    InvalidInput {
+        kind: &'static str,
+        message: &'static str,
+    },
     /// 500 `internal_error`: a bug (a caught panic).
     Internal,
 }
@@ -278,6 +289,16 @@ impl ApiError {
                 format!("Too many requests from this address. Try again in {retry_after_secs} s."),
             )
             .retry_after(*retry_after_secs),
+            Self::UserBlocked(message) => {
+                Answer::new(S::FORBIDDEN, "user_blocked", message.to_string())
+            }
+            Self::AdminUnauthorized => Answer::new(
+                S::UNAUTHORIZED,
+                "invalid_admin_token",
+                "Send the admin token as `Authorization: Bearer <admin token>`.",
+            )
+            .challenge(ADMIN_CHALLENGE),
+            Self::InvalidInput { kind, message } => Answer::new(S::BAD_REQUEST, kind, *message),
             Self::Internal => Answer::new(
                 S::INTERNAL_SERVER_ERROR,
                 "internal_error",
@@ -529,6 +550,7 @@ impl From<LoginError> for ApiError {
             LoginError::WeChat(err) => Self::WeChat(err),
             LoginError::StoreUnavailable(err) => Self::StoreUnavailable(err),
             LoginError::NotStored(err) => Self::CodeSpent(err),
+            LoginError::Blocked { message, .. } => Self::UserBlocked(message),
             LoginError::Interrupted => Self::Internal,
         }
     }

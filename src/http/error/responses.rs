@@ -165,6 +165,10 @@ error_set!(
         spent_codes(),
         vec![
             wechat(40226),
+            ApiError::UserBlocked(
+                "This account cannot sign in at the moment. Contact the mini-program's support."
+                    .into(),
+            ),
             store_down(),
             ApiError::CodeSpent(StoreError::Unavailable(Unavailable::Unreachable, None)),
         ],
@@ -234,4 +238,58 @@ error_set!(
 error_set!(
     /// What a route under `/apps/{app}/` answers when `{app}` is none of ours.
     UnknownAppErrors = vec![ApiError::UnknownApp { named: true }]
+);
+
+fn admin_auth() -> ApiError {
+    ApiError::AdminUnauthorized
+}
+
+fn bad_openid() -> ApiError {
+    ApiError::InvalidInput {
+        kind: "invalid_openid",
+        message: "The openid is not one WeChat issues: 1 to 128 characters of A-Z, a-z, 0-9, _ and -.",
+    }
+}
+
+error_set!(
+    /// What an admin route that names no user can answer besides its 200.
+    AdminErrors = vec![
+        admin_auth(),
+        ApiError::InvalidInput {
+            kind: "invalid_unionid",
+            message: "The unionid is not one WeChat issues: 1 to 128 characters of A-Z, a-z, 0-9, _ and -.",
+        },
+        store_down(),
+    ]
+);
+
+error_set!(
+    /// What an admin route on one user of one app can answer besides its 200.
+    AdminUserErrors = vec![
+        admin_auth(),
+        ApiError::UnknownApp { named: true },
+        bad_openid(),
+        store_down(),
+    ]
+);
+
+error_set!(
+    /// What blocking a user can answer besides its 200 and [`BodyErrors`].
+    BlockErrors = all([
+        vec![
+            admin_auth(),
+            ApiError::UnknownApp { named: true },
+            bad_openid(),
+            ApiError::InvalidInput {
+                kind: "invalid_until",
+                message: "until is in the past: a block must end in the future.",
+            },
+            ApiError::InvalidInput {
+                kind: "reason_too_long",
+                message: "reason is longer than 200 characters.",
+            },
+            store_down(),
+        ],
+        bad_bodies(),
+    ])
 );

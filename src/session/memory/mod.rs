@@ -1,12 +1,18 @@
-use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+mod admin;
 
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use moka::Expiry;
 use moka::notification::RemovalCause;
+use moka::ops::compute::{CompResult, Op};
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
 use super::token::ShortTokenHash;
-use super::{IssuedSession, Session, SessionToken, User};
+use super::{Block, CreateError, IssuedSession, Lifetime, Session, SessionToken, User};
 use crate::clock::Clock;
 use crate::config::SessionSettings;
 use crate::domain::{AppName, WxSession};
@@ -15,8 +21,9 @@ use crate::telemetry::metrics::Metrics;
 /// Sessions in this process's memory, in two bounded moka caches: sessions by (short) token
 /// hash, and users by app and openid, so that a login finds the record its user's other sessions
 /// share. moka bounds both (`session_max`, the least recently used going first), expires
-/// both (the session TTL); every read also checks `expires_at` against the store's clock, so a session is
-/// never served past its end, whenever moka's housekeeping runs.
+/// both (the session TTL, or with sliding expiry each session's own deadline); every read
+/// also checks `expires_at` against the store's clock, so a session is never served past
+/// its end, whenever moka's housekeeping runs.
 #[derive(Clone)]
 pub struct MemoryStore(Arc<Caches>);
 
@@ -26,8 +33,40 @@ struct Caches {
     /// entry be evicted under `session_max` pressure, older sessions keep the key they had.
     /// An entry lives one TTL from the user's latest login: as long as their newest session.
     users: Cache<UserKey, Arc<User>>,
-    ttl_secs: u64,
+    /// Operators' blocks, by `app openid`: few, and checked once per login.
+    blocks: RwLock<HashMap<Box<str>, Block>>,
+    lifetime: Lifetime,
     clock: Clock,
+}
+
+/// Expires each session at its own deadline, which a use may move (sliding expiry).
+struct AtItsDeadline(Clock);
+
+impl AtItsDeadline {
+    fn left(&self, session: &Session) -> Duration {
+        Duration::from_secs(session.expires_at.saturating_sub(self.0.now()))
+    }
+}
+
+impl Expiry<ShortTokenHash, Session> for AtItsDeadline {
+    fn expire_after_create(
+        &self,
+        _: &ShortTokenHash,
+        session: &Session,
+        _: Instant,
+    ) -> Option<Duration> {
+        Some(self.left(session))
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &ShortTokenHash,
+        session: &Session,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(self.left(session))
+    }
 }
 
 /// A user's place in the index: the user record's own ids, hashed and compared by app and
@@ -52,14 +91,22 @@ impl Eq for UserKey {}
 impl MemoryStore {
     pub fn new(settings: &SessionSettings, clock: Clock, metrics: Metrics) -> Self {
         let ttl = settings.ttl;
+        let lifetime = Lifetime::new(ttl, settings.idle);
         let listener_clock = clock.clone();
         let sessions = Cache::builder()
             .max_capacity(settings.max_sessions)
             // moka's default, TinyLFU, admits a new entry into a full cache only if it looks
             // more popular than what it would evict: a new login's session does not, and
             // would be dropped at once. LRU makes room for it instead.
-            .eviction_policy(EvictionPolicy::lru())
-            .time_to_live(ttl)
+            .eviction_policy(EvictionPolicy::lru());
+        // One TTL for all is cheaper for moka than a deadline per entry; only sliding
+        // expiry needs those.
+        let sessions = if lifetime.is_sliding() {
+            sessions.expire_after(AtItsDeadline(clock.clone()))
+        } else {
+            sessions.time_to_live(ttl)
+        };
+        let sessions = sessions
             .eviction_listener(move |_, session: Session, cause| {
                 // A session that our clock has ended was expired, whoever removed it: moka
                 // (on its own clock), or a read that found it over (an explicit removal).
@@ -82,44 +129,76 @@ impl MemoryStore {
         Self(Arc::new(Caches {
             sessions,
             users,
-            ttl_secs: ttl.as_secs(),
+            blocks: RwLock::default(),
+            lifetime,
             clock,
         }))
     }
 
-    pub fn create(&self, app: &AppName, login: WxSession) -> IssuedSession {
+    pub fn create(&self, app: &AppName, login: WxSession) -> Result<IssuedSession, CreateError> {
         let token = SessionToken::generate();
         let caches = &self.0;
-        let session = Session::new(
-            caches.newest_user(app, login),
-            caches.clock.now() + caches.ttl_secs,
-        );
-        caches
-            .sessions
-            .insert(token.hash().short(), session.clone());
-        IssuedSession {
+        let now = caches.clock.now();
+        let deadlines = caches.lifetime.at_login(now);
+        let session = Session::new(caches.newest_user(app, login), deadlines);
+        let key = token.hash().short();
+        caches.sessions.insert(key, session.clone());
+        // Checked after the insert: a block set meanwhile revokes by scanning the sessions,
+        // and a scan that began before the insert may have missed this one.
+        if let Some(until) = caches.blocked_until(super::user_of(&session.user.ids), now) {
+            caches.sessions.invalidate(&key);
+            return Err(CreateError::Blocked { until });
+        }
+        Ok(IssuedSession {
             token,
             session,
-            expires_in: caches.ttl_secs,
-        }
+            expires_in: deadlines.expires_at - now,
+        })
     }
 
     pub fn get(&self, token: &SessionToken) -> Option<Session> {
         let key = token.hash().short();
         let session = self.0.sessions.get(&key)?;
-        if session.expires_at <= self.now() {
+        let now = self.now();
+        if session.expires_at <= now {
             self.0.sessions.invalidate(&key);
             return None;
         }
-        Some(session)
+        let Some(moved) = self.0.lifetime.extended(session.deadlines(), now) else {
+            return Some(session);
+        };
+        // Moved only while it is there, never bringing back one revoked meanwhile (which
+        // removes through the same per-key lock).
+        let extended = Session {
+            expires_at: moved,
+            ..session
+        };
+        match self
+            .0
+            .sessions
+            .entry(key)
+            .and_compute_with(|entry| match entry {
+                Some(_) => Op::Put(extended),
+                None => Op::Nop,
+            }) {
+            CompResult::ReplacedWith(entry) | CompResult::Inserted(entry) => {
+                Some(entry.into_value())
+            }
+            _ => None,
+        }
     }
 
     pub fn revoke(&self, token: &SessionToken) -> bool {
+        self.remove(token.hash().short())
+    }
+
+    /// Removes one session; returns whether it was live.
+    fn remove(&self, key: ShortTokenHash) -> bool {
         let now = self.now();
-        self.0
-            .sessions
-            .remove(&token.hash().short())
-            .is_some_and(|session| session.expires_at > now)
+        match self.0.sessions.entry(key).and_compute_with(|_| Op::Remove) {
+            CompResult::Removed(entry) => entry.into_value().expires_at > now,
+            _ => false,
+        }
     }
 
     pub fn now(&self) -> u64 {
@@ -141,6 +220,14 @@ impl MemoryStore {
 }
 
 impl Caches {
+    fn blocked_until(&self, user: &str, now: u64) -> Option<u64> {
+        let blocks = self.blocks.read().unwrap_or_else(PoisonError::into_inner);
+        blocks
+            .get(user)
+            .map(|block| block.until)
+            .filter(|&until| until > now)
+    }
+
     /// The user record that `login` makes current: the existing one with the new key, so
     /// that every live session of the openid moves to it, or a new one.
     fn newest_user(&self, app: &AppName, login: WxSession) -> Arc<User> {
@@ -177,12 +264,17 @@ mod tests {
     fn store(max_sessions: u64, clock: ManualClock) -> (MemoryStore, Metrics) {
         let settings = SessionSettings {
             ttl: Duration::from_secs(100),
+            idle: None,
             max_sessions,
             store: crate::config::StoreSettings::Memory,
         };
         let metrics = Metrics::new();
         let store = MemoryStore::new(&settings, Clock::Manual(clock), metrics.clone());
         (store, metrics)
+    }
+
+    fn issue(store: &MemoryStore, app: &AppName, login: WxSession) -> IssuedSession {
+        store.create(app, login).expect("not blocked")
     }
 
     fn app() -> AppName {
@@ -215,9 +307,21 @@ mod tests {
     #[test]
     fn a_new_login_gives_every_session_of_the_openid_the_new_session_key() {
         let (store, _) = store(10, ManualClock::starting_at(1000));
-        let first = store.create(&app(), login_with_key("oA", "AAECAwQFBgcICQoLDA0ODw=="));
-        let other_user = store.create(&app(), login_with_key("oB", "AAECAwQFBgcICQoLDA0ODw=="));
-        let second = store.create(&app(), login_with_key("oA", "EBESExQVFhcYGRobHB0eHw=="));
+        let first = issue(
+            &store,
+            &app(),
+            login_with_key("oA", "AAECAwQFBgcICQoLDA0ODw=="),
+        );
+        let other_user = issue(
+            &store,
+            &app(),
+            login_with_key("oB", "AAECAwQFBgcICQoLDA0ODw=="),
+        );
+        let second = issue(
+            &store,
+            &app(),
+            login_with_key("oA", "EBESExQVFhcYGRobHB0eHw=="),
+        );
 
         let rotated = SessionKey::parse_base64("EBESExQVFhcYGRobHB0eHw==").expect("key");
         for token in [&first.token, &second.token] {
@@ -235,7 +339,7 @@ mod tests {
     #[test]
     fn a_created_session_is_found_by_its_token_until_revoked() {
         let (store, metrics) = store(10, ManualClock::starting_at(1000));
-        let issued = store.create(&app(), login("oA"));
+        let issued = issue(&store, &app(), login("oA"));
         assert_eq!(issued.expires_in, 100);
         assert_eq!(issued.session.expires_at, 1100);
 
@@ -257,7 +361,7 @@ mod tests {
     fn a_session_is_gone_the_second_its_ttl_ends_and_counts_as_expired() {
         let clock = ManualClock::starting_at(1000);
         let (store, metrics) = store(10, clock.clone());
-        let issued = store.create(&app(), login("oB"));
+        let issued = issue(&store, &app(), login("oB"));
 
         clock.advance(Duration::from_secs(99));
         assert_eq!(
@@ -277,7 +381,7 @@ mod tests {
         let (store, metrics) = store(50, ManualClock::starting_at(1000));
         let mut newest = Vec::new();
         for i in 0..500 {
-            let issued = store.create(&app(), login(&format!("o{i}")));
+            let issued = issue(&store, &app(), login(&format!("o{i}")));
             store.run_pending_tasks();
             if i >= 490 {
                 newest.push(issued.token);
@@ -301,10 +405,10 @@ mod tests {
     #[test]
     fn a_unionid_that_appears_later_is_on_the_new_session_and_the_old_one_keeps_working() {
         let (store, _) = store(10, ManualClock::starting_at(1000));
-        let before = store.create(&app(), login("oA"));
+        let before = issue(&store, &app(), login("oA"));
         let mut with_unionid = login_with_key("oA", "EBESExQVFhcYGRobHB0eHw==");
         with_unionid.unionid = crate::domain::UnionId::parse("uA");
-        let after = store.create(&app(), with_unionid);
+        let after = issue(&store, &app(), with_unionid);
 
         let new = store.get(&after.token).expect("live");
         assert_eq!(new.unionid(), Some("uA"));
@@ -322,8 +426,16 @@ mod tests {
     fn one_openid_in_two_apps_is_two_users_who_never_share_a_key() {
         let (store, _) = store(10, ManualClock::starting_at(1000));
         let club = AppName::parse("club").expect("a name");
-        let in_shop = store.create(&app(), login_with_key("oSame", "AAECAwQFBgcICQoLDA0ODw=="));
-        let in_club = store.create(&club, login_with_key("oSame", "EBESExQVFhcYGRobHB0eHw=="));
+        let in_shop = issue(
+            &store,
+            &app(),
+            login_with_key("oSame", "AAECAwQFBgcICQoLDA0ODw=="),
+        );
+        let in_club = issue(
+            &store,
+            &club,
+            login_with_key("oSame", "EBESExQVFhcYGRobHB0eHw=="),
+        );
 
         let shop_session = store.get(&in_shop.token).expect("live");
         let club_session = store.get(&in_club.token).expect("live");
@@ -340,8 +452,8 @@ mod tests {
     #[test]
     fn a_user_with_several_sessions_has_one_shared_record() {
         let (store, _) = store(10, ManualClock::starting_at(1000));
-        let first = store.create(&app(), login("oShared"));
-        let second = store.create(&app(), login("oShared"));
+        let first = issue(&store, &app(), login("oShared"));
+        let second = issue(&store, &app(), login("oShared"));
         store.run_pending_tasks();
         assert_eq!(store.live_count(), 2);
         assert_eq!(store.0.users.entry_count(), 1);

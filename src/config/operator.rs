@@ -1,0 +1,179 @@
+//! The operator's levers: the admin API (its token and, if wanted, a listener of its own)
+//! and the keys that seal session_keys at rest in Redis.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{ConfigError, invalid};
+
+/// Anything shorter is guessable from a log of failed attempts; 32 base64 characters
+/// hold 192 bits.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
+/// The admin API, on when a token is configured.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// What `Authorization: Bearer` must carry on every `/admin` request.
+    pub token: SecretString,
+    /// Where `/admin/*` and `/metrics` are served instead of the public listener.
+    pub listen: Option<SocketAddr>,
+}
+
+/// The AES-256-GCM keys session_keys are sealed with in Redis, as base64 of 32 bytes each
+/// (checked here, decoded where they are used).
+#[derive(Debug, Clone, Default)]
+pub struct StoreKeySettings {
+    /// Seals every session_key written; `None`: they are written as WeChat gave them.
+    pub current: Option<SecretString>,
+    /// Earlier keys, for reading what they sealed until it is written again.
+    pub old: Vec<SecretString>,
+}
+
+pub(super) fn admin(
+    token: Option<SecretString>,
+    token_file: Option<PathBuf>,
+    listen: &str,
+) -> Result<Option<AdminSettings>, ConfigError> {
+    let from_file = token_file
+        .as_ref()
+        .is_some_and(|p| !p.as_os_str().is_empty());
+    let var = if from_file {
+        "WXLOGIN_ADMIN_TOKEN_FILE"
+    } else {
+        "WXLOGIN_ADMIN_TOKEN"
+    };
+    let token = super::resolve_secret(
+        token,
+        token_file,
+        "WXLOGIN_ADMIN_TOKEN",
+        "WXLOGIN_ADMIN_TOKEN_FILE",
+    )?;
+    let listen = match listen.trim() {
+        "" => None,
+        addr => Some(addr.parse::<SocketAddr>().map_err(|_| {
+            invalid(
+                "WXLOGIN_ADMIN_LISTEN",
+                "expected an address to bind, such as 127.0.0.1:9090",
+            )
+        })?),
+    };
+    let Some(token) = token else {
+        return match listen {
+            Some(_) => Err(invalid(
+                "WXLOGIN_ADMIN_LISTEN",
+                "is set, but the admin API is off: set WXLOGIN_ADMIN_TOKEN_FILE (or WXLOGIN_ADMIN_TOKEN) to turn it on",
+            )),
+            None => Ok(None),
+        };
+    };
+    if token.expose_secret().chars().count() < MIN_ADMIN_TOKEN_CHARS {
+        return Err(invalid(
+            var,
+            "must be at least 32 characters: make one with `head -c 32 /dev/urandom | base64`",
+        ));
+    }
+    Ok(Some(AdminSettings { token, listen }))
+}
+
+pub(super) fn store_keys(
+    key: Option<SecretString>,
+    key_file: Option<PathBuf>,
+    old_keys_file: Option<PathBuf>,
+) -> Result<StoreKeySettings, ConfigError> {
+    let current =
+        super::resolve_secret(key, key_file, "WXLOGIN_STORE_KEY", "WXLOGIN_STORE_KEY_FILE")?;
+    if let Some(key) = &current
+        && !is_key(key.expose_secret())
+    {
+        return Err(invalid("WXLOGIN_STORE_KEY_FILE", NOT_A_KEY));
+    }
+    let old = match old_keys_file.filter(|p| !p.as_os_str().is_empty()) {
+        None => Vec::new(),
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| ConfigError::SecretFile {
+                    var: "WXLOGIN_STORE_OLD_KEYS_FILE".to_owned(),
+                    path,
+                    source,
+                })?;
+            old_keys(&text)?
+        }
+    };
+    Ok(StoreKeySettings { current, old })
+}
+
+const NOT_A_KEY: &str =
+    "expected 32 random bytes in base64, as `head -c 32 /dev/urandom | base64` makes";
+
+/// One key per line; blank lines and `#` comments are skipped.
+fn old_keys(text: &str) -> Result<Vec<SecretString>, ConfigError> {
+    let mut keys = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if !is_key(line) {
+            // The line number, never the line: it may be a key with a typo.
+            return Err(ConfigError::Invalid {
+                key: "WXLOGIN_STORE_OLD_KEYS_FILE",
+                reason: format!("line {}: {NOT_A_KEY}", n + 1),
+            });
+        }
+        keys.push(SecretString::from(line));
+    }
+    Ok(keys)
+}
+
+fn is_key(text: &str) -> bool {
+    STANDARD
+        .decode(text.trim())
+        .is_ok_and(|bytes| bytes.len() == 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    #[test]
+    fn the_admin_api_is_off_without_a_token_and_refuses_a_short_one() {
+        assert!(admin(None, None, "").expect("off").is_none());
+        let short = admin(Some("tooshort-tooshort".into()), None, "").expect_err("short");
+        assert!(short.to_string().contains("WXLOGIN_ADMIN_TOKEN"), "{short}");
+        assert!(short.to_string().contains("32 characters"), "{short}");
+        assert!(!short.to_string().contains("tooshort"), "{short}");
+
+        let listen_alone = admin(None, None, "127.0.0.1:9090").expect_err("no token");
+        assert!(
+            listen_alone
+                .to_string()
+                .contains("WXLOGIN_ADMIN_TOKEN_FILE")
+        );
+
+        let on = admin(Some(KEY.into()), None, "127.0.0.1:9090")
+            .expect("valid")
+            .expect("on");
+        assert_eq!(on.listen.map(|a| a.port()), Some(9090));
+        assert!(!format!("{on:?}").contains(KEY), "Debug hides the token");
+    }
+
+    #[test]
+    fn store_keys_must_be_32_bytes_of_base64_and_errors_never_show_them() {
+        assert!(store_keys(Some(KEY.into()), None, None).is_ok());
+        let err = store_keys(Some("c2hvcnQ=".into()), None, None).expect_err("short");
+        assert!(err.to_string().contains("head -c 32"), "{err}");
+        assert!(!err.to_string().contains("c2hvcnQ"), "{err}");
+
+        let keys = old_keys(&format!("# retired 2026-11\n{KEY}\n\n")).expect("one key");
+        assert_eq!(keys.len(), 1);
+        let err = old_keys(&format!("{KEY}\nnot-a-key\n")).expect_err("line 2");
+        assert!(err.to_string().contains("line 2"), "{err}");
+        assert!(!err.to_string().contains("not-a-key"), "{err}");
+    }
+}

@@ -1,0 +1,111 @@
+//! The operator's view of the memory store. Sessions are indexed by token only, so finding
+//! a user's takes a scan of them all: done on a blocking thread, never on the runtime. A
+//! scan finds every session of the user, whatever became of the user's own index entry
+//! (evicted, or replaced when a unionid appeared).
+
+use std::sync::Arc;
+
+use super::{Caches, MemoryStore};
+use crate::domain::{AppName, OpenId, UnionId};
+use crate::session::token::ShortTokenHash;
+use crate::session::{Block, Session, UserSummary, user_of};
+
+impl MemoryStore {
+    pub async fn user(&self, app: &AppName, openid: &OpenId) -> UserSummary {
+        let user = user_key(app, openid);
+        let now = self.now();
+        let sessions = self.sessions_where(move |ids| user_of(ids) == user).await;
+        let live: Vec<&Session> = sessions
+            .iter()
+            .map(|(_, session)| session)
+            .filter(|session| session.expires_at > now)
+            .collect();
+        let newest = live.iter().max_by_key(|session| session.ends_at);
+        let user = user_key(app, openid);
+        let blocks = self
+            .0
+            .blocks
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        UserSummary {
+            unionid: newest
+                .and_then(|session| session.unionid())
+                .map(str::to_owned),
+            sessions: live.len() as u64,
+            block: blocks
+                .get(user.as_str())
+                .filter(|block| block.until > now)
+                .cloned(),
+        }
+    }
+
+    pub async fn revoke_user(&self, app: &AppName, openid: &OpenId) -> u64 {
+        let user = user_key(app, openid);
+        self.revoke_where(move |ids| user_of(ids) == user).await
+    }
+
+    pub async fn revoke_unionid(&self, unionid: &UnionId) -> u64 {
+        let unionid = unionid.as_ref().to_owned();
+        self.revoke_where(move |ids| ids.split(' ').nth(2) == Some(unionid.as_str()))
+            .await
+    }
+
+    pub async fn block(&self, app: &AppName, openid: &OpenId, block: Block) -> u64 {
+        {
+            let mut blocks = self
+                .0
+                .blocks
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = self.now();
+            blocks.retain(|_, block| block.until > now);
+            blocks.insert(user_key(app, openid).into(), block);
+        }
+        self.revoke_user(app, openid).await
+    }
+
+    pub fn unblock(&self, app: &AppName, openid: &OpenId) -> bool {
+        let mut blocks = self
+            .0
+            .blocks
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = self.now();
+        blocks
+            .remove(user_key(app, openid).as_str())
+            .is_some_and(|block| block.until > now)
+    }
+
+    async fn revoke_where(&self, matches: impl Fn(&str) -> bool + Send + 'static) -> u64 {
+        let found = self.sessions_where(matches).await;
+        found
+            .into_iter()
+            .map(|(key, _)| u64::from(self.remove(*key)))
+            .sum()
+    }
+
+    /// Every session whose user's ids `matches`, from a scan on a blocking thread.
+    async fn sessions_where(
+        &self,
+        matches: impl Fn(&str) -> bool + Send + 'static,
+    ) -> Vec<(Arc<ShortTokenHash>, Session)> {
+        let caches: Arc<Caches> = Arc::clone(&self.0);
+        let scan = tokio::task::spawn_blocking(move || {
+            caches
+                .sessions
+                .iter()
+                .filter(|(_, session)| matches(&session.user.ids))
+                .collect::<Vec<_>>()
+        });
+        match scan.await {
+            Ok(found) => found,
+            // A scan that panicked is a bug: the request answers 500, as for any panic.
+            Err(err) => std::panic::resume_unwind(err.into_panic()),
+        }
+    }
+}
+
+/// `app openid`, as a user's ids begin.
+fn user_key(app: &AppName, openid: &OpenId) -> String {
+    [app.as_ref(), " ", openid.as_ref()].concat()
+}

@@ -1,0 +1,135 @@
+//! The operator's view of the Redis store. A user's keys share one slot, so each action on
+//! them is one script; the sessions themselves live wherever their hashes put them, and
+//! are deleted (or counted) after, all at once.
+
+use super::RedisStore;
+use crate::domain::{AppName, OpenId, UnionId};
+use crate::redis_conn::StoreError;
+use crate::session::{Block, UserSummary};
+
+/// The user's unionid, block and indexed sessions. KEYS: the user, the user's sessions,
+/// the block. ARGV: now.
+pub(super) const USER: &str = r"
+local unionid = redis.call('HGET', KEYS[1], 'unionid') or ''
+local block = redis.call('HMGET', KEYS[3], 'until', 'reason')
+local sessions = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf')
+return {unionid, block[1] or '', block[2] or '', sessions}
+";
+
+/// Empties the user's index and returns what it held. KEYS: the user's sessions.
+pub(super) const TAKE_SESSIONS: &str = r"
+local sessions = redis.call('ZRANGE', KEYS[1], 0, -1)
+redis.call('DEL', KEYS[1])
+return sessions
+";
+
+/// Sets a block, then empties the user's index and returns what it held: in one script,
+/// so no login indexes a session between the two. KEYS: the block, the user's sessions.
+/// ARGV: until, reason, seconds from now to until.
+pub(super) const BLOCK: &str = r"
+redis.call('HSET', KEYS[1], 'until', ARGV[1], 'reason', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+local sessions = redis.call('ZRANGE', KEYS[2], 0, -1)
+redis.call('DEL', KEYS[2])
+return sessions
+";
+
+impl RedisStore {
+    /// Two round trips: the user's keys (one script), then whether each indexed session is
+    /// still there (an idle one may have expired, or been logged out).
+    pub async fn user(&self, app: &AppName, openid: &OpenId) -> Result<UserSummary, StoreError> {
+        let now = self.clock.now();
+        let user = self.user_keys(app.as_ref(), openid.as_ref());
+        let mut lookup = self.scripts.user.prepare_invoke();
+        lookup
+            .key(&user.record)
+            .key(&user.sessions)
+            .key(&user.block)
+            .arg(now);
+        let (unionid, until, reason, sessions): (String, String, String, Vec<String>) =
+            self.redis.run_script(&lookup).await?;
+        let exists = sessions
+            .iter()
+            .map(|hash| {
+                redis::cmd("EXISTS")
+                    .arg(self.session_key_name(hash))
+                    .to_owned()
+            })
+            .collect();
+        let live: Vec<i64> = self.redis.write_each(exists).await?;
+        let block = until
+            .parse::<u64>()
+            .ok()
+            .filter(|&until| until > now)
+            .map(|until| Block { until, reason });
+        Ok(UserSummary {
+            unionid: Some(unionid).filter(|u| !u.is_empty()),
+            sessions: live.iter().filter(|&&n| n > 0).count() as u64,
+            block,
+        })
+    }
+
+    pub async fn revoke_user(&self, app: &AppName, openid: &OpenId) -> Result<u64, StoreError> {
+        let user = self.user_keys(app.as_ref(), openid.as_ref());
+        let mut take = self.scripts.take_sessions.prepare_invoke();
+        take.key(&user.sessions);
+        let sessions: Vec<String> = self.redis.run_script(&take).await?;
+        self.delete_sessions(&sessions).await
+    }
+
+    /// The users the unionid's index names, each revoked in their app.
+    pub async fn revoke_unionid(&self, unionid: &UnionId) -> Result<u64, StoreError> {
+        let members: Vec<String> = self
+            .redis
+            .query(redis::cmd("SMEMBERS").arg(self.unionid_key(unionid.as_ref())))
+            .await?;
+        let mut revoked = 0;
+        for member in members {
+            let Some((app, openid)) = member.split_once(' ') else {
+                continue;
+            };
+            let (Some(app), Some(openid)) = (AppName::parse(app), OpenId::parse(openid)) else {
+                continue;
+            };
+            revoked += self.revoke_user(&app, &openid).await?;
+        }
+        Ok(revoked)
+    }
+
+    pub async fn block(
+        &self,
+        app: &AppName,
+        openid: &OpenId,
+        block: Block,
+    ) -> Result<u64, StoreError> {
+        let user = self.user_keys(app.as_ref(), openid.as_ref());
+        let mut set = self.scripts.block.prepare_invoke();
+        set.key(&user.block)
+            .key(&user.sessions)
+            .arg(block.until)
+            .arg(&block.reason)
+            .arg(block.until.saturating_sub(self.clock.now()).max(1));
+        let sessions: Vec<String> = self.redis.run_script(&set).await?;
+        self.delete_sessions(&sessions).await
+    }
+
+    pub async fn unblock(&self, app: &AppName, openid: &OpenId) -> Result<bool, StoreError> {
+        let user = self.user_keys(app.as_ref(), openid.as_ref());
+        let removed: i64 = self.redis.write(redis::cmd("DEL").arg(&user.block)).await?;
+        Ok(removed > 0)
+    }
+
+    /// Deletes sessions by hash, all at once; returns how many were there.
+    async fn delete_sessions(&self, hashes: &[String]) -> Result<u64, StoreError> {
+        let delete = hashes
+            .iter()
+            .map(|hash| {
+                redis::cmd("DEL")
+                    .arg(self.session_key_name(hash))
+                    .to_owned()
+            })
+            .collect();
+        let deleted: Vec<i64> = self.redis.write_each(delete).await?;
+        Ok(deleted.iter().filter(|&&n| n > 0).count() as u64)
+    }
+}
