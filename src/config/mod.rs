@@ -623,6 +623,27 @@ mod tests {
     }
 
     #[test]
+    fn sliding_expiry_is_off_by_default_and_never_longer_than_the_ttl() {
+        let base = [("WXLOGIN_APPID", "wx1"), ("WXLOGIN_SECRET", "s")];
+        assert_eq!(load(&base).expect("settings").sessions.idle, None);
+        let on = [base.as_slice(), &[("WXLOGIN_SESSION_IDLE_SECS", "1800")]].concat();
+        assert_eq!(
+            load(&on).expect("settings").sessions.idle,
+            Some(Duration::from_secs(1800))
+        );
+        let longer = [
+            base.as_slice(),
+            &[
+                ("WXLOGIN_SESSION_IDLE_SECS", "7200"),
+                ("WXLOGIN_SESSION_TTL_SECS", "3600"),
+            ],
+        ]
+        .concat();
+        let err = load(&longer).expect_err("idle past the TTL");
+        assert!(err.to_string().contains("session_idle_secs"), "{err}");
+    }
+
+    #[test]
     fn cluster_mode_takes_a_seed_list_and_standalone_mode_says_when_it_got_one() {
         let redis = [
             ("WXLOGIN_APPID", "wx1"),

@@ -12,7 +12,8 @@ use crate::helpers::*;
 
 const PHONE_ROUTE: &str = "/wechat/phone_number";
 /// python3 -c 'import hmac,hashlib; print(hmac.new(b"AAECAwQFBgcICQoLDA0ODw==", b"", hashlib.sha256).hexdigest())'
-const SESSION_KEY_HMAC: &str = "75c022993d64e3ac224c1c9d6f2b4c6eb53f22f6c7aa6be94428577d11d12fd5";
+pub const SESSION_KEY_HMAC: &str =
+    "75c022993d64e3ac224c1c9d6f2b4c6eb53f22f6c7aa6be94428577d11d12fd5";
 
 async fn logged_in() -> (TestApp, String) {
     let app = spawn_app().await;
