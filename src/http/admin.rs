@@ -135,6 +135,19 @@ async fn path_param(parts: &mut Parts, name: &str) -> Option<String> {
         .map(|(_, value)| value.to_owned())
 }
 
+/// The path of a route on one user of one app, as the document states it; `AdminUser`
+/// reads it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct UserPath {
+    /// The app's name in wxlogin's configuration, or its appid.
+    app: String,
+    /// The user's openid in that app.
+    #[param(pattern = r"^[A-Za-z0-9_-]{1,128}$")]
+    openid: String,
+}
+
 /// One user of one app, as the store knows them.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct UserAnswer {
@@ -163,10 +176,7 @@ pub struct Revoked {
     path = "/admin/apps/{app}/users/{openid}",
     tag = "admin",
     security(("admin" = [])),
-    params(
-        ("app" = String, Path, description = "The app's name in wxlogin's configuration, or its appid."),
-        ("openid" = String, Path, description = "The user's openid in that app.", pattern = r"^[A-Za-z0-9_-]{1,128}$"),
-    ),
+    params(UserPath),
     responses((status = 200, description = "The user.", body = UserAnswer), AdminUserErrors)
 )]
 pub(super) async fn user(
@@ -191,10 +201,7 @@ pub(super) async fn user(
     path = "/admin/apps/{app}/users/{openid}/sessions",
     tag = "admin",
     security(("admin" = [])),
-    params(
-        ("app" = String, Path, description = "The app's name in wxlogin's configuration, or its appid."),
-        ("openid" = String, Path, description = "The user's openid in that app.", pattern = r"^[A-Za-z0-9_-]{1,128}$"),
-    ),
+    params(UserPath),
     responses((status = 200, description = "How many sessions ended.", body = Revoked), AdminUserErrors)
 )]
 pub(super) async fn revoke_user(
@@ -303,10 +310,7 @@ impl Until {
     path = "/admin/apps/{app}/users/{openid}/block",
     tag = "admin",
     security(("admin" = [])),
-    params(
-        ("app" = String, Path, description = "The app's name in wxlogin's configuration, or its appid."),
-        ("openid" = String, Path, description = "The user's openid in that app.", pattern = r"^[A-Za-z0-9_-]{1,128}$"),
-    ),
+    params(UserPath),
     request_body = BlockRequest,
     responses((status = 200, description = "Blocked; how many sessions ended.", body = Revoked), BlockErrors, BodyErrors)
 )]
@@ -370,10 +374,7 @@ pub struct Unblocked {
     path = "/admin/apps/{app}/users/{openid}/block",
     tag = "admin",
     security(("admin" = [])),
-    params(
-        ("app" = String, Path, description = "The app's name in wxlogin's configuration, or its appid."),
-        ("openid" = String, Path, description = "The user's openid in that app.", pattern = r"^[A-Za-z0-9_-]{1,128}$"),
-    ),
+    params(UserPath),
     responses((status = 200, description = "Whether there was a block.", body = Unblocked), AdminUserErrors)
 )]
 pub(super) async fn unblock(

@@ -356,6 +356,12 @@ async fn admin_instance(redis: &impl SharedRedis, wechat_url: Option<&str>) -> T
     instance_with(redis, wechat_url, &[("WXLOGIN_ADMIN_TOKEN", ADMIN_TOKEN)]).await
 }
 
+/// An admin request about the user `oStolenAcct`: `rest` follows the user's path.
+async fn stolen(app: &TestApp, method: reqwest::Method, rest: &str) -> Reply {
+    let route = format!("/admin/apps/default/users/oStolenAcct{rest}");
+    app.admin(method, &route, None).await
+}
+
 async fn an_operator_on_one_instance_revokes_and_blocks_for_every_instance(
     redis: &impl SharedRedis,
 ) {
@@ -370,38 +376,20 @@ async fn an_operator_on_one_instance_revokes_and_blocks_for_every_instance(
         );
     }
     let bystander = a.login_as("c-other", "oInnocent").await;
-    let user = b
-        .admin(
-            reqwest::Method::GET,
-            "/admin/apps/default/users/oStolenAcct",
-            None,
-        )
-        .await;
+    let user = stolen(&b, reqwest::Method::GET, "").await;
     assert_eq!(
         user.json(),
         json!({ "openid": "oStolenAcct", "unionid": "uStolenPerson", "sessions": 6 })
     );
     a.delete_session(&tokens[0]).await;
-    let user = b
-        .admin(
-            reqwest::Method::GET,
-            "/admin/apps/default/users/oStolenAcct",
-            None,
-        )
-        .await;
+    let user = stolen(&b, reqwest::Method::GET, "").await;
     assert_eq!(
         user.json()["sessions"],
         5,
         "a logged-out session is not counted"
     );
 
-    let revoked = a
-        .admin(
-            reqwest::Method::DELETE,
-            "/admin/apps/default/users/oStolenAcct/sessions",
-            None,
-        )
-        .await;
+    let revoked = stolen(&a, reqwest::Method::DELETE, "/sessions").await;
     assert_eq!(revoked.json(), json!({ "revoked": 5 }), "{}", revoked.text);
     for token in &tokens {
         b.get_session(token)
@@ -426,13 +414,7 @@ async fn an_operator_on_one_instance_revokes_and_blocks_for_every_instance(
     a.post_openid(&json!({ "code": "c-refused" }))
         .await
         .assert_error(403, "user_blocked");
-    let user = a
-        .admin(
-            reqwest::Method::GET,
-            "/admin/apps/default/users/oStolenAcct",
-            None,
-        )
-        .await;
+    let user = stolen(&a, reqwest::Method::GET, "").await;
     assert_eq!(
         user.json()["sessions"],
         0,
@@ -441,13 +423,7 @@ async fn an_operator_on_one_instance_revokes_and_blocks_for_every_instance(
     assert_eq!(user.json()["blocked_until"], CLOCK_START + 3600);
     assert_eq!(user.json()["block_reason"], "stolen");
 
-    let lifted = b
-        .admin(
-            reqwest::Method::DELETE,
-            "/admin/apps/default/users/oStolenAcct/block",
-            None,
-        )
-        .await;
+    let lifted = stolen(&b, reqwest::Method::DELETE, "/block").await;
     assert_eq!(lifted.json(), json!({ "unblocked": true }));
     assert_eq!(a.post_openid(&json!({ "code": "c-ok" })).await.status, 200);
 }
