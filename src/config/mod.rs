@@ -57,6 +57,9 @@ pub struct Settings {
     /// Settings that were given but mean nothing to wxlogin: typos, or settings of another
     /// version. They are reported at start-up rather than ignored in silence.
     pub unknown: Vec<String>,
+    /// Settings that were given but do nothing with the others chosen (a store key with the
+    /// memory store, say), each with why: reported at start-up too.
+    pub ineffective: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -317,6 +320,19 @@ impl RawSettings {
         };
         let apps = apps::apps(legacy, self.apps, env, mode)?;
         let base_url = parse_base_url(&self.wechat_base_url)?;
+        let mut ineffective = Vec::new();
+        let given =
+            |path: &Option<PathBuf>| path.as_ref().is_some_and(|p| !p.as_os_str().is_empty());
+        if self.session_store == StoreKind::Memory
+            && (self.store_key.is_some()
+                || given(&self.store_key_file)
+                || given(&self.store_old_keys_file))
+        {
+            ineffective.push(
+                "WXLOGIN_STORE_KEY_FILE (and WXLOGIN_STORE_KEY, WXLOGIN_STORE_OLD_KEYS_FILE) seal session_keys in Redis; the memory store never writes them anywhere"
+                    .to_owned(),
+            );
+        }
         let store = match self.session_store {
             StoreKind::Memory => StoreSettings::Memory,
             StoreKind::Redis => StoreSettings::Redis(RedisSettings {
@@ -400,6 +416,7 @@ impl RawSettings {
                 message => message.to_owned(),
             },
             unknown,
+            ineffective,
         })
     }
 }
@@ -620,6 +637,28 @@ mod tests {
         };
         assert_eq!(settings.key_prefix, "wxlogin:");
         assert!(!format!("{s:?}").contains("hunter2"), "Debug hides the URL");
+    }
+
+    #[test]
+    fn a_store_key_with_the_memory_store_is_reported_as_doing_nothing() {
+        let base = [("WXLOGIN_APPID", "wx1"), ("WXLOGIN_SECRET", "s")];
+        assert!(load(&base).expect("settings").ineffective.is_empty());
+        let keyed = [
+            base.as_slice(),
+            &[(
+                "WXLOGIN_STORE_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            )],
+        ]
+        .concat();
+        let s = load(&keyed).expect("settings");
+        assert_eq!(s.ineffective.len(), 1);
+        assert!(
+            s.ineffective[0].contains("memory store"),
+            "{:?}",
+            s.ineffective
+        );
+        assert!(!s.ineffective[0].contains("AAECAw"), "never the key");
     }
 
     #[test]

@@ -358,6 +358,9 @@ pub async fn serve(mode: Mode) -> ExitCode {
             "ignoring a setting wxlogin does not know; is it misspelt?"
         );
     }
+    for why in &settings.ineffective {
+        tracing::warn!(why, "a setting that does nothing here");
+    }
     let app = match mode {
         Mode::Production => Application::build(settings, Clock::System).await,
         Mode::Development => Application::build_with_emulator(settings, Clock::System).await,
