@@ -193,17 +193,39 @@ impl Redis {
         result
     }
 
-    /// Several commands, each standing alone, sent at once: on one multiplexed connection
-    /// they travel together, and in a cluster each goes to its own key's node (a pipeline
-    /// there must keep to one slot). Answers in the order of `commands`.
+    /// Several commands that write, each standing alone, sent at once: on one multiplexed
+    /// connection they travel together, and in a cluster each goes to its own key's node
+    /// (a pipeline there must keep to one slot). Answers in the order of `commands`.
     pub async fn write_each<T: FromRedisValue + Send + 'static>(
         &self,
         commands: Vec<Cmd>,
     ) -> Result<Vec<T>, StoreError> {
+        self.each(commands, true).await
+    }
+
+    /// As [`Redis::write_each`], for commands that only read.
+    pub async fn query_each<T: FromRedisValue + Send + 'static>(
+        &self,
+        commands: Vec<Cmd>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.each(commands, false).await
+    }
+
+    async fn each<T: FromRedisValue + Send + 'static>(
+        &self,
+        commands: Vec<Cmd>,
+        writes: bool,
+    ) -> Result<Vec<T>, StoreError> {
         let mut sent = tokio::task::JoinSet::new();
         for (n, command) in commands.into_iter().enumerate() {
             let redis = self.clone();
-            sent.spawn(async move { (n, redis.write::<T>(&command).await) });
+            sent.spawn(async move {
+                let answer = match writes {
+                    true => redis.write::<T>(&command).await,
+                    false => redis.query::<T>(&command).await,
+                };
+                (n, answer)
+            });
         }
         let mut answers: Vec<Option<T>> =
             std::iter::repeat_with(|| None).take(sent.len()).collect();

@@ -55,7 +55,7 @@ impl User {
         unionid: Option<&UnionId>,
         session_key: Option<SessionKey>,
     ) -> Self {
-        let mut ids = [app.as_ref(), " ", openid.as_ref()].concat();
+        let mut ids = user_key(app, openid);
         if let Some(unionid) = unionid {
             ids.push(' ');
             ids.push_str(unionid.as_ref());
@@ -97,7 +97,12 @@ impl User {
     }
 }
 
-/// `app openid`: what tells one user from another in a user's `ids`.
+/// `app openid`: how a user's `ids` begin, and what tells one user from another.
+fn user_key(app: &AppName, openid: &OpenId) -> String {
+    [app.as_ref(), " ", openid.as_ref()].concat()
+}
+
+/// The [`user_key`] at the start of a user's `ids`.
 fn user_of(ids: &str) -> &str {
     match ids.match_indices(' ').nth(1) {
         Some((end, _)) => &ids[..end],

@@ -76,7 +76,6 @@ impl Application {
         // by the WeChat timeout.
         let token_wait_limit = settings.wechat.timeout * 2;
         let mut tended: Vec<Arc<dyn Any + Send + Sync>> = Vec::new();
-        let lifetime = Lifetime::new(settings.sessions.ttl, settings.sessions.idle);
         let (sessions, apps) = match &settings.sessions.store {
             StoreSettings::Memory => {
                 let apps = clients
@@ -116,6 +115,7 @@ impl Application {
                         wechat,
                     })
                     .collect();
+                let lifetime = Lifetime::new(settings.sessions.ttl, settings.sessions.idle);
                 let keys = &redis_settings.store_keys;
                 let sealer = Sealer::new(keys);
                 match sealer.current_key_id() {

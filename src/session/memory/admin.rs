@@ -8,55 +8,44 @@ use std::sync::Arc;
 use super::{Caches, MemoryStore};
 use crate::domain::{AppName, OpenId, UnionId};
 use crate::session::token::ShortTokenHash;
-use crate::session::{Block, Session, UserSummary, user_of};
+use crate::session::{Block, Session, User, UserSummary, user_key, user_of};
 
 impl MemoryStore {
     pub async fn user(&self, app: &AppName, openid: &OpenId) -> UserSummary {
         let user = user_key(app, openid);
         let now = self.now();
-        let sessions = self.sessions_where(move |ids| user_of(ids) == user).await;
+        let sessions = self.sessions_of(user.clone()).await;
         let live: Vec<&Session> = sessions
             .iter()
             .map(|(_, session)| session)
             .filter(|session| session.expires_at > now)
             .collect();
         let newest = live.iter().max_by_key(|session| session.ends_at);
-        let user = user_key(app, openid);
-        let blocks = self
-            .0
-            .blocks
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         UserSummary {
             unionid: newest
                 .and_then(|session| session.unionid())
                 .map(str::to_owned),
             sessions: live.len() as u64,
-            block: blocks
-                .get(user.as_str())
-                .filter(|block| block.until > now)
-                .cloned(),
+            block: self.0.block_of(&user, now),
         }
     }
 
     pub async fn revoke_user(&self, app: &AppName, openid: &OpenId) -> u64 {
-        let user = user_key(app, openid);
-        self.revoke_where(move |ids| user_of(ids) == user).await
+        let found = self.sessions_of(user_key(app, openid)).await;
+        self.remove_all(found)
     }
 
     pub async fn revoke_unionid(&self, unionid: &UnionId) -> u64 {
         let unionid = unionid.as_ref().to_owned();
-        self.revoke_where(move |ids| ids.split(' ').nth(2) == Some(unionid.as_str()))
-            .await
+        let found = self
+            .sessions_where(move |user| user.unionid() == Some(unionid.as_str()))
+            .await;
+        self.remove_all(found)
     }
 
     pub async fn block(&self, app: &AppName, openid: &OpenId, block: Block) -> u64 {
         {
-            let mut blocks = self
-                .0
-                .blocks
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut blocks = self.0.blocks_mut();
             let now = self.now();
             blocks.retain(|_, block| block.until > now);
             blocks.insert(user_key(app, openid).into(), block);
@@ -65,36 +54,38 @@ impl MemoryStore {
     }
 
     pub fn unblock(&self, app: &AppName, openid: &OpenId) -> bool {
-        let mut blocks = self
-            .0
-            .blocks
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = self.now();
-        blocks
+        self.0
+            .blocks_mut()
             .remove(user_key(app, openid).as_str())
             .is_some_and(|block| block.until > now)
     }
 
-    async fn revoke_where(&self, matches: impl Fn(&str) -> bool + Send + 'static) -> u64 {
-        let found = self.sessions_where(matches).await;
+    /// Removes the sessions found; returns how many were live.
+    fn remove_all(&self, found: Vec<(Arc<ShortTokenHash>, Session)>) -> u64 {
         found
             .into_iter()
             .map(|(key, _)| u64::from(self.remove(*key)))
             .sum()
     }
 
-    /// Every session whose user's ids `matches`, from a scan on a blocking thread.
+    /// Every session of the user `key` names (a [`user_key`]).
+    async fn sessions_of(&self, key: String) -> Vec<(Arc<ShortTokenHash>, Session)> {
+        self.sessions_where(move |user| user_of(&user.ids) == key)
+            .await
+    }
+
+    /// Every session whose user `matches`, from a scan on a blocking thread.
     async fn sessions_where(
         &self,
-        matches: impl Fn(&str) -> bool + Send + 'static,
+        matches: impl Fn(&User) -> bool + Send + 'static,
     ) -> Vec<(Arc<ShortTokenHash>, Session)> {
         let caches: Arc<Caches> = Arc::clone(&self.0);
         let scan = tokio::task::spawn_blocking(move || {
             caches
                 .sessions
                 .iter()
-                .filter(|(_, session)| matches(&session.user.ids))
+                .filter(|(_, session)| matches(&session.user))
                 .collect::<Vec<_>>()
         });
         match scan.await {
@@ -103,9 +94,4 @@ impl MemoryStore {
             Err(err) => std::panic::resume_unwind(err.into_panic()),
         }
     }
-}
-
-/// `app openid`, as a user's ids begin.
-fn user_key(app: &AppName, openid: &OpenId) -> String {
-    [app.as_ref(), " ", openid.as_ref()].concat()
 }

@@ -115,7 +115,8 @@ impl MemoryStore {
                     RemovalCause::Expired => "expired",
                     RemovalCause::Size => "size",
                     RemovalCause::Explicit => "explicit",
-                    // Tokens are never reused, so a session is never replaced.
+                    // Only sliding expiry replaces a session, with itself under a later
+                    // deadline: it lives on.
                     RemovalCause::Replaced => return,
                 };
                 metrics.session_evicted(cause);
@@ -145,7 +146,7 @@ impl MemoryStore {
         caches.sessions.insert(key, session.clone());
         // Checked after the insert: a block set meanwhile revokes by scanning the sessions,
         // and a scan that began before the insert may have missed this one.
-        if let Some(until) = caches.blocked_until(super::user_of(&session.user.ids), now) {
+        if let Some(Block { until, .. }) = caches.block_of(super::user_of(&session.user.ids), now) {
             caches.sessions.invalidate(&key);
             return Err(CreateError::Blocked { until });
         }
@@ -220,12 +221,14 @@ impl MemoryStore {
 }
 
 impl Caches {
-    fn blocked_until(&self, user: &str, now: u64) -> Option<u64> {
+    /// The block on `user` (a [`super::user_key`]) that holds at `now`, if any.
+    fn block_of(&self, user: &str, now: u64) -> Option<Block> {
         let blocks = self.blocks.read().unwrap_or_else(PoisonError::into_inner);
-        blocks
-            .get(user)
-            .map(|block| block.until)
-            .filter(|&until| until > now)
+        blocks.get(user).filter(|block| block.until > now).cloned()
+    }
+
+    fn blocks_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Box<str>, Block>> {
+        self.blocks.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The user record that `login` makes current: the existing one with the new key, so

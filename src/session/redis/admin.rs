@@ -56,7 +56,7 @@ impl RedisStore {
                     .to_owned()
             })
             .collect();
-        let live: Vec<i64> = self.redis.write_each(exists).await?;
+        let live: Vec<i64> = self.redis.query_each(exists).await?;
         let block = until
             .parse::<u64>()
             .ok()

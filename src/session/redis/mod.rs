@@ -163,7 +163,7 @@ impl RedisStore {
             let mut index = self.scripts.index_unionid.prepare_invoke();
             index
                 .key(self.unionid_key(unionid.as_ref()))
-                .arg(format!("{app} {}", login.openid.as_ref()))
+                .arg(super::user_key(app, &login.openid))
                 .arg(ttl);
             index
         });
