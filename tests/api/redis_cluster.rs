@@ -4,7 +4,6 @@
 //! wait polls the cluster's own answers under a deadline; none sleeps a fixed time.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -315,7 +314,8 @@ impl Node {
         let dir =
             std::env::temp_dir().join(format!("wxlogin-cluster-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a temporary directory for Redis");
-        let mut process = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args([
                 "--cluster-enabled",
@@ -329,16 +329,8 @@ impl Node {
             .args(["--cluster-replica-validity-factor", "0"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let stdout = process.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = lines.any(|line| line.is_ok_and(|l| l.contains("Ready to accept connections")));
-        assert!(ready, "redis-server exited before it was ready");
-        std::thread::spawn(move || lines.for_each(drop));
+            .arg(&dir);
+        let process = crate::redis_server::spawn_until_ready(command);
         Self {
             port,
             dir,

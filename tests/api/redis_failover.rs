@@ -252,6 +252,18 @@ async fn not_ready_saying(app: &TestApp, words: &str) -> Value {
     reply.json()
 }
 
+/// A login answers 503 before it asks WeChat: the user's code is kept.
+async fn a_login_is_refused_without_spending_its_code(app: &TestApp) {
+    log_in(app, "kept")
+        .await
+        .assert_error(503, "store_unavailable");
+    assert_eq!(
+        calls_to(&app.wechat, CODE2SESSION).await,
+        0,
+        "the code was not spent"
+    );
+}
+
 #[tokio::test]
 async fn cluster_mode_pointed_at_one_plain_redis_says_to_use_standalone() {
     let Some(redis) = RedisServer::start() else {
@@ -265,14 +277,7 @@ async fn cluster_mode_pointed_at_one_plain_redis_says_to_use_standalone() {
     ])
     .await;
     not_ready_saying(&app, "WXLOGIN_REDIS_MODE=standalone").await;
-    log_in(&app, "kept")
-        .await
-        .assert_error(503, "store_unavailable");
-    assert_eq!(
-        calls_to(&app.wechat, CODE2SESSION).await,
-        0,
-        "the code was not spent"
-    );
+    a_login_is_refused_without_spending_its_code(&app).await;
     assert!(captured_logs().contains("WXLOGIN_REDIS_MODE=standalone"));
 }
 
@@ -288,14 +293,7 @@ async fn standalone_mode_pointed_at_a_cluster_node_says_to_use_cluster() {
     ])
     .await;
     not_ready_saying(&app, "WXLOGIN_REDIS_MODE=cluster").await;
-    log_in(&app, "kept")
-        .await
-        .assert_error(503, "store_unavailable");
-    assert_eq!(
-        calls_to(&app.wechat, CODE2SESSION).await,
-        0,
-        "the code was not spent"
-    );
+    a_login_is_refused_without_spending_its_code(&app).await;
 }
 
 #[tokio::test]
@@ -318,12 +316,5 @@ async fn an_unreachable_seed_list_is_not_ready_and_never_hangs() {
             .as_str()
             .is_some_and(|m| m.contains("session store"))
     );
-    log_in(&app, "kept")
-        .await
-        .assert_error(503, "store_unavailable");
-    assert_eq!(
-        calls_to(&app.wechat, CODE2SESSION).await,
-        0,
-        "the code was not spent"
-    );
+    a_login_is_refused_without_spending_its_code(&app).await;
 }

@@ -94,7 +94,7 @@ impl RedisServer {
         if let Some(password) = &self.password {
             command.args(["--requirepass", password]);
         }
-        let mut process = command
+        command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args([
                 "--save",
@@ -105,18 +105,8 @@ impl RedisServer {
                 "always",
             ])
             .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let stdout = process.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = lines.any(|line| line.is_ok_and(|l| l.contains("Ready to accept connections")));
-        assert!(ready, "redis-server exited before it was ready");
-        // Keep draining its output so it never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        self.process = Some(process);
+            .arg(&self.dir);
+        self.process = Some(spawn_until_ready(command));
     }
 
     /// Every key in the server, for tests that look at what is stored.
@@ -165,4 +155,20 @@ impl Drop for RedisServer {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Starts `redis-server` as `command` says, and returns once it accepts connections.
+pub fn spawn_until_ready(mut command: Command) -> Child {
+    let mut process = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server starts");
+    let stdout = process.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = lines.any(|line| line.is_ok_and(|l| l.contains("Ready to accept connections")));
+    assert!(ready, "redis-server exited before it was ready");
+    // Keep draining its output so it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    process
 }
