@@ -48,15 +48,10 @@ impl RedisStore {
             .arg(now);
         let (unionid, until, reason, sessions): (String, String, String, Vec<String>) =
             self.redis.run_script(&lookup).await?;
-        let exists = sessions
-            .iter()
-            .map(|hash| {
-                redis::cmd("EXISTS")
-                    .arg(self.session_key_name(hash))
-                    .to_owned()
-            })
-            .collect();
-        let live: Vec<i64> = self.redis.query_each(exists).await?;
+        let live: Vec<i64> = self
+            .redis
+            .query_each(self.on_each_session("EXISTS", &sessions))
+            .await?;
         let block = until
             .parse::<u64>()
             .ok()
@@ -121,15 +116,22 @@ impl RedisStore {
 
     /// Deletes sessions by hash, all at once; returns how many were there.
     async fn delete_sessions(&self, hashes: &[String]) -> Result<u64, StoreError> {
-        let delete = hashes
+        let deleted: Vec<i64> = self
+            .redis
+            .write_each(self.on_each_session("DEL", hashes))
+            .await?;
+        Ok(deleted.iter().filter(|&&n| n > 0).count() as u64)
+    }
+
+    /// `command` on the key of each session in `hashes`.
+    fn on_each_session(&self, command: &str, hashes: &[String]) -> Vec<redis::Cmd> {
+        hashes
             .iter()
             .map(|hash| {
-                redis::cmd("DEL")
+                redis::cmd(command)
                     .arg(self.session_key_name(hash))
                     .to_owned()
             })
-            .collect();
-        let deleted: Vec<i64> = self.redis.write_each(delete).await?;
-        Ok(deleted.iter().filter(|&&n| n > 0).count() as u64)
+            .collect()
     }
 }
