@@ -174,13 +174,31 @@ impl Redis {
         let result = self
             .within_deadline(command.query_async(&mut connection))
             .await;
-        // A read proves nothing about writes, but losing Redis altogether it shows.
-        if let Err(err) = &result
+        self.learn_from_read(&result);
+        result
+    }
+
+    /// A script that only reads: like [`Redis::query`], its success says nothing about
+    /// whether Redis takes writes (a read-only replica runs it).
+    pub async fn run_read_script<T: FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let mut connection = self.connection.clone();
+        let result = self
+            .within_deadline(invocation.invoke_async(&mut connection))
+            .await;
+        self.learn_from_read(&result);
+        result
+    }
+
+    /// A read proves nothing about writes, but losing Redis altogether it shows.
+    fn learn_from_read<T>(&self, result: &Result<T, StoreError>) {
+        if let Err(err) = result
             && let Some(problem @ (Unavailable::Timeout | Unavailable::Unreachable)) = err.problem()
         {
             self.set_health(Some(problem));
         }
-        result
     }
 
     /// A command that writes.

@@ -184,3 +184,42 @@ async fn a_session_write_that_timed_out_does_not_land_later_as_an_orphan() {
         "only the warm-up's session: the frozen one was removed"
     );
 }
+
+#[tokio::test]
+async fn an_operator_lookup_on_a_read_only_redis_does_not_let_a_login_spend_its_code() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let url = redis.url();
+    let app = spawn_app_with(&[
+        ("WXLOGIN_SESSION_STORE", "redis"),
+        ("WXLOGIN_REDIS_URL", url.as_str()),
+        ("WXLOGIN_REDIS_TIMEOUT_MS", "500"),
+        ("WXLOGIN_ADMIN_TOKEN", ADMIN_TOKEN),
+    ])
+    .await;
+    app.login_as("c1", "oLookedUp").await;
+
+    redis.cli(&["REPLICAOF", "127.0.0.1", "1"]);
+    ready_is(&app, 503).await;
+    // A replica answers reads: the lookup succeeds, and must not vouch for writes.
+    let user = app
+        .admin(
+            reqwest::Method::GET,
+            "/admin/apps/default/users/oLookedUp",
+            None,
+        )
+        .await;
+    assert_eq!(user.status, 200, "{}", user.text);
+    assert_eq!(user.json()["sessions"], 1);
+    let refused = app.post_openid(&json!({ "code": "after-lookup" })).await;
+    assert_refused_unspent(&refused);
+    assert_eq!(
+        calls_to(&app.wechat, CODE2SESSION).await,
+        1,
+        "only the login before Redis turned read-only reached WeChat"
+    );
+
+    redis.cli(&["REPLICAOF", "NO", "ONE"]);
+    ready_is(&app, 200).await;
+}

@@ -47,7 +47,7 @@ impl RedisStore {
             .key(&user.block)
             .arg(now);
         let (unionid, until, reason, sessions): (String, String, String, Vec<String>) =
-            self.redis.run_script(&lookup).await?;
+            self.redis.run_read_script(&lookup).await?;
         let live: Vec<i64> = self
             .redis
             .query_each(self.on_each_session("EXISTS", &sessions))
