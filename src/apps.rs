@@ -42,8 +42,8 @@ impl Apps {
     }
 
     /// The app of that name, as a session records it.
-    pub fn named(&self, name: &str) -> Option<&Arc<App>> {
-        self.0.iter().find(|app| app.name().as_ref() == name)
+    pub fn named(&self, name: &AppName) -> Option<&Arc<App>> {
+        self.0.iter().find(|app| app.name() == name)
     }
 
     /// The app that routes without an `/apps/{app}/` prefix serve: the only app, or the one

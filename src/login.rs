@@ -1,9 +1,9 @@
 //! The login itself: a `wx.login()` code in, a session out, with concurrent duplicates of
 //! one code coalesced into a single WeChat call.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use moka::sync::Cache;
 use tokio::sync::watch;
 
 use crate::apps::App;
@@ -35,10 +35,6 @@ pub enum LoginError {
     Interrupted,
 }
 
-/// How many distinct codes can be logging in at once before the oldest lose coalescing.
-/// An entry lives only while its WeChat call is under way.
-const IN_FLIGHT_MAX: u64 = 100_000;
-
 /// What WeChat answered for one code, shared by every request that sent it meanwhile.
 type Answer = Result<WxSession, Arc<WeChatError>>;
 
@@ -47,6 +43,11 @@ struct Flight(watch::Sender<Option<Answer>>);
 
 /// A code, as the app it was sent to sees it: one code sent to two apps is two logins.
 type FlightKey = (AppName, JsCode);
+
+/// The WeChat calls under way, by app and code. Not a cache: an entry lives exactly as long
+/// as its call, so a plain map under a lock holds them; the number of calls in flight is
+/// bounded by the WeChat client's permits and the connection cap.
+type InFlight = Arc<Mutex<HashMap<FlightKey, Arc<Flight>>>>;
 
 pub struct LoginService {
     sessions: SessionStore,
@@ -57,7 +58,7 @@ pub struct LoginService {
     /// code is single-use: without this, two requests with one code make two WeChat calls
     /// and one of them fails with 40163. The first request starts the call as a task of
     /// its own; the others wait for its answer.
-    in_flight: Cache<FlightKey, Arc<Flight>>,
+    in_flight: InFlight,
 }
 
 impl LoginService {
@@ -66,7 +67,7 @@ impl LoginService {
             sessions,
             metrics,
             blocked_message: blocked_message.into(),
-            in_flight: Cache::new(IN_FLIGHT_MAX),
+            in_flight: InFlight::default(),
         }
     }
 
@@ -100,13 +101,19 @@ impl LoginService {
         code: JsCode,
     ) -> Result<WxSession, LoginError> {
         let key = (wechat.app().clone(), code);
-        let entry = self
-            .in_flight
-            .entry_by_ref(&key)
-            .or_insert_with(|| Arc::new(Flight(watch::Sender::new(None))));
-        let flight = Arc::clone(entry.value());
+        let (flight, fresh) = {
+            let mut in_flight = lock(&self.in_flight);
+            match in_flight.get(&key) {
+                Some(flight) => (Arc::clone(flight), false),
+                None => {
+                    let flight = Arc::new(Flight(watch::Sender::new(None)));
+                    in_flight.insert(key.clone(), Arc::clone(&flight));
+                    (flight, true)
+                }
+            }
+        };
         let mut answer = flight.0.subscribe();
-        if entry.is_fresh() {
+        if fresh {
             // Nothing awaits between the insert and the spawn, so no cancellation can leave
             // a flight that no task will ever answer.
             tokio::spawn(self.fly(wechat.clone(), key, flight));
@@ -135,7 +142,7 @@ impl LoginService {
     ) -> impl Future<Output = ()> + use<> {
         let metrics = self.metrics.clone();
         let landing = Landing {
-            in_flight: self.in_flight.clone(),
+            in_flight: Arc::clone(&self.in_flight),
             key,
         };
         async move {
@@ -154,12 +161,17 @@ impl LoginService {
 
 /// Takes a code off the in-flight list when its call ends, however it ends.
 struct Landing {
-    in_flight: Cache<FlightKey, Arc<Flight>>,
+    in_flight: InFlight,
     key: FlightKey,
 }
 
 impl Drop for Landing {
     fn drop(&mut self) {
-        self.in_flight.invalidate(&self.key);
+        lock(&self.in_flight).remove(&self.key);
     }
+}
+
+fn lock(in_flight: &InFlight) -> std::sync::MutexGuard<'_, HashMap<FlightKey, Arc<Flight>>> {
+    // The map is consistent between any two statements, so a poisoned lock is still usable.
+    in_flight.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -70,7 +70,7 @@ pub fn router(token: AdminToken) -> Router<AppState> {
         )
         .route("/admin/unionids/{unionid}/sessions", delete(revoke_unionid))
         .route_layer(axum::middleware::from_fn_with_state(token, require_admin))
-        .route_layer(axum::middleware::map_response(super::no_store))
+        .route_layer(super::no_store())
 }
 
 /// Before anything else is read: a request without the token learns nothing, not even

@@ -75,8 +75,9 @@ impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
     }
 }
 
-/// The token in `Authorization: Bearer <token>` (RFC 6750 §2.1).
-pub fn bearer_token(headers: &HeaderMap) -> Result<SessionToken, ApiError> {
+/// The credential in `Authorization: Bearer <credential>` (RFC 6750 §2.1), unparsed: the one
+/// reader of that header, for session tokens and the admin token alike.
+pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let value = values.next().ok_or(ApiError::MissingToken)?;
     if values.next().is_some() {
@@ -86,116 +87,81 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<SessionToken, ApiError> {
         ));
     }
     let value = value.to_str().map_err(|_| ApiError::InvalidToken)?;
-    let (scheme, token) = value.trim().split_once(' ').ok_or(ApiError::InvalidToken)?;
+    let (scheme, credential) = value.trim().split_once(' ').ok_or(ApiError::InvalidToken)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(ApiError::MissingToken);
     }
-    SessionToken::parse(token.trim()).ok_or(ApiError::InvalidToken)
+    Ok(credential.trim())
 }
 
-/// The live session behind `token`: `invalid_token` when there is none. Every route that
-/// takes a session token looks it up here.
-pub async fn live_session(
-    sessions: &SessionStore,
-    token: &SessionToken,
-) -> Result<Session, ApiError> {
-    sessions.get(token).await?.ok_or(ApiError::InvalidToken)
+/// The session token in `Authorization: Bearer <token>`.
+pub fn bearer_token(headers: &HeaderMap) -> Result<SessionToken, ApiError> {
+    SessionToken::parse(bearer(headers)?).ok_or(ApiError::InvalidToken)
+}
+
+/// The app an `/apps/{app}/…` route names, by name or appid (`404 unknown_app` if none of
+/// ours), or `None` on a route without the prefix. Read from the route's own parameters,
+/// once per request.
+async fn named_app(parts: &mut Parts, apps: &Apps) -> Result<Option<Arc<App>>, ApiError> {
+    // Reading the route's parameters borrows them from the request: nothing is copied.
+    let Ok(params) = RawPathParams::from_request_parts(parts, &()).await else {
+        return Ok(None);
+    };
+    let Some((_, named)) = params.iter().find(|(name, _)| *name == "app") else {
+        return Ok(None);
+    };
+    apps.find(named)
+        .cloned()
+        .map(Some)
+        .ok_or(ApiError::UnknownApp { named: true })
 }
 
 /// The app a request is for: the one its `/apps/{app}/` prefix names (by name or appid),
 /// or, without one, the default app. `404 unknown_app` when there is no such app.
-pub struct TargetApp(pub Arc<App>);
-
-impl<S> FromRequestParts<S> for TargetApp
-where
-    S: Send + Sync,
-    Apps: FromRef<S>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let apps = Apps::from_ref(state);
-        match app_param(parts).await {
-            Some(named) => apps
-                .find(&named)
-                .cloned()
-                .map(Self)
-                .ok_or(ApiError::UnknownApp { named: true }),
-            None => apps
-                .default_app()
-                .cloned()
-                .map(Self)
-                .ok_or(ApiError::UnknownApp { named: false }),
-        }
-    }
-}
-
-/// The app an `/apps/{app}/…` route names (`404 unknown_app` if none of ours), or `None`
-/// on a route without the prefix. A session route that names an app answers only that
-/// app's sessions: what lets a gateway in front of one app's backend keep out the others.
-pub struct NamedApp(pub Option<Arc<App>>);
-
-impl NamedApp {
-    /// The session, if it belongs to the app the route names (or the route names none).
-    pub fn admits(&self, session: Session) -> Result<Session, ApiError> {
-        match &self.0 {
-            Some(app) if app.name().as_ref() != session.app() => Err(ApiError::InvalidToken),
-            _ => Ok(session),
-        }
-    }
-}
-
-impl<S> FromRequestParts<S> for NamedApp
-where
-    S: Send + Sync,
-    Apps: FromRef<S>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Some(named) = app_param(parts).await else {
-            return Ok(Self(None));
-        };
-        Apps::from_ref(state)
-            .find(&named)
+pub async fn target_app(parts: &mut Parts, apps: &Apps) -> Result<Arc<App>, ApiError> {
+    match named_app(parts, apps).await? {
+        Some(app) => Ok(app),
+        None => apps
+            .default_app()
             .cloned()
-            .map(|app| Self(Some(app)))
-            .ok_or(ApiError::UnknownApp { named: true })
+            .ok_or(ApiError::UnknownApp { named: false }),
     }
 }
 
-/// The `{app}` of an `/apps/{app}/…` route, if the request came by one.
-pub async fn app_param(parts: &mut Parts) -> Option<String> {
-    let params = RawPathParams::from_request_parts(parts, &()).await.ok()?;
-    params
-        .iter()
-        .find(|(name, _)| *name == "app")
-        .map(|(_, value)| value.to_owned())
-}
-
-/// The live session behind the request's bearer token: 401 when there is none.
-pub struct LiveSession(pub Session);
-
-impl<S> FromRequestParts<S> for LiveSession
-where
-    S: Send + Sync,
-    SessionStore: FromRef<S>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(&parts.headers)?;
-        live_session(&SessionStore::from_ref(state), &token)
-            .await
-            .map(Self)
-    }
-}
-
-/// The live session behind the request's bearer token, with the app it belongs to: what
-/// the user-data routes act for (its secret, its access_token, its appid).
+/// A live session, admitted for the route's app, and the app it belongs to: what
+/// `/session`, `/auth` and the user-data routes act for. A session route that names an app
+/// (`/apps/{app}/…`) answers only that app's sessions: what lets a gateway in front of one
+/// app's backend keep out the others. The app is resolved once: the route's, or else the
+/// session's.
 pub struct UserSession {
     pub session: Session,
     pub app: Arc<App>,
+}
+
+impl UserSession {
+    /// The session behind the token that `token` reads from the request, for the app the
+    /// route names: an unknown app is 404 before the token is read, an unknown token 401.
+    pub async fn find(
+        parts: &mut Parts,
+        sessions: &SessionStore,
+        apps: &Apps,
+        token: impl FnOnce(&Parts) -> Result<SessionToken, ApiError>,
+    ) -> Result<Self, ApiError> {
+        let named = named_app(parts, apps).await?;
+        let token = token(parts)?;
+        let session = sessions.get(&token).await?.ok_or(ApiError::InvalidToken)?;
+        let app = match named {
+            Some(app) if app.name() == session.app() => app,
+            // Another app's session is not this route's to answer.
+            Some(_) => return Err(ApiError::InvalidToken),
+            // A session of an app this deployment no longer serves is of no use here.
+            None => apps
+                .named(session.app())
+                .cloned()
+                .ok_or(ApiError::InvalidToken)?,
+        };
+        Ok(Self { session, app })
+    }
 }
 
 impl<S> FromRequestParts<S> for UserSession
@@ -207,13 +173,27 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let LiveSession(session) = LiveSession::from_request_parts(parts, state).await?;
-        // A session of an app this deployment no longer serves is of no use here.
-        let app = Apps::from_ref(state)
-            .named(session.app())
-            .cloned()
-            .ok_or(ApiError::InvalidToken)?;
-        Ok(Self { session, app })
+        let (sessions, apps) = (SessionStore::from_ref(state), Apps::from_ref(state));
+        Self::find(parts, &sessions, &apps, |parts| {
+            bearer_token(&parts.headers)
+        })
+        .await
+    }
+}
+
+/// The app an `/apps/{app}/…` route names, if any, for a route that needs no session of it
+/// (a logout checks the session itself).
+pub struct NamedApp(pub Option<Arc<App>>);
+
+impl<S> FromRequestParts<S> for NamedApp
+where
+    S: Send + Sync,
+    Apps: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        named_app(parts, &Apps::from_ref(state)).await.map(Self)
     }
 }
 

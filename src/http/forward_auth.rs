@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{NamedApp, bearer_token, live_session};
+use super::extract::{UserSession, bearer_token};
 use crate::apps::Apps;
 use crate::session::{SessionStore, SessionToken};
 
@@ -43,7 +44,7 @@ pub fn router() -> Router<AppState> {
         .route("/auth", every_method())
         .route("/apps/{app}/auth", every_method())
         // A gateway must ask again for every request: a logout takes effect at once.
-        .route_layer(axum::middleware::map_response(super::no_store_per_token))
+        .route_layer(super::no_store_per_token())
 }
 
 /// Who the token belongs to, as headers for the gateway to pass on. The backends behind
@@ -69,19 +70,18 @@ pub async fn forward_auth(
     State(sessions): State<SessionStore>,
     State(apps): State<Apps>,
     State(cookie): State<AuthCookie>,
-    named: NamedApp,
-    headers: HeaderMap,
+    mut parts: Parts,
 ) -> Result<Response, ApiError> {
-    let token = token(&headers, &cookie)?;
-    let session = named.admits(live_session(&sessions, &token).await?)?;
-    let app = apps.named(session.app()).ok_or(ApiError::InvalidToken)?;
+    let token = |parts: &Parts| token(&parts.headers, &cookie);
+    let UserSession { session, app } =
+        UserSession::find(&mut parts, &sessions, &apps, token).await?;
     let mut response = StatusCode::OK.into_response();
     let headers = response.headers_mut();
     // Ids are validated to [A-Za-z0-9_-] when WeChat hands them over, and app names to
     // [a-z0-9_]; an appid comes from the operator's configuration.
     for (name, value) in [
-        (OPENID_HEADER, session.openid()),
-        (APP_HEADER, session.app()),
+        (OPENID_HEADER, session.openid().as_ref()),
+        (APP_HEADER, session.app().as_ref()),
         (APPID_HEADER, app.appid()),
     ] {
         if let Ok(value) = HeaderValue::from_str(value) {
@@ -89,7 +89,7 @@ pub async fn forward_auth(
         }
     }
     if let Some(unionid) = session.unionid()
-        && let Ok(unionid) = HeaderValue::from_str(unionid)
+        && let Ok(unionid) = HeaderValue::from_str(unionid.as_ref())
     {
         headers.insert(UNIONID_HEADER, unionid);
     }

@@ -1,7 +1,4 @@
-use std::sync::Arc;
-
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
+use axum::extract::{FromRequest, MatchedPath, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -11,16 +8,12 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::responses::{BodyErrors, LoginErrors, UpstreamErrors};
 use super::error::{ApiError, ErrorReport};
-use super::extract::{CodeField, LoginCode, TargetApp, app_param};
-use super::rate_limit::WithinRateLimit;
-use crate::apps::Apps;
-use crate::login::LoginService;
-use crate::telemetry::metrics::Metrics;
+use super::extract::{CodeField, LoginCode, target_app};
+use super::rate_limit::within_rate_limit;
 
 /// The login routes, which differ only in where the code comes from, each also under
-/// `/apps/{app}/` for an app other than the default, and the layer that counts what came
-/// of each request to them (`wxlogin_logins_total`).
-pub fn router(metrics: Metrics, apps: Apps) -> Router<AppState> {
+/// `/apps/{app}/` for an app other than the default.
+pub fn router() -> Router<AppState> {
     Router::new()
         // The net/http tutorials' contract: POST {"code": "..."}.
         .route("/openid", post(login))
@@ -28,11 +21,7 @@ pub fn router(metrics: Metrics, apps: Apps) -> Router<AppState> {
         // The gin and echo tutorials': GET ?code=, or POST as JSON or a form.
         .route("/wechat/applet_login", get(login).post(login))
         .route("/apps/{app}/wechat/applet_login", get(login).post(login))
-        .route_layer(axum::middleware::from_fn_with_state(
-            (metrics, apps),
-            count_login,
-        ))
-        .route_layer(axum::middleware::map_response(super::no_store))
+        .route_layer(super::no_store())
 }
 
 /// A new session for the user behind a `wx.login()` code.
@@ -49,45 +38,35 @@ pub struct LoginResponse<'a> {
 }
 
 /// Trades the request's `wx.login()` code for a new session of its app, on every login
-/// route.
-async fn login(
-    State(logins): State<Arc<LoginService>>,
-    TargetApp(app): TargetApp,
-    _: WithinRateLimit,
-    LoginCode(code): LoginCode,
-) -> Result<Response, ApiError> {
-    let issued = logins.login(&app, code).await?;
-    let body = LoginResponse {
-        token: issued.token.expose(),
-        openid: issued.session.openid(),
-        unionid: issued.session.unionid(),
-        expires_in: issued.expires_in,
-    };
-    Ok(Json(body).into_response())
-}
-
-/// Counts a login request by route, app and outcome: "ok", or the kind of error it
-/// answered, whichever part of the request refused it.
-async fn count_login(
-    State((metrics, apps)): State<(Metrics, Apps)>,
-    route: MatchedPath,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// route, and counts what came of it by route, app and outcome (`wxlogin_logins_total`):
+/// "ok", or the kind of error it answered, whichever step refused it. The steps run in
+/// this order: the app (resolved once), the client's rate limit (before the body is
+/// read), the code, then WeChat and the store.
+async fn login(State(state): State<AppState>, route: MatchedPath, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
-    let app = match app_param(&mut parts).await {
-        Some(named) => apps.find(&named),
-        None => apps.default_app(),
-    }
-    .map(|app| app.name().clone());
-    request = Request::from_parts(parts, body);
-    let response = next.run(request).await;
+    let app = target_app(&mut parts, &state.apps).await;
+    let app_label = app.as_ref().ok().map(|app| app.name().clone());
+    let answer = async {
+        let app = app?;
+        within_rate_limit(&parts, &state.limiter, &state.metrics)?;
+        let request = Request::from_parts(parts, body);
+        let LoginCode(code) = LoginCode::from_request(request, &()).await?;
+        let issued = state.logins.login(&app, code).await?;
+        let body = LoginResponse {
+            token: issued.token.expose(),
+            openid: issued.session.openid().as_ref(),
+            unionid: issued.session.unionid().map(AsRef::as_ref),
+            expires_in: issued.expires_in,
+        };
+        Ok::<_, ApiError>(Json(body).into_response())
+    };
+    let response = answer.await.unwrap_or_else(IntoResponse::into_response);
     let outcome = response
         .extensions()
         .get::<ErrorReport>()
         .map_or("ok", |report| report.kind);
-    let app = app.as_ref().map_or("unknown", AsRef::as_ref);
-    metrics.login_finished(route.as_str(), app, outcome);
+    let app = app_label.as_ref().map_or("unknown", AsRef::as_ref);
+    state.metrics.login_finished(route.as_str(), app, outcome);
     response
 }
 

@@ -2,6 +2,7 @@
 
 pub mod admin;
 mod client_ip;
+mod edge;
 mod error;
 mod extract;
 pub mod forward_auth;
@@ -18,13 +19,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, State};
-use axum::http::{HeaderValue, Request, Response, header};
-use axum::middleware::Next;
+use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath};
+use axum::http::{HeaderName, HeaderValue, Request, Response, header};
 use axum::response::IntoResponse;
+use tower::layer::util::Stack;
 use tower_http::ServiceBuilderExt;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestId, RequestId};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::RequestBodyDeadlineLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
@@ -44,9 +46,12 @@ use crate::telemetry::metrics::Metrics;
 /// Login codes and tokens are tiny; nothing a client sends us needs more.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// What handlers share: cheap handles, each handler taking only the part it uses.
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// What handlers share, behind one `Arc`: axum clones the state for every request, and
+/// each handler takes only the part it uses (a cheap handle).
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
     pub apps: Apps,
     pub logins: Arc<LoginService>,
     pub sessions: SessionStore,
@@ -54,6 +59,40 @@ pub struct AppState {
     pub limiter: ClientLimiter,
     pub auth_cookie: AuthCookie,
 }
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// Each part a handler may take as `State<Part>`.
+macro_rules! state_parts {
+    ($($part:ident: $type:ty),* $(,)?) => {
+        $(impl FromRef<AppState> for $type {
+            fn from_ref(state: &AppState) -> Self {
+                state.0.$part.clone()
+            }
+        })*
+    };
+}
+
+state_parts!(
+    apps: Apps,
+    logins: Arc<LoginService>,
+    sessions: SessionStore,
+    metrics: Metrics,
+    limiter: ClientLimiter,
+    auth_cookie: AuthCookie,
+);
 
 /// Where the admin API is served, if anywhere.
 pub enum AdminApi {
@@ -76,7 +115,7 @@ pub struct Routers {
 /// admin API has a listener of its own, that one's. Tests drive exactly these.
 pub fn routers(state: AppState, server: &ServerSettings, admin: AdminApi) -> Routers {
     let public = Router::new()
-        .merge(login::router(state.metrics.clone(), state.apps.clone()))
+        .merge(login::router())
         .merge(session::router())
         .merge(open_data::router())
         .merge(health::router())
@@ -116,11 +155,9 @@ fn layered(routes: Router<AppState>, state: AppState, server: &ServerSettings) -
                 .on_failure(()),
         )
         .propagate_x_request_id()
-        .layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
-            count_request,
-        ))
-        .layer(axum::middleware::from_fn(one_host))
+        .layer(edge::EdgeLayer(state.metrics.clone()))
+        // The one conversion of the answer's body: axum's own finds it already done.
+        .map_response(|response: Response<_>| response.map(axum::body::Body::new))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("a handler panicked");
             ApiError::Internal.into_response()
@@ -136,40 +173,33 @@ fn layered(routes: Router<AppState>, state: AppState, server: &ServerSettings) -
         .with_state(state)
 }
 
+/// Headers that mark an answer no cache may keep.
+type NoStore = Stack<SetResponseHeaderLayer<HeaderValue>, SetResponseHeaderLayer<HeaderValue>>;
+
 /// Marks an answer that carries a token or personal data as one no cache may keep (RFC 6749
 /// §5.1, ASVS V8.2.1), error or not: `no-store`, and `Pragma` for HTTP/1.0 caches. The
 /// routers of such routes apply it to every answer.
-async fn no_store(mut response: axum::response::Response) -> axum::response::Response {
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    response
+fn no_store() -> NoStore {
+    Stack::new(
+        SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ),
+        SetResponseHeaderLayer::overriding(header::PRAGMA, HeaderValue::from_static("no-cache")),
+    )
 }
 
 /// [`no_store`], for answers that depend on the request's token: a cache that keeps one
 /// anyway must keep it apart per `Authorization`.
-async fn no_store_per_token(response: axum::response::Response) -> axum::response::Response {
-    let mut response = no_store(response).await;
-    response
-        .headers_mut()
-        .append(header::VARY, HeaderValue::from_static("authorization"));
-    response
+fn no_store_per_token() -> Stack<SetResponseHeaderLayer<HeaderValue>, NoStore> {
+    Stack::new(
+        SetResponseHeaderLayer::appending(header::VARY, HeaderValue::from_static("authorization")),
+        no_store(),
+    )
 }
 
-/// Counts the request in flight while it is, then by route and status once answered.
-async fn count_request(
-    State(metrics): State<Metrics>,
-    request: Request<axum::body::Body>,
-    next: Next,
-) -> axum::response::Response {
-    // MatchedPath is a shared string: cloning it copies no bytes.
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let _in_flight = metrics.request_started();
-    let response = next.run(request).await;
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    metrics.request_finished(route, response.status());
-    response
-}
+/// The request id's header, as a name that need not be parsed on each use.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The longest `X-Request-Id` a client may bring; it goes into every log line.
 const MAX_REQUEST_ID: usize = 64;
@@ -177,7 +207,7 @@ const MAX_REQUEST_ID: usize = 64;
 /// Drops an incoming `X-Request-Id` unless it is one short token of `[A-Za-z0-9._-]`, so
 /// that a fresh one replaces it: whatever a client puts there lands in every log line.
 fn drop_unusable_request_id<B>(mut request: Request<B>) -> Request<B> {
-    let ids = request.headers().get_all("x-request-id");
+    let ids = request.headers().get_all(&REQUEST_ID);
     let mut values = ids.iter();
     let usable = match (values.next(), values.next()) {
         (Some(id), None) => {
@@ -191,21 +221,9 @@ fn drop_unusable_request_id<B>(mut request: Request<B>) -> Request<B> {
         (Some(_), Some(_)) => false,
     };
     if !usable {
-        request.headers_mut().remove("x-request-id");
+        request.headers_mut().remove(&REQUEST_ID);
     }
     request
-}
-
-/// An HTTP/1.1 request names its host exactly once (RFC 9112 §3.2): with none or two, which
-/// site it was meant for depends on who reads it.
-async fn one_host(request: Request<axum::body::Body>, next: Next) -> axum::response::Response {
-    if request.version() == axum::http::Version::HTTP_11
-        && request.headers().get_all(header::HOST).iter().count() != 1
-    {
-        return ApiError::Ambiguous("Send exactly one Host header (RFC 9112 §3.2).")
-            .into_response();
-    }
-    next.run(request).await
 }
 
 /// A UUID v4 request id drawn from the thread's CSPRNG. tower-http's `MakeRequestUuid`
@@ -231,7 +249,7 @@ fn request_span<B>(request: &Request<B>) -> Span {
         .map_or("unmatched", MatchedPath::as_str);
     let request_id = request
         .headers()
-        .get("x-request-id")
+        .get(&REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
     tracing::info_span!(

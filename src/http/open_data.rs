@@ -26,7 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/wechat/decrypt", post(decrypt_data))
         .route("/wechat/phone_number", post(phone_number))
         .route("/wechat/check_session", get(check_session))
-        .route_layer(axum::middleware::map_response(super::no_store_per_token))
+        .route_layer(super::no_store_per_token())
 }
 
 /// Whether a check passed.
@@ -123,7 +123,7 @@ pub(super) async fn decrypt_data(
         &body.iv,
         &key,
         user.app.appid(),
-        user.session.openid(),
+        user.session.openid().as_ref(),
     )?;
     Ok(Json(Decrypted { data }))
 }
@@ -182,7 +182,11 @@ pub(super) async fn check_session(
     let (wechat, session) = (&app.wechat, &session);
     let valid = app
         .access_tokens
-        .call(|token| async move { wechat.check_session(&token, session.openid(), &key).await })
+        .call(|token| async move {
+            wechat
+                .check_session(&token, session.openid().as_ref(), &key)
+                .await
+        })
         .await?;
     Ok(Json(Validity { valid }))
 }

@@ -66,8 +66,30 @@ impl ClientLimiter {
     }
 }
 
-/// Proof that the request is within its client's rate limit: a handler that takes it is
-/// rate limited, before its body is even read. Otherwise 429 `rate_limited`.
+/// Takes one token from the client's bucket: 429 `rate_limited` when there is none. A
+/// login checks this before its body is even read.
+pub fn within_rate_limit(
+    parts: &Parts,
+    limiter: &ClientLimiter,
+    metrics: &Metrics,
+) -> Result<(), ApiError> {
+    let Err(wait) = limiter.check(parts) else {
+        return Ok(());
+    };
+    let route = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    metrics.rate_limited(route);
+    // Whole seconds, rounded up: Retry-After: 0 would invite an instant retry.
+    let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    Err(ApiError::RateLimited {
+        retry_after_secs: retry_after_secs.max(1),
+    })
+}
+
+/// Proof that the request is within its client's rate limit ([`within_rate_limit`]): a
+/// handler that takes it is rate limited, before its body is even read.
 pub struct WithinRateLimit;
 
 impl<S> FromRequestParts<S> for WithinRateLimit
@@ -79,20 +101,11 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match ClientLimiter::from_ref(state).check(parts) {
-            Ok(()) => Ok(Self),
-            Err(wait) => {
-                let route = parts
-                    .extensions
-                    .get::<MatchedPath>()
-                    .map_or("unmatched", MatchedPath::as_str);
-                Metrics::from_ref(state).rate_limited(route);
-                // Whole seconds, rounded up: Retry-After: 0 would invite an instant retry.
-                let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                Err(ApiError::RateLimited {
-                    retry_after_secs: retry_after_secs.max(1),
-                })
-            }
-        }
+        within_rate_limit(
+            parts,
+            &ClientLimiter::from_ref(state),
+            &Metrics::from_ref(state),
+        )
+        .map(|()| Self)
     }
 }

@@ -221,12 +221,15 @@ impl Server {
             .serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
         tokio::pin!(served);
         let mut draining = false;
+        // Requests come and go without waking this loop: the timer reads the connection's
+        // state again at its next check, which is never later than a deadline that may
+        // have begun since the last one.
+        let check = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(check);
         loop {
-            let deadline = connection.deadline(&self.settings);
             tokio::select! {
                 _ = served.as_mut() => return,
                 () = connection.make_room.notified() => return,
-                () = connection.changed.notified() => {}
                 Ok(()) = stopping.changed(), if !draining => {
                     if connection.is_idle() {
                         return;
@@ -235,21 +238,15 @@ impl Server {
                     served.as_mut().graceful_shutdown();
                     draining = true;
                 }
-                () = sleep_until(deadline) => {
-                    let deadline = connection.deadline(&self.settings);
-                    if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
-                        return;
+                () = check.as_mut() => {
+                    let now = Instant::now();
+                    match connection.next_check(&self.settings, now) {
+                        Some(next) => check.as_mut().reset(next),
+                        None => return,
                     }
                 }
             }
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -265,12 +262,12 @@ impl Connections {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let connection = Arc::new(Connection {
             id,
+            opened: Instant::now(),
             in_progress: AtomicUsize::new(0),
-            idle_since: Mutex::new(Instant::now()),
-            head_since: Mutex::new(None),
+            idle_since: AtomicU64::new(0),
+            head_since: AtomicU64::new(NOT_YET),
             http2: AtomicBool::new(false),
             make_room: Notify::new(),
-            changed: Notify::new(),
         });
         self.lock().insert(id, Arc::clone(&connection));
         connection
@@ -287,7 +284,7 @@ impl Connections {
         let longest_idle = open
             .values()
             .filter(|c| c.is_idle())
-            .min_by_key(|c| *lock(&c.idle_since))
+            .min_by_key(|c| c.idle_since())
             .map(|c| c.id);
         let Some(id) = longest_idle.and_then(|id| open.remove(&id)) else {
             return false;
@@ -311,22 +308,26 @@ impl Drop for Registered<'_> {
     }
 }
 
+/// `head_since` when no header has begun to arrive.
+const NOT_YET: u64 = u64::MAX;
+
+/// What the accept loop and the connection's own task know of one connection. Requests
+/// write it without waking anyone; the connection's timer reads it.
 struct Connection {
     id: u64,
+    /// The instant the times below count from, in nanoseconds.
+    opened: Instant,
     /// Requests read and not yet fully answered.
     in_progress: AtomicUsize,
     /// When the last request was answered (or the connection opened).
-    idle_since: Mutex<Instant>,
+    idle_since: AtomicU64,
     /// When the first byte of the next request's header arrived, if one has since the
-    /// connection went idle. Not kept for HTTP/2, whose frames (pings, window updates)
-    /// arrive whether or not a request is coming.
-    head_since: Mutex<Option<Instant>>,
+    /// connection went idle (else [`NOT_YET`]). Not kept for HTTP/2, whose frames (pings,
+    /// window updates) arrive whether or not a request is coming.
+    head_since: AtomicU64,
     http2: AtomicBool,
     /// Told to close, to make room for a new connection.
     make_room: Notify,
-    /// Told when a request starts or is answered, or a header starts to arrive: the
-    /// deadlines are read again.
-    changed: Notify,
 }
 
 impl Connection {
@@ -335,8 +336,7 @@ impl Connection {
         if http2 {
             self.http2.store(true, Ordering::Relaxed);
         }
-        *lock(&self.head_since) = None;
-        self.changed.notify_one();
+        self.head_since.store(NOT_YET, Ordering::Relaxed);
         InProgress(Arc::clone(self))
     }
 
@@ -344,27 +344,51 @@ impl Connection {
         self.in_progress.load(Ordering::SeqCst) == 0
     }
 
+    fn since_opened(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.opened).as_nanos()).unwrap_or(NOT_YET - 1)
+    }
+
+    fn at(&self, nanos: u64) -> Instant {
+        self.opened + Duration::from_nanos(nanos)
+    }
+
+    fn idle_since(&self) -> Instant {
+        self.at(self.idle_since.load(Ordering::Relaxed))
+    }
+
     /// Bytes arrived: while idle, they are the start of a request's header.
     fn bytes_arrived(&self) {
-        if self.is_idle() && !self.http2.load(Ordering::Relaxed) {
-            let mut head_since = lock(&self.head_since);
-            if head_since.is_none() {
-                *head_since = Some(Instant::now());
-                self.changed.notify_one();
-            }
+        if self.is_idle()
+            && !self.http2.load(Ordering::Relaxed)
+            && self.head_since.load(Ordering::Relaxed) == NOT_YET
+        {
+            let now = self.since_opened(Instant::now());
+            let _ = self.head_since.compare_exchange(
+                NOT_YET,
+                now,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
     }
 
-    /// When the connection is to be closed if nothing changes: its header deadline while a
-    /// header arrives, its idle deadline while idle, none while a request is in progress.
-    fn deadline(&self, settings: &ServerSettings) -> Option<Instant> {
+    /// When the connection's timer is to look again, or `None` if a deadline has passed
+    /// and the connection is to be closed. While a request is in progress there is no
+    /// deadline; while idle, the header deadline once a header begins to arrive, else the
+    /// idle deadline. The timer looks at least once per the shorter of the two windows, so
+    /// that a header that began since its last look, or a request answered since, is
+    /// held to its deadline to the moment.
+    fn next_check(&self, settings: &ServerSettings, now: Instant) -> Option<Instant> {
+        let window = settings.header_read_timeout.min(settings.idle_timeout);
+        let soon = now + window;
         if !self.is_idle() {
-            return None;
+            return Some(soon);
         }
-        match *lock(&self.head_since) {
-            Some(head_since) => Some(head_since + settings.header_read_timeout),
-            None => Some(*lock(&self.idle_since) + settings.idle_timeout),
-        }
+        let deadline = match self.head_since.load(Ordering::Relaxed) {
+            NOT_YET => self.idle_since() + settings.idle_timeout,
+            head_since => self.at(head_since) + settings.header_read_timeout,
+        };
+        (deadline > now).then(|| deadline.min(soon))
     }
 }
 
@@ -428,8 +452,8 @@ struct InProgress(Arc<Connection>);
 
 impl Drop for InProgress {
     fn drop(&mut self) {
-        *lock(&self.0.idle_since) = Instant::now();
+        let now = self.0.since_opened(Instant::now());
+        self.0.idle_since.store(now, Ordering::Relaxed);
         self.0.in_progress.fetch_sub(1, Ordering::SeqCst);
-        self.0.changed.notify_one();
     }
 }

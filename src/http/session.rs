@@ -8,15 +8,14 @@ use serde::Serialize;
 use super::AppState;
 use super::error::ApiError;
 use super::error::responses::TokenErrors;
-use super::extract::{BearerToken, LiveSession, NamedApp, live_session};
-use crate::apps::Apps;
+use super::extract::{BearerToken, NamedApp, UserSession};
 use crate::session::SessionStore;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/session", get(who_is_it).delete(revoke))
         .route("/apps/{app}/session", get(who_is_it).delete(revoke))
-        .route_layer(axum::middleware::map_response(super::no_store_per_token))
+        .route_layer(super::no_store_per_token())
 }
 
 /// The user a session token stands for, in the app the session belongs to.
@@ -43,20 +42,16 @@ pub struct SessionResponse<'a> {
 )]
 pub(super) async fn who_is_it(
     State(sessions): State<SessionStore>,
-    State(apps): State<Apps>,
-    named: NamedApp,
-    LiveSession(session): LiveSession,
-) -> Result<Response, ApiError> {
-    let session = named.admits(session)?;
-    let app = apps.named(session.app()).ok_or(ApiError::InvalidToken)?;
+    UserSession { session, app }: UserSession,
+) -> Response {
     let body = SessionResponse {
-        app: session.app(),
+        app: session.app().as_ref(),
         appid: app.appid(),
-        openid: session.openid(),
-        unionid: session.unionid(),
+        openid: session.openid().as_ref(),
+        unionid: session.unionid().map(AsRef::as_ref),
         expires_in: session.expires_in(sessions.now()),
     };
-    Ok(Json(body).into_response())
+    Json(body).into_response()
 }
 
 /// Logs out: the token is rejected from now on.
@@ -72,10 +67,12 @@ pub(super) async fn revoke(
     named: NamedApp,
     BearerToken(token): BearerToken,
 ) -> Result<StatusCode, ApiError> {
-    if named.0.is_some() {
+    if let Some(app) = named.0 {
         // Another app's token is not this route's to end.
-        let session = live_session(&sessions, &token).await?;
-        named.admits(session)?;
+        let session = sessions.get(&token).await?.ok_or(ApiError::InvalidToken)?;
+        if session.app() != app.name() {
+            return Err(ApiError::InvalidToken);
+        }
     }
     match sessions.revoke(&token).await? {
         true => Ok(StatusCode::NO_CONTENT),

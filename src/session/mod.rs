@@ -24,15 +24,22 @@ use crate::domain::{AppName, OpenId, SessionKey, UnionId, WxSession};
 use crate::redis_conn::StoreError;
 use crate::telemetry::metrics::Metrics;
 
-/// One WeChat user of one app as a store knows them: the ids, and the newest session_key
-/// WeChat issued. Each `code2Session` call makes WeChat issue a new key and invalidate the
-/// old one, so every live session of the user must move to the new key at once: a store
-/// gives all of them one `User`, and a login replaces its key.
+/// Who a session belongs to: one WeChat user of one app, as WeChat named them at login.
+/// Typed from the edge on: nothing re-parses it after the store.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserId {
+    pub app: AppName,
+    pub openid: OpenId,
+}
+
+/// One WeChat user of one app as a store knows them: who they are, and the newest
+/// session_key WeChat issued. Each `code2Session` call makes WeChat issue a new key and
+/// invalidate the old one, so every live session of the user must move to the new key at
+/// once: a store gives all of them one `User` (shared by `Arc`), and a login replaces its key.
 pub struct User {
-    /// `app openid` or `app openid unionid`: one allocation, not three, for the
-    /// million-user case, shared with the memory store's index. Each part is parsed
-    /// ([`AppName`], [`OpenId`], [`UnionId`]) on the way in, so none holds a space.
-    ids: Arc<str>,
+    id: UserId,
+    /// Only when the mini-program is bound to an Open Platform account.
+    unionid: Option<UnionId>,
     /// Always known in memory. A session read from Redis leaves the key in the user's
     /// record there, to be read only by the routes that need it; this holds what the
     /// session's own record had, if it was written before there were user records.
@@ -42,41 +49,38 @@ pub struct User {
 impl User {
     pub fn new(app: &AppName, login: WxSession) -> Self {
         Self::with_key(
-            app,
-            &login.openid,
-            login.unionid.as_ref(),
+            UserId {
+                app: app.clone(),
+                openid: login.openid,
+            },
+            login.unionid,
             Some(login.session_key),
         )
     }
 
-    fn with_key(
-        app: &AppName,
-        openid: &OpenId,
-        unionid: Option<&UnionId>,
-        session_key: Option<SessionKey>,
-    ) -> Self {
-        let mut ids = user_key(app, openid);
-        if let Some(unionid) = unionid {
-            ids.push(' ');
-            ids.push_str(unionid.as_ref());
-        }
+    fn with_key(id: UserId, unionid: Option<UnionId>, session_key: Option<SessionKey>) -> Self {
         Self {
-            ids: ids.into(),
+            id,
+            unionid,
             session_key: Mutex::new(session_key),
         }
     }
 
-    /// The name of the app the user logged in to.
-    pub fn app(&self) -> &str {
-        self.ids.split(' ').next().unwrap_or_default()
+    pub fn id(&self) -> &UserId {
+        &self.id
     }
 
-    pub fn openid(&self) -> &str {
-        self.ids.split(' ').nth(1).unwrap_or_default()
+    /// The app the user logged in to.
+    pub fn app(&self) -> &AppName {
+        &self.id.app
     }
 
-    pub fn unionid(&self) -> Option<&str> {
-        self.ids.split(' ').nth(2)
+    pub fn openid(&self) -> &OpenId {
+        &self.id.openid
+    }
+
+    pub fn unionid(&self) -> Option<&UnionId> {
+        self.unionid.as_ref()
     }
 
     /// The newest session_key WeChat gave this user, if this record holds it (see
@@ -97,29 +101,15 @@ impl User {
     }
 }
 
-/// `app openid`: how a user's `ids` begin, and what tells one user from another.
-fn user_key(app: &AppName, openid: &OpenId) -> String {
-    [app.as_ref(), " ", openid.as_ref()].concat()
-}
-
-/// The [`user_key`] at the start of a user's `ids`.
-fn user_of(ids: &str) -> &str {
-    match ids.match_indices(' ').nth(1) {
-        Some((end, _)) => &ids[..end],
-        None => ids,
-    }
+/// `app openid`: how Redis's unionid index names a user.
+fn user_key(user: &UserId) -> String {
+    [user.app.as_ref(), " ", user.openid.as_ref()].concat()
 }
 
 /// Shows no more of the ids than [`OpenId`]'s own `Debug` does, and no key.
 impl fmt::Debug for User {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let openid = self.openid();
-        write!(
-            f,
-            "User({} {}…)",
-            self.app(),
-            openid.get(..4).unwrap_or(openid)
-        )
+        write!(f, "User({} {:?})", self.id.app, self.id.openid)
     }
 }
 
@@ -150,16 +140,20 @@ impl Session {
         }
     }
 
-    /// The name of the app the session belongs to.
-    pub fn app(&self) -> &str {
+    pub fn user(&self) -> &User {
+        &self.user
+    }
+
+    /// The app the session belongs to.
+    pub fn app(&self) -> &AppName {
         self.user.app()
     }
 
-    pub fn openid(&self) -> &str {
+    pub fn openid(&self) -> &OpenId {
         self.user.openid()
     }
 
-    pub fn unionid(&self) -> Option<&str> {
+    pub fn unionid(&self) -> Option<&UnionId> {
         self.user.unionid()
     }
 
@@ -218,7 +212,7 @@ impl SessionStore {
     pub async fn session_key(&self, session: &Session) -> Result<SessionKey, StoreError> {
         match self {
             Self::Memory(_) => session
-                .user
+                .user()
                 .known_session_key()
                 .ok_or(StoreError::Corrupt("a session without a session_key")),
             Self::Redis(store) => store.session_key(session).await,

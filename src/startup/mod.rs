@@ -21,11 +21,11 @@ use crate::config::{
 use crate::domain::{AppName, Credentials};
 use crate::http::tls::{Certificates, TlsAcceptor, TlsError};
 use crate::http::{
-    AdminApi, AdminToken, AppState, AuthCookie, ClientLimiter, PRUNE_EVERY, routers,
+    AdminApi, AdminToken, AppState, AuthCookie, ClientLimiter, PRUNE_EVERY, Shared, routers,
 };
 use crate::login::LoginService;
 use crate::redis_conn::{PROBE_EVERY, Redis, StoreError};
-use crate::session::{Lifetime, RedisStore, Sealer, SessionStore};
+use crate::session::{Lifetime, MemoryStore, RedisStore, Sealer, SessionStore};
 use crate::telemetry;
 use crate::telemetry::metrics::Metrics;
 use crate::wechat::emulator::Emulator;
@@ -47,6 +47,10 @@ pub enum StartupError {
     #[error("cannot serve HTTPS: {0}")]
     Tls(#[from] TlsError),
 }
+
+/// How often the memory store's user index lets go of users who have no session left
+/// that it has not yet seen go (see `MemoryStore::sweep_users`).
+const USER_SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// A bound, ready-to-run wxlogin.
 pub struct Application {
@@ -89,8 +93,13 @@ impl Application {
                         wechat,
                     })
                     .collect();
-                let store = SessionStore::memory(&settings.sessions, clock, metrics.clone());
-                (store, apps)
+                let store = MemoryStore::new(&settings.sessions, clock, metrics.clone());
+                let swept = Arc::new(store.clone());
+                crate::periodic::spawn_every(USER_SWEEP_EVERY, &swept, |store| {
+                    store.sweep_users();
+                });
+                tended.push(swept);
+                (SessionStore::Memory(store), apps)
             }
             StoreSettings::Redis(redis_settings) => {
                 let redis = Redis::connect(redis_settings)?;
@@ -146,7 +155,7 @@ impl Application {
                 (app.name().clone(), app.appid().to_owned(), is_default)
             })
             .collect();
-        let state = AppState {
+        let state = AppState::new(Shared {
             apps,
             logins: Arc::new(LoginService::new(
                 sessions.clone(),
@@ -157,7 +166,7 @@ impl Application {
             metrics: metrics.clone(),
             limiter,
             auth_cookie: AuthCookie(settings.auth_cookie.as_deref().map(Into::into)),
-        };
+        });
         let listener =
             TcpListener::bind(settings.listen)
                 .await

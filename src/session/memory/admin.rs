@@ -8,11 +8,11 @@ use std::sync::Arc;
 use super::{Caches, MemoryStore};
 use crate::domain::{AppName, OpenId, UnionId};
 use crate::session::token::ShortTokenHash;
-use crate::session::{Block, Session, User, UserSummary, user_key, user_of};
+use crate::session::{Block, Session, User, UserId, UserSummary};
 
 impl MemoryStore {
     pub async fn user(&self, app: &AppName, openid: &OpenId) -> UserSummary {
-        let user = user_key(app, openid);
+        let user = user_id(app, openid);
         let now = self.now();
         let sessions = self.sessions_of(user.clone()).await;
         let live: Vec<&Session> = sessions
@@ -24,21 +24,21 @@ impl MemoryStore {
         UserSummary {
             unionid: newest
                 .and_then(|session| session.unionid())
-                .map(str::to_owned),
+                .map(|unionid| unionid.as_ref().to_owned()),
             sessions: live.len() as u64,
             block: self.0.block_of(&user, now),
         }
     }
 
     pub async fn revoke_user(&self, app: &AppName, openid: &OpenId) -> u64 {
-        let found = self.sessions_of(user_key(app, openid)).await;
+        let found = self.sessions_of(user_id(app, openid)).await;
         self.remove_all(found)
     }
 
     pub async fn revoke_unionid(&self, unionid: &UnionId) -> u64 {
-        let unionid = unionid.as_ref().to_owned();
+        let unionid = unionid.clone();
         let found = self
-            .sessions_where(move |user| user.unionid() == Some(unionid.as_str()))
+            .sessions_where(move |user| user.unionid() == Some(&unionid))
             .await;
         self.remove_all(found)
     }
@@ -48,7 +48,7 @@ impl MemoryStore {
             let mut blocks = self.0.blocks_mut();
             let now = self.now();
             blocks.retain(|_, block| block.until > now);
-            blocks.insert(user_key(app, openid).into(), block);
+            blocks.insert(user_id(app, openid), block);
         }
         self.revoke_user(app, openid).await
     }
@@ -57,7 +57,7 @@ impl MemoryStore {
         let now = self.now();
         self.0
             .blocks_mut()
-            .remove(user_key(app, openid).as_str())
+            .remove(&user_id(app, openid))
             .is_some_and(|block| block.until > now)
     }
 
@@ -69,10 +69,9 @@ impl MemoryStore {
             .sum()
     }
 
-    /// Every session of the user `key` names (a [`user_key`]).
-    async fn sessions_of(&self, key: String) -> Vec<(Arc<ShortTokenHash>, Session)> {
-        self.sessions_where(move |user| user_of(&user.ids) == key)
-            .await
+    /// Every session of the user.
+    async fn sessions_of(&self, id: UserId) -> Vec<(Arc<ShortTokenHash>, Session)> {
+        self.sessions_where(move |user| *user.id() == id).await
     }
 
     /// Every session whose user `matches`, from a scan on a blocking thread.
@@ -93,5 +92,12 @@ impl MemoryStore {
             // A scan that panicked is a bug: the request answers 500, as for any panic.
             Err(err) => std::panic::resume_unwind(err.into_panic()),
         }
+    }
+}
+
+fn user_id(app: &AppName, openid: &OpenId) -> UserId {
+    UserId {
+        app: app.clone(),
+        openid: openid.clone(),
     }
 }

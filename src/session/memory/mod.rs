@@ -1,7 +1,7 @@
 mod admin;
+mod users;
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -12,29 +12,29 @@ use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
 use super::token::ShortTokenHash;
-use super::{Block, CreateError, IssuedSession, Lifetime, Session, SessionToken, User};
+use super::{Block, CreateError, IssuedSession, Lifetime, Session, SessionToken, UserId};
 use crate::clock::Clock;
 use crate::config::SessionSettings;
 use crate::domain::{AppName, WxSession};
 use crate::telemetry::metrics::Metrics;
+use users::UserIndex;
 
-/// Sessions in this process's memory, in two bounded moka caches: sessions by (short) token
-/// hash, and users by app and openid, so that a login finds the record its user's other sessions
-/// share. moka bounds both (`session_max`, the least recently used going first), expires
-/// both (the session TTL, or with sliding expiry each session's own deadline); every read
-/// also checks `expires_at` against the store's clock, so a session is never served past
-/// its end, whenever moka's housekeeping runs.
+/// Sessions in this process's memory: one bounded moka cache of sessions by (short) token
+/// hash, which owns every lifetime (the session TTL, or with sliding expiry each session's
+/// own deadline; the least recently used going first when full), and an index of the users
+/// those sessions belong to, so that a login finds the record its user's other sessions
+/// share. Every read also checks `expires_at` against the store's clock, so a session is
+/// never served past its end, whenever moka's housekeeping runs.
 #[derive(Clone)]
 pub struct MemoryStore(Arc<Caches>);
 
 struct Caches {
     sessions: Cache<ShortTokenHash, Session>,
-    /// Each user with a live session here. Sessions hold their user themselves, so should an
-    /// entry be evicted under `session_max` pressure, older sessions keep the key they had.
-    /// An entry lives one TTL from the user's latest login: as long as their newest session.
-    users: Cache<UserKey, Arc<User>>,
-    /// Operators' blocks, by `app openid`: few, and checked once per login.
-    blocks: RwLock<HashMap<Box<str>, Block>>,
+    /// The user records the live sessions hold, by app and openid; a user leaves it with
+    /// their last session.
+    users: Arc<UserIndex>,
+    /// Operators' blocks: few, and checked once per login.
+    blocks: RwLock<HashMap<UserId, Block>>,
     lifetime: Lifetime,
     clock: Clock,
 }
@@ -69,30 +69,13 @@ impl Expiry<ShortTokenHash, Session> for AtItsDeadline {
     }
 }
 
-/// A user's place in the index: the user record's own ids, hashed and compared by app and
-/// openid, so the index holds no second copy of them.
-#[derive(Clone)]
-struct UserKey(Arc<str>);
-
-impl Hash for UserKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        super::user_of(&self.0).hash(state);
-    }
-}
-
-impl PartialEq for UserKey {
-    fn eq(&self, other: &Self) -> bool {
-        super::user_of(&self.0) == super::user_of(&other.0)
-    }
-}
-
-impl Eq for UserKey {}
-
 impl MemoryStore {
     pub fn new(settings: &SessionSettings, clock: Clock, metrics: Metrics) -> Self {
         let ttl = settings.ttl;
         let lifetime = Lifetime::new(ttl, settings.idle);
         let listener_clock = clock.clone();
+        let users = Arc::new(UserIndex::default());
+        let listener_users = Arc::clone(&users);
         let sessions = Cache::builder()
             .max_capacity(settings.max_sessions)
             // moka's default, TinyLFU, admits a new entry into a full cache only if it looks
@@ -119,13 +102,9 @@ impl MemoryStore {
                     // deadline: it lives on.
                     RemovalCause::Replaced => return,
                 };
+                listener_users.session_gone(&session.user);
                 metrics.session_evicted(cause);
             })
-            .build();
-        let users = Cache::builder()
-            .max_capacity(settings.max_sessions)
-            .eviction_policy(EvictionPolicy::lru())
-            .time_to_live(ttl)
             .build();
         Self(Arc::new(Caches {
             sessions,
@@ -141,12 +120,12 @@ impl MemoryStore {
         let caches = &self.0;
         let now = caches.clock.now();
         let deadlines = caches.lifetime.at_login(now);
-        let session = Session::new(caches.newest_user(app, login), deadlines);
+        let session = Session::new(caches.users.newest(app, login), deadlines);
         let key = token.hash().short();
         caches.sessions.insert(key, session.clone());
         // Checked after the insert: a block set meanwhile revokes by scanning the sessions,
         // and a scan that began before the insert may have missed this one.
-        if let Some(Block { until, .. }) = caches.block_of(super::user_of(&session.user.ids), now) {
+        if let Some(Block { until, .. }) = caches.block_of(session.user.id(), now) {
             caches.sessions.invalidate(&key);
             return Err(CreateError::Blocked { until });
         }
@@ -216,43 +195,24 @@ impl MemoryStore {
     /// Runs moka's pending housekeeping now (evictions, counts), for tests and measurements.
     pub fn run_pending_tasks(&self) {
         self.0.sessions.run_pending_tasks();
-        self.0.users.run_pending_tasks();
+    }
+
+    /// Takes out of the user index the users whose last session went while a request still
+    /// held it (the eviction listener leaves those); run now and then, off the request path.
+    pub fn sweep_users(&self) -> usize {
+        self.0.users.sweep()
     }
 }
 
 impl Caches {
-    /// The block on `user` (a [`super::user_key`]) that holds at `now`, if any.
-    fn block_of(&self, user: &str, now: u64) -> Option<Block> {
+    /// The block on `user` that holds at `now`, if any.
+    fn block_of(&self, user: &UserId, now: u64) -> Option<Block> {
         let blocks = self.blocks.read().unwrap_or_else(PoisonError::into_inner);
         blocks.get(user).filter(|block| block.until > now).cloned()
     }
 
-    fn blocks_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Box<str>, Block>> {
+    fn blocks_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<UserId, Block>> {
         self.blocks.write().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The user record that `login` makes current: the existing one with the new key, so
-    /// that every live session of the openid moves to it, or a new one.
-    fn newest_user(&self, app: &AppName, login: WxSession) -> Arc<User> {
-        let candidate = User::new(app, login);
-        let key = UserKey(Arc::clone(&candidate.ids));
-        let entry = self.users.entry(key).and_upsert_with(|existing| {
-            let existing = existing.map(moka::Entry::into_value);
-            let Some(user) = existing else {
-                return Arc::new(candidate);
-            };
-            if let Some(key) = candidate.known_session_key() {
-                user.replace_session_key(key);
-            }
-            // A unionid can appear once the user follows a linked account: then the new
-            // record takes over, and the old one's sessions keep the key just set.
-            if user.unionid() == candidate.unionid() {
-                user
-            } else {
-                Arc::new(candidate)
-            }
-        });
-        entry.into_value()
     }
 }
 
@@ -347,7 +307,7 @@ mod tests {
         assert_eq!(issued.session.expires_at, 1100);
 
         let found = store.get(&issued.token).expect("live session");
-        assert_eq!(found.openid(), "oA");
+        assert_eq!(found.openid().as_ref(), "oA");
         assert!(store.get(&SessionToken::generate()).is_none());
 
         assert!(store.revoke(&issued.token));
@@ -397,11 +357,7 @@ mod tests {
             );
         }
         assert!(store.live_count() <= 50, "{} sessions", store.live_count());
-        assert!(
-            store.0.users.entry_count() <= 50,
-            "{} users",
-            store.0.users.entry_count()
-        );
+        assert!(store.0.users.len() <= 50, "{} users", store.0.users.len());
         assert!(evicted(&metrics, "size"));
     }
 
@@ -414,8 +370,8 @@ mod tests {
         let after = issue(&store, &app(), with_unionid);
 
         let new = store.get(&after.token).expect("live");
-        assert_eq!(new.unionid(), Some("uA"));
-        assert_eq!(new.openid(), "oA");
+        assert_eq!(new.unionid().map(AsRef::as_ref), Some("uA"));
+        assert_eq!(new.openid().as_ref(), "oA");
         let old = store.get(&before.token).expect("live");
         assert_eq!(old.unionid(), None);
         assert_eq!(
@@ -442,8 +398,8 @@ mod tests {
 
         let shop_session = store.get(&in_shop.token).expect("live");
         let club_session = store.get(&in_club.token).expect("live");
-        assert_eq!(shop_session.app(), "default");
-        assert_eq!(club_session.app(), "club");
+        assert_eq!(shop_session.app().as_ref(), "default");
+        assert_eq!(club_session.app().as_ref(), "club");
         assert_eq!(
             key_of(&store, &shop_session).bytes()[0],
             0,
@@ -459,7 +415,48 @@ mod tests {
         let second = issue(&store, &app(), login("oShared"));
         store.run_pending_tasks();
         assert_eq!(store.live_count(), 2);
-        assert_eq!(store.0.users.entry_count(), 1);
+        assert_eq!(store.0.users.len(), 1);
         assert!(Arc::ptr_eq(&first.session.user, &second.session.user));
+    }
+
+    #[test]
+    fn a_user_leaves_the_index_with_their_last_session_and_not_before() {
+        let (store, _) = store(10, ManualClock::starting_at(1000));
+        let first = issue(&store, &app(), login("oA")).token;
+        let second = issue(&store, &app(), login("oA")).token;
+        assert!(store.revoke(&first));
+        store.run_pending_tasks();
+        assert_eq!(store.0.users.len(), 1, "the user still has a session");
+        let third = {
+            let issued = issue(&store, &app(), login("oA"));
+            let live = store.get(&second).expect("live");
+            assert!(
+                Arc::ptr_eq(&issued.session.user, &live.user),
+                "a login finds the record the user's live session holds"
+            );
+            issued.token
+        };
+        assert!(store.revoke(&second));
+        store.run_pending_tasks();
+        assert_eq!(store.0.users.len(), 1, "the third session is live");
+        let other = issue(&store, &app(), login("oB")).token;
+        assert!(store.revoke(&third));
+        assert!(store.revoke(&other));
+        store.run_pending_tasks();
+        assert_eq!(store.0.users.len(), 0);
+    }
+
+    #[test]
+    fn a_user_whose_last_session_went_while_a_request_held_it_is_swept() {
+        let (store, _) = store(10, ManualClock::starting_at(1000));
+        let issued = issue(&store, &app(), login("oA"));
+        let held = store.get(&issued.token).expect("live");
+        drop(issued.session);
+        assert!(store.revoke(&issued.token));
+        store.run_pending_tasks();
+        assert_eq!(store.0.users.len(), 1, "a request still holds the session");
+        drop(held);
+        assert_eq!(store.sweep_users(), 1);
+        assert_eq!(store.0.users.len(), 0);
     }
 }

@@ -39,7 +39,7 @@ impl RedisStore {
     /// still there (an idle one may have expired, or been logged out).
     pub async fn user(&self, app: &AppName, openid: &OpenId) -> Result<UserSummary, StoreError> {
         let now = self.clock.now();
-        let user = self.user_keys(app.as_ref(), openid.as_ref());
+        let user = self.user_keys(app, openid);
         let mut lookup = self.scripts.user.prepare_invoke();
         lookup
             .key(&user.record)
@@ -65,7 +65,7 @@ impl RedisStore {
     }
 
     pub async fn revoke_user(&self, app: &AppName, openid: &OpenId) -> Result<u64, StoreError> {
-        let user = self.user_keys(app.as_ref(), openid.as_ref());
+        let user = self.user_keys(app, openid);
         let mut take = self.scripts.take_sessions.prepare_invoke();
         take.key(&user.sessions);
         let sessions: Vec<String> = self.redis.run_script(&take).await?;
@@ -97,7 +97,7 @@ impl RedisStore {
         openid: &OpenId,
         block: Block,
     ) -> Result<u64, StoreError> {
-        let user = self.user_keys(app.as_ref(), openid.as_ref());
+        let user = self.user_keys(app, openid);
         let mut set = self.scripts.block.prepare_invoke();
         set.key(&user.block)
             .key(&user.sessions)
@@ -109,7 +109,7 @@ impl RedisStore {
     }
 
     pub async fn unblock(&self, app: &AppName, openid: &OpenId) -> Result<bool, StoreError> {
-        let user = self.user_keys(app.as_ref(), openid.as_ref());
+        let user = self.user_keys(app, openid);
         let removed: i64 = self.redis.write(redis::cmd("DEL").arg(&user.block)).await?;
         Ok(removed > 0)
     }
@@ -129,7 +129,7 @@ impl RedisStore {
             .iter()
             .map(|hash| {
                 redis::cmd(command)
-                    .arg(self.session_key_name(hash))
+                    .arg(self.session_record_key(hash))
                     .to_owned()
             })
             .collect()

@@ -1,8 +1,9 @@
 //! Sessions in Redis (or Valkey, or a managed Redis), shared by every replica and kept
 //! across restarts. Keys, under the configured prefix:
 //!
-//! - `session:<sha256(token) hex>`: a hash of app, openid, unionid, expires_at (login plus
-//!   the TTL) and, with sliding expiry, idle_until; with a Redis TTL at the earlier of the
+//! - `session:<sha256(token) hex>`: a hash of app, openid, unionid, ends_at (login plus
+//!   the TTL; also written as `expires_at`, its name before, for replicas of the previous
+//!   release during a rolling upgrade) and, with sliding expiry, idle_until; with a Redis TTL at the earlier of the
 //!   two. A dump of Redis yields no usable token. A lookup by token is one command.
 //! - `user:{<app>:<openid>}`: the user's newest session_key (sealed, with a store key)
 //!   and unionid, which every session of the user reads, so a login rotates the key for
@@ -23,7 +24,9 @@ use std::sync::Arc;
 
 use redis::Script;
 
-use super::{CreateError, Deadlines, IssuedSession, Lifetime, Sealer, Session, SessionToken, User};
+use super::{
+    CreateError, Deadlines, IssuedSession, Lifetime, Sealer, Session, SessionToken, User, UserId,
+};
 use crate::clock::Clock;
 use crate::domain::{AppName, OpenId, SessionKey, UnionId, WxSession};
 use crate::redis_conn::{Redis, StoreError, Unavailable};
@@ -117,11 +120,13 @@ impl RedisStore {
         }
     }
 
-    fn session_key_name(&self, hash: &str) -> String {
+    /// The name of the key that holds the session whose token hashes to `hash`.
+    fn session_record_key(&self, hash: &str) -> String {
         self.redis.key(&format!("session:{hash}"))
     }
 
-    fn user_keys(&self, app: &str, openid: &str) -> UserKeys {
+    fn user_keys(&self, app: &AppName, openid: &OpenId) -> UserKeys {
+        let (app, openid) = (app.as_ref(), openid.as_ref());
         let tag = format!("{{{app}:{openid}}}");
         UserKeys {
             record: self.redis.key(&format!("user:{tag}")),
@@ -150,12 +155,12 @@ impl RedisStore {
         let now = self.clock.now();
         let deadlines = self.lifetime.at_login(now);
         let ttl = self.lifetime.ttl_secs();
-        let user = self.user_keys(app.as_ref(), login.openid.as_ref());
+        let user = self.user_keys(app, &login.openid);
         let unionid = login.unionid.as_ref().map_or("", AsRef::as_ref);
-        let session_key = self.session_key_name(&hash);
+        let record_key = self.session_record_key(&hash);
 
         let mut write = self.scripts.write_session.prepare_invoke();
-        write.key(&session_key).arg(deadlines.expires_at - now);
+        write.key(&record_key).arg(deadlines.expires_at - now);
         for (field, value) in session_record(app, &login, deadlines, self.lifetime.is_sliding()) {
             write.arg(field).arg(value);
         }
@@ -163,7 +168,10 @@ impl RedisStore {
             let mut index = self.scripts.index_unionid.prepare_invoke();
             index
                 .key(self.unionid_key(unionid.as_ref()))
-                .arg(super::user_key(app, &login.openid))
+                .arg(super::user_key(&UserId {
+                    app: app.clone(),
+                    openid: login.openid.clone(),
+                }))
                 .arg(ttl);
             index
         });
@@ -174,7 +182,7 @@ impl RedisStore {
             }
         });
         if let Err(err) = written.and(indexed) {
-            self.discard(session_key, None, err.problem());
+            self.discard(record_key, None, err.problem());
             return Err(err.into());
         }
 
@@ -196,12 +204,12 @@ impl RedisStore {
                 expires_in: deadlines.expires_at - now,
             }),
             Ok(until) => {
-                self.discard(session_key, None, None);
+                self.discard(record_key, None, None);
                 Err(CreateError::Blocked { until })
             }
             Err(err) => {
                 let problem = err.problem();
-                self.discard(session_key, Some((user.sessions, hash)), problem);
+                self.discard(record_key, Some((user.sessions, hash)), problem);
                 Err(err.into())
             }
         }
@@ -213,15 +221,13 @@ impl RedisStore {
     /// the same connection, so Redis runs them in that order.
     fn discard(
         &self,
-        session_key: String,
+        record_key: String,
         index: Option<(String, String)>,
         problem: Option<Unavailable>,
     ) {
         let redis = self.redis.clone();
         tokio::spawn(async move {
-            let _ = redis
-                .write::<i64>(redis::cmd("DEL").arg(&session_key))
-                .await;
+            let _ = redis.write::<i64>(redis::cmd("DEL").arg(&record_key)).await;
             if let (Some((index, hash)), Some(Unavailable::Timeout)) = (index, problem) {
                 let _ = redis
                     .write::<i64>(redis::cmd("ZREM").arg(&index).arg(&hash))
@@ -245,7 +251,7 @@ impl RedisStore {
         if let Some(moved) = self.lifetime.extended(record.deadlines, now) {
             let mut touch = self.scripts.touch.prepare_invoke();
             touch
-                .key(self.session_key_name(&hash))
+                .key(self.session_record_key(&hash))
                 .arg(moved)
                 .arg(moved - now);
             match self.redis.run_script::<i64>(&touch).await {
@@ -262,7 +268,7 @@ impl RedisStore {
     }
 
     async fn record(&self, hash: &str) -> Result<Option<Record>, StoreError> {
-        let holder = self.session_key_name(hash);
+        let holder = self.session_record_key(hash);
         let fields: Vec<Option<String>> = self
             .redis
             .query(
@@ -271,20 +277,29 @@ impl RedisStore {
                     .arg("app")
                     .arg("openid")
                     .arg("unionid")
+                    .arg("ends_at")
                     .arg("expires_at")
                     .arg("idle_until")
                     .arg("session_key"),
             )
             .await?;
-        let [app, openid, unionid, ends_at, idle_until, legacy_key] =
-            <[Option<String>; 6]>::try_from(fields)
-                .map_err(|_| StoreError::Corrupt("HMGET answered the wrong number of fields"))?;
+        let [
+            app,
+            openid,
+            unionid,
+            ends_at,
+            old_ends_at,
+            idle_until,
+            legacy_key,
+        ] = <[Option<String>; 7]>::try_from(fields)
+            .map_err(|_| StoreError::Corrupt("HMGET answered the wrong number of fields"))?;
         let Some(openid) = openid else {
             return Ok(None);
         };
         let ends_at: u64 = ends_at
+            .or(old_ends_at)
             .and_then(|e| e.parse().ok())
-            .ok_or(StoreError::Corrupt("an invalid expires_at"))?;
+            .ok_or(StoreError::Corrupt("an invalid ends_at"))?;
         // Written with sliding expiry on; a record without it ends at its TTL.
         let idle_until = match idle_until.as_deref() {
             None | Some("") => ends_at,
@@ -325,9 +340,12 @@ impl RedisStore {
             .await?;
         match key {
             Some(key) => self.sealer.open(&key, &user.record),
-            None => session.user.known_session_key().ok_or(StoreError::Corrupt(
-                "the user of a live session has no session_key",
-            )),
+            None => session
+                .user()
+                .known_session_key()
+                .ok_or(StoreError::Corrupt(
+                    "the user of a live session has no session_key",
+                )),
         }
     }
 
@@ -338,9 +356,9 @@ impl RedisStore {
         let Some(record) = self.record(&hash).await? else {
             return Ok(false);
         };
-        let user = self.user_keys(record.app.as_ref(), record.openid.as_ref());
+        let user = self.user_keys(&record.app, &record.openid);
         let delete = redis::cmd("DEL")
-            .arg(self.session_key_name(&hash))
+            .arg(self.session_record_key(&hash))
             .to_owned();
         let unindex = redis::cmd("ZREM").arg(&user.sessions).arg(&hash).to_owned();
         let (removed, _) = tokio::join!(
@@ -379,7 +397,8 @@ fn session_record(
             "unionid",
             login.unionid.as_ref().map_or("", AsRef::as_ref).to_owned(),
         ),
-        // The name predates sliding expiry: it is the session's hard end.
+        ("ends_at", deadlines.ends_at.to_string()),
+        // The field's name until this release, for replicas still on the previous one.
         ("expires_at", deadlines.ends_at.to_string()),
     ];
     if sliding {
@@ -400,12 +419,11 @@ struct Record {
 
 impl Record {
     fn into_session(self) -> Session {
-        let user = User::with_key(
-            &self.app,
-            &self.openid,
-            self.unionid.as_ref(),
-            self.legacy_key,
-        );
+        let id = UserId {
+            app: self.app,
+            openid: self.openid,
+        };
+        let user = User::with_key(id, self.unionid, self.legacy_key);
         Session::new(Arc::new(user), self.deadlines)
     }
 }
