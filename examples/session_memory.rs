@@ -21,6 +21,11 @@ use wxlogin::domain::{AppName, OpenId, SessionKey, UnionId, WxSession};
 use wxlogin::session::{MemoryStore, SessionToken};
 use wxlogin::telemetry::metrics::Metrics;
 
+/// The service's own allocator (see `src/main.rs`), so that the bytes counted are the ones
+/// it would spend.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Tokens kept for the lookup phase: few enough not to weigh on the RSS figure.
 const SAMPLED_TOKENS: usize = 10_000;
 const LOOKUPS: usize = 1_000_000;

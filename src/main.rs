@@ -5,6 +5,11 @@ use clap::{Parser, Subcommand};
 use wxlogin::config::{DEV_APPID, Mode};
 use wxlogin::domain::{AppName, Credentials};
 
+/// mimalloc serves the many small allocations of a request in fewer instructions than
+/// glibc's malloc, and without a header per allocation (BENCHMARKS.md has the figures).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A login service for WeChat Mini Programs: wx.login() code in, opaque session token out.
 ///
 /// Configured by config/default.toml and WXLOGIN_* environment variables (see the README).

@@ -8,9 +8,23 @@ use std::sync::Arc;
 pub const DEFAULT_APP: &str = "default";
 
 /// An app's name in wxlogin's configuration: 1 to 32 of `[a-z0-9_]`, so that it is safe in a
-/// route, a metric label, a header and a store key. Cheap to clone.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AppName(Arc<str>);
+/// route, a metric label, a header and a store key. Cheap to clone, and one pointer wide:
+/// every user record in the memory store holds one.
+#[derive(Clone, Eq, PartialOrd, Ord)]
+pub struct AppName(Arc<Box<str>>);
+
+impl PartialEq for AppName {
+    fn eq(&self, other: &Self) -> bool {
+        // The names of one deployment's apps are shared, not copied: most compare by address.
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl std::hash::Hash for AppName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
 
 impl AppName {
     pub fn parse(raw: &str) -> Option<Self> {
@@ -18,11 +32,11 @@ impl AppName {
             && raw
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        valid.then(|| Self(raw.into()))
+        valid.then(|| Self(Arc::new(raw.into())))
     }
 
     pub fn default_app() -> Self {
-        Self(DEFAULT_APP.into())
+        Self(Arc::new(DEFAULT_APP.into()))
     }
 }
 

@@ -117,26 +117,49 @@ impl fmt::Debug for User {
 #[derive(Debug, Clone)]
 pub struct Session {
     user: Arc<User>,
-    /// When it expires unless used (with sliding expiry), or at all: seconds since the
-    /// Unix epoch.
-    pub expires_at: u64,
-    /// Its login plus the TTL, which no use extends.
-    pub ends_at: u64,
+    /// When it expires unless used (with sliding expiry), or at all, and its login plus the
+    /// TTL, which no use extends: seconds since the Unix epoch. Held in 32 bits (enough
+    /// until 2106) since the memory store keeps a million of them; read as [`Deadlines`].
+    expires_at: u32,
+    ends_at: u32,
+}
+
+/// A deadline as a session holds it: past 2106, the last second it can say.
+fn held(deadline: u64) -> u32 {
+    u32::try_from(deadline).unwrap_or(u32::MAX)
 }
 
 impl Session {
     pub fn new(user: Arc<User>, deadlines: Deadlines) -> Self {
         Self {
             user,
-            expires_at: deadlines.expires_at,
-            ends_at: deadlines.ends_at,
+            expires_at: held(deadlines.expires_at),
+            ends_at: held(deadlines.ends_at),
         }
     }
 
-    fn deadlines(&self) -> Deadlines {
+    pub fn deadlines(&self) -> Deadlines {
         Deadlines {
-            expires_at: self.expires_at,
-            ends_at: self.ends_at,
+            expires_at: self.expires_at.into(),
+            ends_at: self.ends_at.into(),
+        }
+    }
+
+    /// When it expires unless used (with sliding expiry), or at all.
+    pub fn expires_at(&self) -> u64 {
+        self.expires_at.into()
+    }
+
+    /// Its login plus the TTL.
+    pub fn ends_at(&self) -> u64 {
+        self.ends_at.into()
+    }
+
+    /// The same session, under a later deadline (sliding expiry).
+    fn expiring_at(&self, deadline: u64) -> Self {
+        Self {
+            expires_at: held(deadline),
+            ..self.clone()
         }
     }
 
@@ -159,7 +182,7 @@ impl Session {
 
     /// Seconds left at `now`; 0 once expired.
     pub fn expires_in(&self, now: u64) -> u64 {
-        self.expires_at.saturating_sub(now)
+        self.expires_at().saturating_sub(now)
     }
 }
 

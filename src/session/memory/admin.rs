@@ -18,9 +18,9 @@ impl MemoryStore {
         let live: Vec<&Session> = sessions
             .iter()
             .map(|(_, session)| session)
-            .filter(|session| session.expires_at > now)
+            .filter(|session| session.expires_at() > now)
             .collect();
-        let newest = live.iter().max_by_key(|session| session.ends_at);
+        let newest = live.iter().max_by_key(|session| session.ends_at());
         UserSummary {
             unionid: newest
                 .and_then(|session| session.unionid())

@@ -44,7 +44,7 @@ struct AtItsDeadline(Clock);
 
 impl AtItsDeadline {
     fn left(&self, session: &Session) -> Duration {
-        Duration::from_secs(session.expires_at.saturating_sub(self.0.now()))
+        Duration::from_secs(session.expires_at().saturating_sub(self.0.now()))
     }
 }
 
@@ -94,7 +94,7 @@ impl MemoryStore {
                 // A session that our clock has ended was expired, whoever removed it: moka
                 // (on its own clock), or a read that found it over (an explicit removal).
                 let cause = match cause {
-                    _ if session.expires_at <= listener_clock.now() => "expired",
+                    _ if session.expires_at() <= listener_clock.now() => "expired",
                     RemovalCause::Expired => "expired",
                     RemovalCause::Size => "size",
                     RemovalCause::Explicit => "explicit",
@@ -140,7 +140,7 @@ impl MemoryStore {
         let key = token.hash().short();
         let session = self.0.sessions.get(&key)?;
         let now = self.now();
-        if session.expires_at <= now {
+        if session.expires_at() <= now {
             self.0.sessions.invalidate(&key);
             return None;
         }
@@ -149,10 +149,7 @@ impl MemoryStore {
         };
         // Moved only while it is there, never bringing back one revoked meanwhile (which
         // removes through the same per-key lock).
-        let extended = Session {
-            expires_at: moved,
-            ..session
-        };
+        let extended = session.expiring_at(moved);
         match self
             .0
             .sessions
@@ -176,7 +173,7 @@ impl MemoryStore {
     fn remove(&self, key: ShortTokenHash) -> bool {
         let now = self.now();
         match self.0.sessions.entry(key).and_compute_with(|_| Op::Remove) {
-            CompResult::Removed(entry) => entry.into_value().expires_at > now,
+            CompResult::Removed(entry) => entry.into_value().expires_at() > now,
             _ => false,
         }
     }
@@ -304,7 +301,7 @@ mod tests {
         let (store, metrics) = store(10, ManualClock::starting_at(1000));
         let issued = issue(&store, &app(), login("oA"));
         assert_eq!(issued.expires_in, 100);
-        assert_eq!(issued.session.expires_at, 1100);
+        assert_eq!(issued.session.expires_at(), 1100);
 
         let found = store.get(&issued.token).expect("live session");
         assert_eq!(found.openid().as_ref(), "oA");
