@@ -115,9 +115,9 @@ pub struct Routers {
 /// admin API has a listener of its own, that one's. Tests drive exactly these.
 pub fn routers(state: AppState, server: &ServerSettings, admin: AdminApi) -> Routers {
     let public = Router::new()
-        .merge(login::router())
+        .merge(login::router().route_layer(reads_body(server)))
         .merge(session::router())
-        .merge(open_data::router())
+        .merge(open_data::router().route_layer(reads_body(server)))
         .merge(health::router())
         .merge(forward_auth::router())
         .merge(openapi::router());
@@ -126,23 +126,37 @@ pub fn routers(state: AppState, server: &ServerSettings, admin: AdminApi) -> Rou
         AdminApi::Public(token) => (
             public
                 .merge(health::metrics_router())
-                .merge(admin::router(token)),
+                .merge(admin::router(token).route_layer(reads_body(server))),
             None,
         ),
         AdminApi::Separate(token) => (
             public,
-            Some(admin::router(token).merge(health::metrics_router())),
+            Some(
+                admin::router(token)
+                    .route_layer(reads_body(server))
+                    .merge(health::metrics_router()),
+            ),
         ),
     };
     Routers {
-        admin: admin.map(|routes| layered(routes, state.clone(), server)),
-        public: layered(public, state, server),
+        admin: admin.map(|routes| layered(routes, state.clone())),
+        public: layered(public, state),
     }
+}
+
+/// The limits on a request body, for the routers whose routes read one (the others leave
+/// it unread, and pay nothing for them): its size, and a deadline, so that a body trickled
+/// in a byte at a time does not hold a request open for long.
+fn reads_body(server: &ServerSettings) -> Stack<DefaultBodyLimit, RequestBodyDeadlineLayer> {
+    Stack::new(
+        DefaultBodyLimit::max(MAX_BODY_BYTES),
+        RequestBodyDeadlineLayer::new(server.body_read_timeout),
+    )
 }
 
 /// `routes` with the middleware every listener has, and JSON answers for what none of
 /// them matches.
-fn layered(routes: Router<AppState>, state: AppState, server: &ServerSettings) -> Router {
+fn layered(routes: Router<AppState>, state: AppState) -> Router {
     let middleware = tower::ServiceBuilder::new()
         .map_request(drop_unusable_request_id)
         .set_x_request_id(RandomRequestId)
@@ -161,10 +175,7 @@ fn layered(routes: Router<AppState>, state: AppState, server: &ServerSettings) -
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("a handler panicked");
             ApiError::Internal.into_response()
-        }))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        // A body trickled in a byte at a time must not hold a request open for long.
-        .layer(RequestBodyDeadlineLayer::new(server.body_read_timeout));
+        }));
 
     routes
         .fallback(|| async { ApiError::NotFound })

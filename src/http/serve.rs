@@ -20,7 +20,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use http_body_util::BodyExt;
 use hyper::Version;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -204,11 +203,9 @@ impl Server {
                 let response = response.await?;
                 // The request is in progress until its answer has been written: the body
                 // holds the mark, and hyper drops the body once it is sent.
-                Ok::<_, std::convert::Infallible>(response.map(move |body| {
-                    Body::new(body.map_frame(move |frame| {
-                        let _ = &in_progress;
-                        frame
-                    }))
+                Ok::<_, std::convert::Infallible>(response.map(|body| AnswerBody {
+                    body,
+                    _in_progress: in_progress,
                 }))
             }
         });
@@ -444,6 +441,36 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An answer's body, which marks its request in progress until hyper has sent it all
+    /// and dropped it.
+    struct AnswerBody {
+        #[pin]
+        body: Body,
+        _in_progress: InProgress,
+    }
+}
+
+impl hyper::body::Body for AnswerBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 
