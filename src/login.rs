@@ -2,7 +2,9 @@
 //! one code coalesced into a single WeChat call.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 
 use tokio::sync::watch;
 
@@ -114,9 +116,9 @@ impl LoginService {
         };
         let mut answer = flight.0.subscribe();
         if fresh {
-            // Nothing awaits between the insert and the spawn, so no cancellation can leave
-            // a flight that no task will ever answer.
-            tokio::spawn(self.fly(wechat.clone(), key, flight));
+            // Nothing awaits between the insert and here, so no cancellation can leave a
+            // flight that nobody will ever answer.
+            Flying(Some(Box::pin(self.fly(wechat.clone(), key, flight)))).await;
         } else {
             self.metrics.code_coalesced();
         }
@@ -131,8 +133,9 @@ impl LoginService {
         }
     }
 
-    /// The WeChat call for one code, as a task of its own: a caller that goes away (its
-    /// client hung up) neither cancels the call nor makes the others repeat it with a code
+    /// The WeChat call for one code, made by its first caller ([`Flying`]): a caller that
+    /// goes away (its client hung up) neither cancels the call nor makes the others repeat
+    /// it with a code
     /// WeChat has already consumed.
     fn fly(
         &self,
@@ -155,6 +158,37 @@ impl LoginService {
             if spent && flight.0.receiver_count() == 0 {
                 metrics.login_abandoned();
             }
+        }
+    }
+}
+
+/// The WeChat call of a login, driven by the request that started it, in its own task: no
+/// hop to another task and back, which under load waits its turn in the scheduler twice.
+/// Should that request go away before the call ends, the call goes on in a task of its own
+/// (spawned as the request is dropped), so that the code is not spent for nothing and the
+/// requests waiting for its answer get one.
+struct Flying(Option<Pin<Box<dyn Future<Output = ()> + Send>>>);
+
+impl Future for Flying {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(call) = self.0.as_mut() else {
+            return Poll::Ready(());
+        };
+        let landed = call.as_mut().poll(cx);
+        if landed.is_ready() {
+            self.0 = None;
+        }
+        landed
+    }
+}
+
+impl Drop for Flying {
+    fn drop(&mut self) {
+        // Without a runtime (it is shutting down) there is nothing left to answer.
+        if let (Some(call), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+            runtime.spawn(call);
         }
     }
 }

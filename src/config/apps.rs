@@ -11,7 +11,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::{ConfigError, DEV_APPID, Mode};
-use crate::domain::{App, AppName, Credentials, DEFAULT_APP};
+use crate::domain::{AppName, ConfiguredApp, Credentials, DEFAULT_APP};
 
 /// The prefix of the variables that declare apps by the environment.
 const APP_PREFIX: &str = "WXLOGIN_APP_";
@@ -53,7 +53,7 @@ pub(super) fn apps(
     file: BTreeMap<String, RawApp>,
     env: &HashMap<String, String>,
     mode: Mode,
-) -> Result<Vec<App>, ConfigError> {
+) -> Result<Vec<ConfiguredApp>, ConfigError> {
     let mut declared: BTreeMap<AppName, Declared> = BTreeMap::new();
     for (name, raw) in file {
         let name = AppName::parse(&name).ok_or_else(|| bad_name(&format!("[apps.{name}]")))?;
@@ -128,7 +128,7 @@ pub(super) fn apps(
 fn production_apps(
     declared: BTreeMap<AppName, Declared>,
     legacy_given: bool,
-) -> Result<Vec<App>, ConfigError> {
+) -> Result<Vec<ConfiguredApp>, ConfigError> {
     if declared.is_empty() {
         return Err(ConfigError::MissingCredentials(vec![
             "WXLOGIN_APPID",
@@ -179,7 +179,7 @@ fn production_apps(
                 ));
             }
         };
-        apps.push(App {
+        apps.push(ConfiguredApp {
             name,
             credentials: Credentials { appid, secret },
         });
@@ -190,7 +190,7 @@ fn production_apps(
 /// In development mode every app declared gets a secret made up for the run, which the
 /// emulator checks as WeChat would; with none declared, the `default` app has
 /// [`DEV_APPID`]. An app declared without an appid gets one made from its name.
-fn development_apps(declared: BTreeMap<AppName, Declared>) -> Vec<App> {
+fn development_apps(declared: BTreeMap<AppName, Declared>) -> Vec<ConfiguredApp> {
     let made_up = |name: AppName, appid: Option<String>| {
         let appid = appid
             .filter(|a| !a.trim().is_empty())
@@ -198,7 +198,7 @@ fn development_apps(declared: BTreeMap<AppName, Declared>) -> Vec<App> {
                 DEFAULT_APP => DEV_APPID.to_owned(),
                 other => format!("wxdev_{other}"),
             });
-        App {
+        ConfiguredApp {
             name,
             credentials: Credentials {
                 appid,
@@ -229,7 +229,7 @@ fn made_up_secret() -> SecretString {
 
 /// Two apps with one appid would share sessions' store keys and an access_token, and a
 /// request for one could be served as the other.
-fn refuse_shared_appids(apps: &[App]) -> Result<(), ConfigError> {
+fn refuse_shared_appids(apps: &[ConfiguredApp]) -> Result<(), ConfigError> {
     for (i, app) in apps.iter().enumerate() {
         if let Some(other) = apps[..i]
             .iter()
@@ -259,14 +259,14 @@ fn bad_name(declared_by: &str) -> ConfigError {
 }
 
 fn app_error(name: &AppName, reason: &str) -> ConfigError {
-    ConfigError::App {
+    ConfigError::InvalidApp {
         app: name.to_string(),
         reason: reason.to_owned(),
     }
 }
 
 /// Shows the apps for the start-up log line: names and appids, never a secret.
-pub fn describe(apps: &[App]) -> String {
+pub fn describe(apps: &[ConfiguredApp]) -> String {
     apps.iter()
         .map(|app| format!("{}={}", app.name, app.credentials.appid))
         .collect::<Vec<_>>()

@@ -15,7 +15,7 @@ use serde::Deserialize;
 pub use apps::describe as describe_apps;
 pub use operator::{AdminSettings, MIN_ADMIN_TOKEN_CHARS, StoreKeySettings};
 
-pub use crate::domain::{App, Credentials};
+pub use crate::domain::{ConfiguredApp, Credentials};
 
 /// The defaults ship inside the binary, so it starts from any working directory
 /// (a distroless container has no `config/` folder unless one is mounted).
@@ -67,7 +67,7 @@ pub struct WeChatSettings {
     /// Without a trailing slash: `https://api.weixin.qq.com`.
     pub base_url: String,
     /// The mini-programs served, in name order; at least one.
-    pub apps: Vec<App>,
+    pub apps: Vec<ConfiguredApp>,
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub busy_retry_delay: Duration,
@@ -187,7 +187,7 @@ pub enum ConfigError {
     #[error("{var} {path} is empty")]
     EmptySecretFile { var: String, path: PathBuf },
     #[error("app {app} {reason}")]
-    App { app: String, reason: String },
+    InvalidApp { app: String, reason: String },
     #[error("missing WXLOGIN_REDIS_URL: it is required with WXLOGIN_SESSION_STORE=redis")]
     MissingRedisUrl,
     #[error("invalid {key}: {reason}")]

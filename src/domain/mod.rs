@@ -30,9 +30,10 @@ pub struct Credentials {
     pub secret: SecretString,
 }
 
-/// One mini-program that wxlogin serves: its name in the configuration, and its credentials.
+/// One app as the configuration names it: its name, and its credentials. (`apps::App` is
+/// the app at work: its WeChat client and access_token.)
 #[derive(Debug, Clone)]
-pub struct App {
+pub struct ConfiguredApp {
     pub name: AppName,
     pub credentials: Credentials,
 }
