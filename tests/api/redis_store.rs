@@ -466,3 +466,32 @@ async fn a_unionid_revocation_reaches_every_app_through_redis(redis: &impl Share
             .assert_error(401, "invalid_token");
     }
 }
+
+#[tokio::test]
+async fn a_session_record_says_when_it_ends_under_both_names_and_reads_with_either() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let app = instance(&redis, None).await;
+    let token = app.login_as("code-1", "oRenamedField").await;
+    let hash: String = Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let key = format!("wxlogin:session:{hash}");
+
+    let fields = redis.cli(&["HMGET", &key, "ends_at", "expires_at"]);
+    let fields: Vec<&str> = fields.lines().collect();
+    assert_eq!(fields.len(), 2, "{fields:?}");
+    assert_eq!(fields[0], (CLOCK_START + 604_800).to_string(), "{fields:?}");
+    assert_eq!(
+        fields[0], fields[1],
+        "the previous release reads expires_at"
+    );
+
+    // A record with the new name only, as a later release will write it, reads as well.
+    redis.cli(&["HDEL", &key, "expires_at"]);
+    let session = app.get_session(&token).await;
+    assert_eq!(session.status, 200, "{}", session.text);
+    assert_eq!(session.json()["openid"], "oRenamedField");
+}
