@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, RawPathParams, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Request, header};
+use axum::http::{HeaderMap, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
@@ -44,16 +44,11 @@ impl AdminToken {
     }
 
     fn admits(&self, headers: &HeaderMap) -> bool {
-        let mut values = headers.get_all(header::AUTHORIZATION).iter();
-        let (Some(value), None) = (values.next(), values.next()) else {
+        let Ok(presented) = super::extract::bearer(headers) else {
             return false;
         };
-        let Some((scheme, token)) = value.to_str().ok().and_then(|v| v.trim().split_once(' '))
-        else {
-            return false;
-        };
-        let presented: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
-        scheme.eq_ignore_ascii_case("bearer") && bool::from(presented.ct_eq(&*self.0))
+        let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        bool::from(presented.ct_eq(&*self.0))
     }
 }
 
