@@ -121,7 +121,7 @@ pub(super) fn apps(
         Mode::Production => production_apps(declared, legacy_given)?,
         Mode::Development => development_apps(declared),
     };
-    refuse_shared_appids(&apps)?;
+    refuse_ambiguous_apps(&apps)?;
     Ok(apps)
 }
 
@@ -227,9 +227,10 @@ fn made_up_secret() -> SecretString {
     )
 }
 
-/// Two apps with one appid would share sessions' store keys and an access_token, and a
-/// request for one could be served as the other.
-fn refuse_shared_appids(apps: &[ConfiguredApp]) -> Result<(), ConfigError> {
+/// Routes name an app by its name or its appid, so no two apps may answer to one word: two
+/// apps with one appid would share sessions' store keys and an access_token, and an app
+/// named like another's appid would take that app's `/apps/{app}/` routes.
+fn refuse_ambiguous_apps(apps: &[ConfiguredApp]) -> Result<(), ConfigError> {
     for (i, app) in apps.iter().enumerate() {
         if let Some(other) = apps[..i]
             .iter()
@@ -240,6 +241,19 @@ fn refuse_shared_appids(apps: &[ConfiguredApp]) -> Result<(), ConfigError> {
                 &format!(
                     "has the appid of app {}: {}; each app needs its own",
                     other.name, app.credentials.appid
+                ),
+            ));
+        }
+        // An app may be named like its own appid: that is no ambiguity.
+        if let Some(other) = apps
+            .iter()
+            .find(|other| other.credentials.appid == app.name.as_ref() && other.name != app.name)
+        {
+            return Err(app_error(
+                &app.name,
+                &format!(
+                    "is named like the appid of app {}, so /apps/{}/ could mean either; rename it",
+                    other.name, app.name
                 ),
             ));
         }

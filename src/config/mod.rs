@@ -806,6 +806,24 @@ mod tests {
     }
 
     #[test]
+    fn an_app_named_like_another_apps_appid_is_refused_naming_both() {
+        let err = load(&[
+            ("WXLOGIN_APP_WXAAAAAAAAAAAAAAA1_APPID", "wxaaaaaaaaaaaaaaa4"),
+            (
+                "WXLOGIN_APP_WXAAAAAAAAAAAAAAA1_SECRET",
+                "first-secret-value",
+            ),
+            ("WXLOGIN_APP_SHOP_APPID", "wxaaaaaaaaaaaaaaa1"),
+            ("WXLOGIN_APP_SHOP_SECRET", "second-secret-value"),
+        ])
+        .expect_err("/apps/wxaaaaaaaaaaaaaaa1/ could mean either app");
+        let err = err.to_string();
+        assert!(err.contains("wxaaaaaaaaaaaaaaa1"), "{err}");
+        assert!(err.contains("shop"), "{err}");
+        assert!(!err.contains("secret-value"), "{err}");
+    }
+
+    #[test]
     fn invalid_values_are_rejected_with_the_key_named() {
         let base = [("WXLOGIN_APPID", "wx1"), ("WXLOGIN_SECRET", "s")];
         for (var, value, key) in [
