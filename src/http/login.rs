@@ -11,6 +11,9 @@ use super::error::{ApiError, ErrorReport};
 use super::extract::{CodeField, LoginCode, target_app};
 use super::rate_limit::within_rate_limit;
 
+/// The login routes of the default app; each is also under `/apps/{app}/`.
+pub const ROUTES: [&str; 2] = ["/openid", "/wechat/applet_login"];
+
 /// The login routes, which differ only in where the code comes from, each also under
 /// `/apps/{app}/` for an app other than the default.
 pub fn router() -> Router<AppState> {

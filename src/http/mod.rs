@@ -184,6 +184,30 @@ fn layered(routes: Router<AppState>, state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Registers at 0 every series of the request metrics whose labels are known before the
+/// first request: the login routes of each app, and each app's WeChat APIs.
+pub fn register_known_series(metrics: &Metrics, apps: &Apps) {
+    let default = apps.default_app().map(|app| app.name().clone());
+    let mut logins: Vec<(String, &str)> = Vec::new();
+    for app in apps.iter() {
+        let name = app.name().as_ref();
+        for route in login::ROUTES {
+            if Some(app.name()) == default.as_ref() {
+                logins.push((route.to_owned(), name));
+            }
+            logins.push((format!("/apps/{{app}}{route}"), name));
+        }
+    }
+    let rate_limited: Vec<String> = login::ROUTES
+        .iter()
+        .flat_map(|route| [(*route).to_owned(), format!("/apps/{{app}}{route}")])
+        .chain([open_data::PHONE_NUMBER_ROUTE.to_owned()])
+        .collect();
+    let names: Vec<&str> = apps.iter().map(|app| app.name().as_ref()).collect();
+    let apis = crate::wechat::WeChatApi::ALL.map(crate::wechat::WeChatApi::label);
+    metrics.register_known_series(&names, &apis, &logins, &rate_limited);
+}
+
 /// Headers that mark an answer no cache may keep.
 type NoStore = Stack<SetResponseHeaderLayer<HeaderValue>, SetResponseHeaderLayer<HeaderValue>>;
 

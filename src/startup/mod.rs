@@ -21,7 +21,8 @@ use crate::config::{
 use crate::domain::{AppName, Credentials};
 use crate::http::tls::{Certificates, TlsAcceptor, TlsError};
 use crate::http::{
-    AdminApi, AdminToken, AppState, AuthCookie, ClientLimiter, PRUNE_EVERY, Shared, routers,
+    AdminApi, AdminToken, AppState, AuthCookie, ClientLimiter, PRUNE_EVERY, Shared,
+    register_known_series, routers,
 };
 use crate::login::LoginService;
 use crate::redis_conn::{PROBE_EVERY, Redis, StoreError};
@@ -199,6 +200,7 @@ impl Application {
                 }
             }
         };
+        register_known_series(&metrics, &state.apps);
         let routers = routers(state, &server, admin_api);
         Ok(Self {
             listener,

@@ -31,6 +31,17 @@ const LOG_LINES_DROPPED: &str = "wxlogin_log_lines_dropped_total";
 const CONNECTIONS_REFUSED: &str = "wxlogin_connections_refused_total";
 const ADMIN_ACTIONS: &str = "wxlogin_admin_actions_total";
 
+/// Why the memory store let a session go: the `cause` label of [`SESSIONS_EVICTED`].
+const EVICTION_CAUSES: &[&str] = &["expired", "size", "explicit"];
+/// What an operator did: the `action` label of [`ADMIN_ACTIONS`].
+const ADMIN_ACTION_NAMES: &[&str] = &[
+    "lookup_user",
+    "revoke_user",
+    "revoke_unionid",
+    "block",
+    "unblock",
+];
+
 /// From a fast WeChat answer to the default 5 s timeout; WeChat's own p99 is ~100 ms.
 const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -170,6 +181,56 @@ impl Metrics {
         self.0
             .recorder
             .register_counter(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    /// Registers at 0 every series whose labels are known before its first event, so that
+    /// `rate()` and absence alerts work from the start (Prometheus' instrumentation guide):
+    /// the counters of this module's own fixed label sets, and those of `apps`, the WeChat
+    /// `apis`, the successful `logins` by (route, app) and the `rate_limited` routes.
+    pub fn register_known_series(
+        &self,
+        apps: &[&str],
+        apis: &[&'static str],
+        logins: &[(String, &str)],
+        rate_limited: &[String],
+    ) {
+        for cause in EVICTION_CAUSES {
+            self.counter(SESSIONS_EVICTED, vec![Label::new("cause", *cause)])
+                .increment(0);
+        }
+        for action in ADMIN_ACTION_NAMES {
+            self.counter(ADMIN_ACTIONS, vec![Label::new("action", *action)])
+                .increment(0);
+        }
+        for name in [LOGINS_ABANDONED, CONNECTIONS_REFUSED, LOG_LINES_DROPPED] {
+            self.counter(name, vec![]).increment(0);
+        }
+        for app in apps {
+            for api in apis {
+                let labels = vec![
+                    Label::new("api", *api),
+                    Label::new("app", (*app).to_owned()),
+                ];
+                self.counter(WECHAT_SHED, labels).increment(0);
+            }
+            for kind in ["normal", "forced"] {
+                let labels = vec![
+                    Label::new("app", (*app).to_owned()),
+                    Label::new("kind", kind),
+                ];
+                self.counter(TOKEN_REFRESHES, labels).increment(0);
+            }
+        }
+        for (route, app) in logins {
+            self.0
+                .ok_logins
+                .get(&self.0.recorder, route, Some(app))
+                .increment(0);
+        }
+        for route in rate_limited {
+            self.counter(RATE_LIMITED, vec![Label::new("route", route.clone())])
+                .increment(0);
+        }
     }
 
     /// A request has started; the returned guard marks it finished when dropped, also

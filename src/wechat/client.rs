@@ -21,7 +21,15 @@ pub enum WeChatApi {
 }
 
 impl WeChatApi {
-    fn label(self) -> &'static str {
+    pub const ALL: [Self; 4] = [
+        Self::Code2Session,
+        Self::StableToken,
+        Self::PhoneNumber,
+        Self::CheckSession,
+    ];
+
+    /// The API's name, as the `api` label of the call metrics.
+    pub fn label(self) -> &'static str {
         match self {
             Self::Code2Session => "code2session",
             Self::StableToken => "stable_token",

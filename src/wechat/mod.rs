@@ -9,7 +9,7 @@ pub mod open_data;
 mod server_api;
 
 pub use access_token::{AccessToken, AccessTokens};
-pub use client::WeChatClient;
+pub use client::{WeChatApi, WeChatClient};
 pub use error::{ErrCode, WeChatError};
 pub use server_api::PhoneNumber;
 

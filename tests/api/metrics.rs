@@ -151,3 +151,37 @@ async fn rejected_requests_are_counted_by_their_error_kind() {
         assert!(text.contains(series), "missing {series}:\n{text}");
     }
 }
+
+/// Prometheus' instrumentation guide: a series that appears only with its first event
+/// breaks `rate()` and absence alerts, so every label set known at start-up is there at 0.
+#[tokio::test]
+async fn a_fresh_instance_shows_every_known_series_at_zero() {
+    let app = spawn_app().await;
+
+    let text = app
+        .send(app.http.get(format!("{}/metrics", app.address)))
+        .await
+        .text;
+
+    for series in [
+        r#"wxlogin_sessions_evicted_total{cause="expired"} 0"#,
+        r#"wxlogin_sessions_evicted_total{cause="size"} 0"#,
+        r#"wxlogin_sessions_evicted_total{cause="explicit"} 0"#,
+        "wxlogin_login_abandoned_total 0",
+        "wxlogin_connections_refused_total 0",
+        "wxlogin_log_lines_dropped_total 0",
+        "wxlogin_login_codes_coalesced_total 0",
+        r#"wxlogin_admin_actions_total{action="lookup_user"} 0"#,
+        r#"wxlogin_admin_actions_total{action="revoke_user"} 0"#,
+        r#"wxlogin_admin_actions_total{action="revoke_unionid"} 0"#,
+        r#"wxlogin_admin_actions_total{action="block"} 0"#,
+        r#"wxlogin_admin_actions_total{action="unblock"} 0"#,
+        r#"wxlogin_logins_total{route="/openid",app="default",outcome="ok"} 0"#,
+        r#"wxlogin_rate_limited_total{route="/openid"} 0"#,
+        r#"wxlogin_wechat_calls_shed_total{api="code2session",app="default"} 0"#,
+        r#"wxlogin_access_token_refreshes_total{app="default",kind="normal"} 0"#,
+        r#"wxlogin_access_token_refreshes_total{app="default",kind="forced"} 0"#,
+    ] {
+        assert!(text.contains(series), "{series} in\n{text}");
+    }
+}
