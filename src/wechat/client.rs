@@ -236,7 +236,7 @@ pub(super) fn check_errcode(
         0 => Ok(()),
         errcode => Err(WeChatError::Api {
             errcode,
-            errmsg: errmsg.unwrap_or_default(),
+            errmsg: super::error::sanitized_errmsg(&errmsg.unwrap_or_default()),
         }),
     }
 }

@@ -152,6 +152,36 @@ impl From<i64> for ErrCode {
     }
 }
 
+/// The most of an errmsg that goes into a log line: WeChat's are a sentence and a rid.
+const MAX_ERRMSG_CHARS: usize = 200;
+
+/// Query parameters whose values are secrets or one-time codes: an upstream that echoes the
+/// request's URL (a proxy, a broken stub) must not put them into our logs.
+const REDACTED_PARAMETERS: &[&str] = &["secret=", "access_token=", "js_code=", "code="];
+
+/// WeChat's errmsg as it may be logged: on one line (control characters become spaces),
+/// at most [`MAX_ERRMSG_CHARS`] characters, and with the value of any secret-bearing query
+/// parameter it quotes replaced by `<redacted>`.
+pub(super) fn sanitized_errmsg(raw: &str) -> String {
+    let mut clean: String = raw
+        .chars()
+        .take(MAX_ERRMSG_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    for parameter in REDACTED_PARAMETERS {
+        let mut from = 0;
+        while let Some(at) = clean[from..].to_ascii_lowercase().find(parameter) {
+            let start = from + at + parameter.len();
+            let end = clean[start..]
+                .find(|c: char| c == '&' || c.is_whitespace() || c == '"' || c == ',')
+                .map_or(clean.len(), |len| start + len);
+            clean.replace_range(start..end, "<redacted>");
+            from = start + "<redacted>".len();
+        }
+    }
+    clean
+}
+
 /// Finds the request id in an errmsg such as `invalid code, rid: 6512ab-…` or
 /// `… hints: [ req_id: Abc123 ]`.
 fn rid(errmsg: &str) -> Option<&str> {
@@ -203,6 +233,28 @@ mod tests {
         assert_eq!(label(err(61024)), "answered/other");
         assert_eq!(label(err(-1)), "answered/-1");
         assert_eq!(label(WeChatError::Timeout), "timeout/");
+    }
+
+    #[test]
+    fn an_errmsg_is_logged_on_one_line_bounded_and_without_secrets_it_quotes() {
+        let echoed = "bad: GET /sns/jscode2session?appid=wx1&secret=S3CR3T&js_code=C0DE&grant_type=x\r\nX: 1";
+        let clean = sanitized_errmsg(echoed);
+        assert!(
+            !clean.contains("S3CR3T") && !clean.contains("C0DE"),
+            "{clean}"
+        );
+        assert!(
+            clean.contains("appid=wx1") && clean.contains("grant_type=x"),
+            "{clean}"
+        );
+        assert!(!clean.contains('\n') && !clean.contains('\r'), "{clean}");
+        assert_eq!(sanitized_errmsg(&"é".repeat(500)).chars().count(), 200);
+        assert_eq!(
+            sanitized_errmsg("invalid code, rid: 6512ab-1"),
+            "invalid code, rid: 6512ab-1"
+        );
+        let token = sanitized_errmsg("?ACCESS_TOKEN=abc&x=1");
+        assert_eq!(token, "?ACCESS_TOKEN=<redacted>&x=1");
     }
 
     #[test]

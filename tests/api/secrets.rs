@@ -91,3 +91,30 @@ async fn a_successful_login_logs_neither_the_secret_nor_the_session_key() {
     .await;
     assert_no_leak(&app, Some(&key), 200, "request finished").await;
 }
+
+/// An upstream that echoes the request's URL (a proxy, a broken stub) puts the secret and
+/// the code into errmsg: what reaches the log is bounded, on one line, with those redacted.
+#[tokio::test]
+async fn an_errmsg_that_echoes_the_request_url_leaks_nothing_into_the_log() {
+    use wiremock::matchers::{method, path};
+    let app = spawn_app().await;
+    let echo = |request: &wiremock::Request| {
+        let errmsg = format!("no such thing: GET {}\r\nX-Injected: 1", request.url);
+        wechat_json(json!({ "errcode": 99999, "errmsg": errmsg + &"x".repeat(4000) }))
+    };
+    app.wechat.reset().await;
+    wiremock::Mock::given(method("GET"))
+        .and(path(CODE2SESSION))
+        .respond_with(echo)
+        .mount(&app.wechat)
+        .await;
+
+    assert_no_leak(&app, None, 502, "99999").await;
+    let logs = captured_logs();
+    assert!(!logs.contains("js_code=leak-check"), "the code was logged");
+    assert!(
+        !logs.lines().any(|line| line.starts_with("X-Injected")),
+        "errmsg started a log line of its own"
+    );
+    assert!(!logs.contains(&"x".repeat(1000)), "errmsg was not bounded");
+}
