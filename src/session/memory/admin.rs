@@ -1,8 +1,10 @@
 //! The operator's view of the memory store. Sessions are indexed by token only, so finding
 //! a user's takes a scan of them all: done on a blocking thread, never on the runtime. A
 //! scan finds every session of the user, whatever became of the user's own index entry
-//! (evicted, or replaced when a unionid appeared).
+//! (evicted, or replaced when a unionid appeared, which leaves the older sessions with a
+//! record that has none).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::{Caches, MemoryStore};
@@ -20,11 +22,15 @@ impl MemoryStore {
             .map(|(_, session)| session)
             .filter(|session| session.expires_at() > now)
             .collect();
-        let newest = live.iter().max_by_key(|session| session.ends_at());
+        // The unionid of the newest session that has one: sessions from before WeChat sent
+        // it have none, and sessions of one second are in no particular order.
+        let unionid = live
+            .iter()
+            .filter_map(|session| Some((session.ends_at(), session.unionid()?)))
+            .max_by_key(|(ends_at, _)| *ends_at)
+            .map(|(_, unionid)| unionid.as_ref().to_owned());
         UserSummary {
-            unionid: newest
-                .and_then(|session| session.unionid())
-                .map(|unionid| unionid.as_ref().to_owned()),
+            unionid,
             sessions: live.len() as u64,
             block: self.0.block_of(&user, now),
         }
@@ -35,10 +41,18 @@ impl MemoryStore {
         self.remove_all(found)
     }
 
+    /// Ends the sessions of every user a session of whom carries `unionid`, those from before
+    /// WeChat sent it included: two scans, the people first, then their sessions.
     pub async fn revoke_unionid(&self, unionid: &UnionId) -> u64 {
         let unionid = unionid.clone();
-        let found = self
+        let people: HashSet<UserId> = self
             .sessions_where(move |user| user.unionid() == Some(&unionid))
+            .await
+            .into_iter()
+            .map(|(_, session)| session.user().id().clone())
+            .collect();
+        let found = self
+            .sessions_where(move |user| people.contains(user.id()))
             .await;
         self.remove_all(found)
     }

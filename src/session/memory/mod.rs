@@ -456,4 +456,30 @@ mod tests {
         assert_eq!(store.sweep_users(), 1);
         assert_eq!(store.0.users.len(), 0);
     }
+
+    /// The stolen-account runbook: a person who logged in before WeChat sent a unionid, and
+    /// again after, is found by it, and every session of theirs ends.
+    #[tokio::test]
+    async fn a_unionid_finds_and_revokes_the_sessions_from_before_it_appeared_too() {
+        let (store, _) = store(10, ManualClock::starting_at(1000));
+        let before = issue(&store, &app(), login("oA")).token;
+        let mut with_unionid = login_with_key("oA", "EBESExQVFhcYGRobHB0eHw==");
+        with_unionid.unionid = crate::domain::UnionId::parse("uA");
+        let after = issue(&store, &app(), with_unionid).token;
+        let bystander = issue(&store, &app(), login("oB")).token;
+        let openid = OpenId::parse("oA").expect("openid");
+
+        let summary = store.user(&app(), &openid).await;
+        assert_eq!(summary.unionid.as_deref(), Some("uA"));
+        assert_eq!(summary.sessions, 2);
+
+        let unionid = crate::domain::UnionId::parse("uA").expect("unionid");
+        assert_eq!(store.revoke_unionid(&unionid).await, 2);
+        assert!(
+            store.get(&before).is_none(),
+            "the session from before the unionid"
+        );
+        assert!(store.get(&after).is_none());
+        assert!(store.get(&bystander).is_some());
+    }
 }
