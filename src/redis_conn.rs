@@ -112,6 +112,22 @@ impl StoreError {
     }
 }
 
+/// What a command does to Redis, and so what its answer says about Redis taking writes.
+#[derive(Clone, Copy)]
+enum Access {
+    Read,
+    /// Writes something new, which needs memory.
+    Write,
+    /// Only removes: Redis takes that even when it is out of memory.
+    Free,
+}
+
+/// A command or a script, as sent.
+enum Sent<'c, 'i> {
+    Command(&'c redis::Cmd),
+    Script(&'c redis::ScriptInvocation<'i>),
+}
+
 /// One pooled, self-reconnecting, multiplexed connection to Redis (to each node of a
 /// cluster), with a deadline on every command. Cheap to clone.
 #[derive(Clone)]
@@ -170,12 +186,7 @@ impl Redis {
 
     /// A command that only reads.
     pub async fn query<T: FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, StoreError> {
-        let mut connection = self.connection.clone();
-        let result = self
-            .within_deadline(command.query_async(&mut connection))
-            .await;
-        self.learn_from_read(&result);
-        result
+        self.send(Access::Read, Sent::Command(command)).await
     }
 
     /// A script that only reads: like [`Redis::query`], its success says nothing about
@@ -184,66 +195,64 @@ impl Redis {
         &self,
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        let mut connection = self.connection.clone();
-        let result = self
-            .within_deadline(invocation.invoke_async(&mut connection))
-            .await;
-        self.learn_from_read(&result);
-        result
+        self.send(Access::Read, Sent::Script(invocation)).await
     }
 
-    /// A read proves nothing about writes, but losing Redis altogether it shows.
-    fn learn_from_read<T>(&self, result: &Result<T, StoreError>) {
-        if let Err(err) = result
-            && let Some(problem @ (Unavailable::Timeout | Unavailable::Unreachable)) = err.problem()
-        {
-            self.set_health(Some(problem));
-        }
-    }
-
-    /// A command that writes.
+    /// A command that writes something new.
     pub async fn write<T: FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, StoreError> {
-        let mut connection = self.connection.clone();
-        let result = self
-            .within_deadline(command.query_async(&mut connection))
-            .await;
-        self.learn(&result);
-        result
+        self.send(Access::Write, Sent::Command(command)).await
     }
 
-    /// Several commands that write, each standing alone, sent at once: on one multiplexed
-    /// connection they travel together, and in a cluster each goes to its own key's node
-    /// (a pipeline there must keep to one slot). Answers in the order of `commands`.
-    pub async fn write_each<T: FromRedisValue + Send + 'static>(
+    /// A script, which may write something new.
+    pub async fn run_script<T: FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        self.send(Access::Write, Sent::Script(invocation)).await
+    }
+
+    /// A command that only removes (DEL, ZREM): Redis takes those even when it is out of
+    /// memory, so its success does not say that Redis takes writes.
+    pub async fn remove<T: FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, StoreError> {
+        self.send(Access::Free, Sent::Command(command)).await
+    }
+
+    /// A script that only removes, as [`Redis::remove`].
+    pub async fn run_removal_script<T: FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        self.send(Access::Free, Sent::Script(invocation)).await
+    }
+
+    /// Several commands that only remove, each standing alone, sent at once: on one
+    /// multiplexed connection they travel together, and in a cluster each goes to its own
+    /// key's node (a pipeline there must keep to one slot). Answers in the order of
+    /// `commands`.
+    pub async fn remove_each<T: FromRedisValue + Send + 'static>(
         &self,
         commands: Vec<Cmd>,
     ) -> Result<Vec<T>, StoreError> {
-        self.each(commands, true).await
+        self.each(commands, Access::Free).await
     }
 
-    /// As [`Redis::write_each`], for commands that only read.
+    /// As [`Redis::remove_each`], for commands that only read.
     pub async fn query_each<T: FromRedisValue + Send + 'static>(
         &self,
         commands: Vec<Cmd>,
     ) -> Result<Vec<T>, StoreError> {
-        self.each(commands, false).await
+        self.each(commands, Access::Read).await
     }
 
     async fn each<T: FromRedisValue + Send + 'static>(
         &self,
         commands: Vec<Cmd>,
-        writes: bool,
+        access: Access,
     ) -> Result<Vec<T>, StoreError> {
         let mut sent = tokio::task::JoinSet::new();
         for (n, command) in commands.into_iter().enumerate() {
             let redis = self.clone();
-            sent.spawn(async move {
-                let answer = match writes {
-                    true => redis.write::<T>(&command).await,
-                    false => redis.query::<T>(&command).await,
-                };
-                (n, answer)
-            });
+            sent.spawn(async move { (n, redis.send::<T>(access, Sent::Command(&command)).await) });
         }
         let mut answers: Vec<Option<T>> =
             std::iter::repeat_with(|| None).take(sent.len()).collect();
@@ -256,16 +265,25 @@ impl Redis {
         Ok(answers.into_iter().flatten().collect())
     }
 
-    /// A script, which may write.
-    pub async fn run_script<T: FromRedisValue>(
+    /// Every command and script goes through here, within the deadline, and its answer
+    /// teaches what `access` lets it say about Redis taking writes.
+    async fn send<T: FromRedisValue>(
         &self,
-        invocation: &redis::ScriptInvocation<'_>,
+        access: Access,
+        sent: Sent<'_, '_>,
     ) -> Result<T, StoreError> {
         let mut connection = self.connection.clone();
-        let result = self
-            .within_deadline(invocation.invoke_async(&mut connection))
-            .await;
-        self.learn(&result);
+        let result = match sent {
+            Sent::Command(command) => {
+                self.within_deadline(command.query_async(&mut connection))
+                    .await
+            }
+            Sent::Script(invocation) => {
+                self.within_deadline(invocation.invoke_async(&mut connection))
+                    .await
+            }
+        };
+        self.learn(access, &result);
         result
     }
 
@@ -336,10 +354,22 @@ impl Redis {
         }
     }
 
-    fn learn<T>(&self, result: &Result<T, StoreError>) {
-        match result {
-            Ok(_) => self.set_health(None),
-            Err(err) => {
+    /// What an answer says about Redis taking writes: a write that needed memory vouches
+    /// for them; any failure that is Redis's (unreachable, too slow, out of memory,
+    /// read-only) counts against them, except that a read's failure counts only when Redis
+    /// is gone altogether (a replica refuses writes, not reads).
+    fn learn<T>(&self, access: Access, result: &Result<T, StoreError>) {
+        match (access, result) {
+            (Access::Write, Ok(_)) => self.set_health(None),
+            (Access::Read | Access::Free, Ok(_)) => {}
+            (Access::Read, Err(err)) => {
+                if let Some(problem @ (Unavailable::Timeout | Unavailable::Unreachable)) =
+                    err.problem()
+                {
+                    self.set_health(Some(problem));
+                }
+            }
+            (Access::Write | Access::Free, Err(err)) => {
                 if let Some(problem) = err.problem() {
                     self.set_health(Some(problem));
                 }

@@ -178,6 +178,7 @@ async fn a_fresh_instance_shows_every_known_series_at_zero() {
         r#"wxlogin_admin_actions_total{action="unblock"} 0"#,
         r#"wxlogin_logins_total{route="/openid",app="default",outcome="ok"} 0"#,
         r#"wxlogin_rate_limited_total{route="/openid"} 0"#,
+        r#"wxlogin_rate_limited_total{route="/wechat/phone_number"} 0"#,
         r#"wxlogin_wechat_calls_shed_total{api="code2session",app="default"} 0"#,
         r#"wxlogin_access_token_refreshes_total{app="default",kind="normal"} 0"#,
         r#"wxlogin_access_token_refreshes_total{app="default",kind="forced"} 0"#,

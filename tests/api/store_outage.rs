@@ -223,3 +223,41 @@ async fn an_operator_lookup_on_a_read_only_redis_does_not_let_a_login_spend_its_
     redis.cli(&["REPLICAOF", "NO", "ONE"]);
     ready_is(&app, 200).await;
 }
+
+/// Redis refuses writes that need memory once `maxmemory` is reached, but still takes DEL and
+/// ZREM: a logout during the fault must not vouch for writes, or the next logins reach
+/// WeChat and their codes are spent.
+#[tokio::test]
+async fn a_logout_on_a_redis_out_of_memory_does_not_let_a_login_spend_its_code() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let app = instance(&redis, None).await;
+    wechat_answers(&app.wechat, success("oFreesMemory", None)).await;
+    let token = app.login_as("before-oom", "oFreesMemory").await;
+
+    redis.cli(&["CONFIG", "SET", "maxmemory", "1"]);
+    ready_is(&app, 503).await;
+    let logout = app
+        .send(
+            app.http
+                .delete(format!("{}/session", app.address))
+                .bearer_auth(&token),
+        )
+        .await;
+    assert_eq!(
+        logout.status, 204,
+        "Redis takes a DEL when full: {}",
+        logout.text
+    );
+    let refused = app.post_openid(&json!({ "code": "after-logout" })).await;
+
+    assert_refused_unspent(&refused);
+    assert_eq!(
+        calls_to(&app.wechat, CODE2SESSION).await,
+        1,
+        "only the login before Redis filled up reached WeChat"
+    );
+    redis.cli(&["CONFIG", "SET", "maxmemory", "0"]);
+    ready_is(&app, 200).await;
+}

@@ -68,7 +68,7 @@ impl RedisStore {
         let user = self.user_keys(app, openid);
         let mut take = self.scripts.take_sessions.prepare_invoke();
         take.key(&user.sessions);
-        let sessions: Vec<String> = self.redis.run_script(&take).await?;
+        let sessions: Vec<String> = self.redis.run_removal_script(&take).await?;
         self.delete_sessions(&sessions).await
     }
 
@@ -110,7 +110,10 @@ impl RedisStore {
 
     pub async fn unblock(&self, app: &AppName, openid: &OpenId) -> Result<bool, StoreError> {
         let user = self.user_keys(app, openid);
-        let removed: i64 = self.redis.write(redis::cmd("DEL").arg(&user.block)).await?;
+        let removed: i64 = self
+            .redis
+            .remove(redis::cmd("DEL").arg(&user.block))
+            .await?;
         Ok(removed > 0)
     }
 
@@ -118,7 +121,7 @@ impl RedisStore {
     async fn delete_sessions(&self, hashes: &[String]) -> Result<u64, StoreError> {
         let deleted: Vec<i64> = self
             .redis
-            .write_each(self.on_each_session("DEL", hashes))
+            .remove_each(self.on_each_session("DEL", hashes))
             .await?;
         Ok(deleted.iter().filter(|&&n| n > 0).count() as u64)
     }

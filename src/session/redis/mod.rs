@@ -227,10 +227,12 @@ impl RedisStore {
     ) {
         let redis = self.redis.clone();
         tokio::spawn(async move {
-            let _ = redis.write::<i64>(redis::cmd("DEL").arg(&record_key)).await;
+            let _ = redis
+                .remove::<i64>(redis::cmd("DEL").arg(&record_key))
+                .await;
             if let (Some((index, hash)), Some(Unavailable::Timeout)) = (index, problem) {
                 let _ = redis
-                    .write::<i64>(redis::cmd("ZREM").arg(&index).arg(&hash))
+                    .remove::<i64>(redis::cmd("ZREM").arg(&index).arg(&hash))
                     .await;
             }
         });
@@ -362,8 +364,8 @@ impl RedisStore {
             .to_owned();
         let unindex = redis::cmd("ZREM").arg(&user.sessions).arg(&hash).to_owned();
         let (removed, _) = tokio::join!(
-            self.redis.write::<i64>(&delete),
-            self.redis.write::<i64>(&unindex),
+            self.redis.remove::<i64>(&delete),
+            self.redis.remove::<i64>(&unindex),
         );
         Ok(removed? > 0 && record.deadlines.expires_at > self.clock.now())
     }
