@@ -197,10 +197,11 @@ impl Server {
         let tracked = Arc::clone(&connection);
         let service = tower::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
-            let in_progress = tracked.request_started(request.version() == Version::HTTP_2);
+            let mut in_progress = tracked.request_started(request.version() == Version::HTTP_2);
             let response = app.clone().oneshot(request.map(Body::new));
             async move {
                 let response = response.await?;
+                in_progress.answer_ready();
                 // The request is in progress until its answer has been written: the body
                 // holds the mark, and hyper drops the body once it is sent.
                 Ok::<_, std::convert::Infallible>(response.map(|body| AnswerBody {
@@ -261,6 +262,8 @@ impl Connections {
             id,
             opened: Instant::now(),
             in_progress: AtomicUsize::new(0),
+            answering: AtomicUsize::new(0),
+            last_sent: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
             head_since: AtomicU64::new(NOT_YET),
             http2: AtomicBool::new(false),
@@ -316,6 +319,10 @@ struct Connection {
     opened: Instant,
     /// Requests read and not yet fully answered.
     in_progress: AtomicUsize,
+    /// Of those, the ones whose answer is still being made (the others' are being sent).
+    answering: AtomicUsize,
+    /// When bytes last went out, or an answer was ready to go.
+    last_sent: AtomicU64,
     /// When the last request was answered (or the connection opened).
     idle_since: AtomicU64,
     /// When the first byte of the next request's header arrived, if one has since the
@@ -330,11 +337,20 @@ struct Connection {
 impl Connection {
     fn request_started(self: &Arc<Self>, http2: bool) -> InProgress {
         self.in_progress.fetch_add(1, Ordering::SeqCst);
+        self.answering.fetch_add(1, Ordering::SeqCst);
         if http2 {
             self.http2.store(true, Ordering::Relaxed);
         }
         self.head_since.store(NOT_YET, Ordering::Relaxed);
-        InProgress(Arc::clone(self))
+        InProgress {
+            connection: Arc::clone(self),
+            answering: true,
+        }
+    }
+
+    fn bytes_sent(&self) {
+        let now = self.since_opened(Instant::now());
+        self.last_sent.store(now, Ordering::Relaxed);
     }
 
     fn is_idle(&self) -> bool {
@@ -370,16 +386,22 @@ impl Connection {
     }
 
     /// When the connection's timer is to look again, or `None` if a deadline has passed
-    /// and the connection is to be closed. While a request is in progress there is no
-    /// deadline; while idle, the header deadline once a header begins to arrive, else the
-    /// idle deadline. The timer looks at least once per the shorter of the two windows, so
-    /// that a header that began since its last look, or a request answered since, is
-    /// held to its deadline to the moment.
+    /// and the connection is to be closed. While an answer is being made there is no
+    /// deadline; while every answer in progress is only waiting to be sent, the idle
+    /// deadline from the last bytes sent (a peer that reads nothing, or an HTTP/2 peer that
+    /// never opens its window, must not hold a connection for ever); while idle, the header
+    /// deadline once a header begins to arrive, else the idle deadline. The timer looks at
+    /// least once per the shorter of the two windows, so that a header that began since its
+    /// last look, or a request answered since, is held to its deadline to the moment.
     fn next_check(&self, settings: &ServerSettings, now: Instant) -> Option<Instant> {
         let window = settings.header_read_timeout.min(settings.idle_timeout);
         let soon = now + window;
         if !self.is_idle() {
-            return Some(soon);
+            if self.answering.load(Ordering::SeqCst) > 0 {
+                return Some(soon);
+            }
+            let deadline = self.at(self.last_sent.load(Ordering::Relaxed)) + settings.idle_timeout;
+            return (deadline > now).then(|| deadline.min(soon));
         }
         let deadline = match self.head_since.load(Ordering::Relaxed) {
             NOT_YET => self.idle_since() + settings.idle_timeout,
@@ -414,13 +436,24 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
     }
 }
 
+impl<IO> Watched<IO> {
+    /// Bytes went out: while answers wait to be sent, they are moving.
+    fn report_sent(&self, written: &Poll<io::Result<usize>>) {
+        if matches!(written, Poll::Ready(Ok(n)) if *n > 0) && !self.connection.is_idle() {
+            self.connection.bytes_sent();
+        }
+    }
+}
+
 impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let written = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.report_sent(&written);
+        written
     }
 
     fn poll_write_vectored(
@@ -428,7 +461,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.report_sent(&written);
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -475,12 +510,29 @@ impl hyper::body::Body for AnswerBody {
 }
 
 /// A request in progress on a connection; dropping it marks the request answered.
-struct InProgress(Arc<Connection>);
+struct InProgress {
+    connection: Arc<Connection>,
+    /// Its answer is still being made.
+    answering: bool,
+}
+
+impl InProgress {
+    /// The request's answer is made: what is left is sending it.
+    fn answer_ready(&mut self) {
+        if std::mem::take(&mut self.answering) {
+            self.connection.bytes_sent();
+            self.connection.answering.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
 
 impl Drop for InProgress {
     fn drop(&mut self) {
-        let now = self.0.since_opened(Instant::now());
-        self.0.idle_since.store(now, Ordering::Relaxed);
-        self.0.in_progress.fetch_sub(1, Ordering::SeqCst);
+        // A request dropped before its answer was made (its client went away) is done too.
+        self.answer_ready();
+        let connection = &self.connection;
+        let now = connection.since_opened(Instant::now());
+        connection.idle_since.store(now, Ordering::Relaxed);
+        connection.in_progress.fetch_sub(1, Ordering::SeqCst);
     }
 }

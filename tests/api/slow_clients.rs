@@ -224,3 +224,51 @@ async fn a_header_over_16_kib_is_refused_with_431() {
 
     assert!(answered.starts_with("HTTP/1.1 431"), "{answered}");
 }
+
+/// An HTTP/2 client that opens its window at 0 and never widens it gets its answers'
+/// headers but never their bodies: its streams stay open while nothing moves. Such
+/// connections must not hold the connection cap for ever: with nothing sent for the idle
+/// deadline, the connection is closed, and others are served again.
+#[tokio::test]
+async fn http2_streams_stalled_on_a_zero_window_do_not_hold_the_connection_cap() {
+    let wechat = held_wechat().await;
+    let server = start(
+        &wechat,
+        &[
+            ("WXLOGIN_MAX_CONNECTIONS", "1"),
+            ("WXLOGIN_IDLE_TIMEOUT_SECS", "1"),
+        ],
+    )
+    .await;
+    let tcp = TcpStream::connect(&server.addr).await.expect("connect");
+    let (client, connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, axum::body::Bytes>(tcp)
+        .await
+        .expect("an HTTP/2 handshake");
+    let stalled = tokio::spawn(connection);
+    let mut client = client.ready().await.expect("ready");
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        let request = axum::http::Request::get(format!("http://{}/openapi.json", server.addr))
+            .body(())
+            .expect("a request");
+        let (answer, _) = client.send_request(request, true).expect("sent");
+        answers.push(answer);
+    }
+    // Held, never read: dropping one would reset its stream.
+    let mut held = Vec::new();
+    for answer in answers {
+        let answer = tokio::time::timeout(GUARD, answer).await;
+        let Ok(Ok(answer)) = answer else {
+            panic!("the headers arrive: {answer:?}");
+        };
+        held.push(answer);
+    }
+
+    let closed = tokio::time::timeout(GUARD, stalled).await;
+    assert!(closed.is_ok(), "the server closes the stalled connection");
+    let mut next = kept_alive(&server.addr).await;
+    assert!(still_served(&mut next).await);
+    drop((client, held));
+}
