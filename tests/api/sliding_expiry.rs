@@ -9,6 +9,8 @@ use crate::redis_server::{RedisServer, SharedRedis};
 
 const IDLE: u64 = 600;
 const TTL: u64 = 3600;
+/// What a session is given beyond the window each time its deadline moves.
+const GRACE: u64 = IDLE / 4;
 
 fn sliding() -> Vec<(&'static str, String)> {
     vec![
@@ -45,25 +47,33 @@ async fn a_used_session_lives_on_an_idle_one_dies_and_none_outlives_the_ttl(app:
     wechat_answers(&app.wechat, success("oSlider", None)).await;
     let reply = app.post_openid(&serde_json::json!({ "code": "c1" })).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
-    assert_eq!(reply.json()["expires_in"], IDLE, "the earlier deadline");
+    assert_eq!(
+        reply.json()["expires_in"],
+        IDLE + GRACE,
+        "the earlier deadline: the window and its grace"
+    );
     let busy = reply.json()["token"].as_str().expect("a token").to_owned();
     let idle = app.login_as("c2", "oSlider").await;
 
-    move_to(app, 200);
-    assert_eq!(expires_in(app, &busy).await, Some(400), "not moved yet");
-    move_to(app, 350);
+    move_to(app, 100);
     assert_eq!(
         expires_in(app, &busy).await,
-        Some(IDLE),
-        "moved once less than half was left"
+        Some(IDLE + GRACE - 100),
+        "not moved yet: more than the window left"
     );
-    move_to(app, IDLE);
+    move_to(app, 200);
+    assert_eq!(
+        expires_in(app, &busy).await,
+        Some(IDLE + GRACE),
+        "moved once less than the window was left"
+    );
+    move_to(app, IDLE + GRACE);
     assert_eq!(
         expires_in(app, &idle).await,
         None,
-        "unused for the idle window: gone"
+        "unused for the window and its grace: gone"
     );
-    assert_eq!(expires_in(app, &busy).await, Some(350));
+    assert_eq!(expires_in(app, &busy).await, Some(IDLE + GRACE));
 
     let mut at = IDLE;
     while at + 250 < TTL {
@@ -101,7 +111,7 @@ async fn in_redis_a_used_session_lives_on_an_idle_one_dies_and_none_outlives_the
 }
 
 #[tokio::test]
-async fn redis_moves_a_deadline_only_once_less_than_half_the_window_is_left() {
+async fn redis_moves_a_deadline_only_once_less_than_the_window_is_left() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -120,17 +130,20 @@ async fn redis_moves_a_deadline_only_once_less_than_half_the_window_is_left() {
             .parse::<u64>()
             .expect("a TTL")
     };
-    assert_eq!(idle_until(), (CLOCK_START + IDLE).to_string());
-    assert!(redis_ttl() <= IDLE, "Redis expires it at the idle deadline");
+    assert_eq!(idle_until(), (CLOCK_START + IDLE + GRACE).to_string());
+    assert!(
+        redis_ttl() <= IDLE + GRACE,
+        "Redis expires it at the idle deadline"
+    );
 
     let touches_before = touches(&redis);
-    for at in [10, 100, 299] {
+    for at in [10, 100, GRACE - 1] {
         move_to(&app, at);
         assert!(expires_in(&app, &token).await.is_some());
     }
     assert_eq!(
         idle_until(),
-        (CLOCK_START + IDLE).to_string(),
+        (CLOCK_START + IDLE + GRACE).to_string(),
         "no write yet"
     );
     assert_eq!(
@@ -138,9 +151,12 @@ async fn redis_moves_a_deadline_only_once_less_than_half_the_window_is_left() {
         touches_before,
         "lookups alone: no extra command"
     );
-    move_to(&app, 301);
-    assert_eq!(expires_in(&app, &token).await, Some(IDLE));
-    assert_eq!(idle_until(), (CLOCK_START + 301 + IDLE).to_string());
+    move_to(&app, GRACE);
+    assert_eq!(expires_in(&app, &token).await, Some(IDLE + GRACE));
+    assert_eq!(
+        idle_until(),
+        (CLOCK_START + GRACE + IDLE + GRACE).to_string()
+    );
     assert_eq!(touches(&redis), touches_before + 1, "one extra command");
 }
 

@@ -239,7 +239,7 @@ impl RedisStore {
     }
 
     /// One command: the session's own record; with sliding expiry, one more (at most once
-    /// per half idle window of the session) to push its deadline on.
+    /// per quarter idle window of the session) to push its deadline on.
     pub async fn get(&self, token: &SessionToken) -> Result<Option<Session>, StoreError> {
         let hash = token.hash().to_hex();
         let Some(mut record) = self.record(&hash).await? else {
