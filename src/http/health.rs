@@ -44,15 +44,30 @@ pub(super) async fn alive() -> Json<Value> {
     path = "/readyz",
     tag = "operations",
     responses(
-        (status = 200, description = "Ready: `{\"status\": \"ready\"}`.", body = Object),
+        (status = 200, description = "Ready: `{\"status\": \"ready\"}`, with `warnings` when something needs an operator but does not stop the service (`store_key_mismatch`: sealed session_keys that the configured store keys do not open).", body = Object),
         super::error::responses::NotReady,
     )
 )]
 pub(super) async fn ready(State(sessions): State<SessionStore>) -> Response {
-    match sessions.probe().await {
-        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response(),
-        Err(err) => ApiError::NotReady(err).into_response(),
+    if let Err(err) = sessions.probe().await {
+        return ApiError::NotReady(err).into_response();
     }
+    // Still ready: one record sealed under a dropped key must not pull every replica out
+    // of the load balancer. Operators read it here, and alert on the metric.
+    let body = match sessions.key_mismatches() {
+        None => json!({ "status": "ready" }),
+        Some(seen) => json!({
+            "status": "ready",
+            "warnings": [{
+                "kind": "store_key_mismatch",
+                "message": "Sealed session_keys in Redis do not open with the configured store keys: check WXLOGIN_STORE_KEY_FILE and WXLOGIN_STORE_OLD_KEYS_FILE. The routes that need them answer 500 misconfigured until the user logs in again.",
+                "key_id": seen.key_id,
+                "count": seen.count,
+                "last_seen_secs_ago": seen.last_seen_secs_ago,
+            }],
+        }),
+    };
+    (StatusCode::OK, Json(body)).into_response()
 }
 
 /// Prometheus metrics, in the text exposition format.
@@ -66,6 +81,9 @@ pub(super) async fn metrics(
     State(metrics): State<Metrics>,
     State(sessions): State<SessionStore>,
 ) -> Response {
+    if let Some(seen) = sessions.key_mismatches() {
+        metrics.store_key_mismatches(seen.count);
+    }
     let body = metrics.render(sessions.live_count());
     let mut response = body.into_response();
     response.headers_mut().insert(

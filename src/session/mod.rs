@@ -15,7 +15,7 @@ pub use lifetime::{Deadlines, Lifetime};
 pub use memory::MemoryStore;
 pub use operator::{Block, UserSummary};
 pub use redis::RedisStore;
-pub use sealing::Sealer;
+pub use sealing::{KeyMismatches, Sealer};
 pub use token::{SessionToken, TokenHash};
 
 use crate::clock::Clock;
@@ -274,6 +274,14 @@ impl SessionStore {
         match self {
             Self::Memory(_) => Ok(()),
             Self::Redis(store) => store.writable(),
+        }
+    }
+
+    /// The sealed session_keys this process could not open since start (Redis only).
+    pub fn key_mismatches(&self) -> Option<KeyMismatches> {
+        match self {
+            Self::Memory(_) => None,
+            Self::Redis(store) => store.key_mismatches(),
         }
     }
 

@@ -7,6 +7,10 @@
 //! A sealed value reads `sealed1:<key id>:<base64 of nonce ‖ ciphertext ‖ tag>`; anything
 //! else is a session_key written in the clear (before there was a key, or without one).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
+
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
@@ -45,6 +49,24 @@ impl StoreKey {
 pub struct Sealer {
     current: Option<StoreKey>,
     old: Vec<StoreKey>,
+    mismatches: Mismatches,
+}
+
+/// The values this process could not open since it started: an operator's error (a wrong
+/// key file, or an old key dropped too soon), which `/readyz` and `/metrics` report.
+#[derive(Default)]
+struct Mismatches {
+    count: AtomicU64,
+    last: Mutex<Option<(String, Instant)>>,
+}
+
+/// What [`Sealer::mismatches`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyMismatches {
+    pub count: u64,
+    /// The id of the key the last value that did not open was sealed with.
+    pub key_id: String,
+    pub last_seen_secs_ago: u64,
 }
 
 impl Sealer {
@@ -56,6 +78,7 @@ impl Sealer {
         Self {
             current: settings.current.as_ref().and_then(decode),
             old: settings.old.iter().filter_map(decode).collect(),
+            mismatches: Mismatches::default(),
         }
     }
 
@@ -64,7 +87,35 @@ impl Sealer {
         Self {
             current: None,
             old: Vec::new(),
+            mismatches: Mismatches::default(),
         }
+    }
+
+    /// The values that did not open since start, if any did not.
+    pub fn mismatches(&self) -> Option<KeyMismatches> {
+        let count = self.mismatches.count.load(Ordering::Relaxed);
+        let last = self
+            .mismatches
+            .last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (key_id, at) = last.as_ref()?;
+        Some(KeyMismatches {
+            count,
+            key_id: key_id.clone(),
+            last_seen_secs_ago: at.elapsed().as_secs(),
+        })
+    }
+
+    fn mismatch(&self, key_id: &str) -> StoreError {
+        let key_id: String = key_id.chars().take(8).collect();
+        *self
+            .mismatches
+            .last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((key_id.clone(), Instant::now()));
+        self.mismatches.count.fetch_add(1, Ordering::Relaxed);
+        StoreError::KeyMismatch { key_id }
     }
 
     /// The id of the key new values are sealed with.
@@ -101,9 +152,7 @@ impl Sealer {
         let (id, body) = sealed
             .split_once(':')
             .ok_or(StoreError::Corrupt("a sealed session_key without a key id"))?;
-        let mismatch = || StoreError::KeyMismatch {
-            key_id: id.chars().take(8).collect(),
-        };
+        let mismatch = || self.mismatch(id);
         let store_key = self
             .current
             .iter()

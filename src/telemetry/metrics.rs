@@ -30,6 +30,7 @@ const LOGINS_ABANDONED: &str = "wxlogin_login_abandoned_total";
 const LOG_LINES_DROPPED: &str = "wxlogin_log_lines_dropped_total";
 const CONNECTIONS_REFUSED: &str = "wxlogin_connections_refused_total";
 const ADMIN_ACTIONS: &str = "wxlogin_admin_actions_total";
+const STORE_KEY_MISMATCHES: &str = "wxlogin_store_key_mismatches_total";
 
 /// Why the memory store let a session go: the `cause` label of [`SESSIONS_EVICTED`].
 const EVICTION_CAUSES: &[&str] = &["expired", "size", "explicit"];
@@ -202,7 +203,12 @@ impl Metrics {
             self.counter(ADMIN_ACTIONS, vec![Label::new("action", *action)])
                 .increment(0);
         }
-        for name in [LOGINS_ABANDONED, CONNECTIONS_REFUSED, LOG_LINES_DROPPED] {
+        for name in [
+            LOGINS_ABANDONED,
+            CONNECTIONS_REFUSED,
+            LOG_LINES_DROPPED,
+            STORE_KEY_MISMATCHES,
+        ] {
             self.counter(name, vec![]).increment(0);
         }
         for app in apps {
@@ -370,6 +376,14 @@ impl Metrics {
     }
 
     /// The log writer's count of lines it dropped because its queue was full, as of now.
+    /// Sealed session_keys that no configured store key opened, since start.
+    pub fn store_key_mismatches(&self, total: u64) {
+        self.0
+            .recorder
+            .register_counter(&Key::from_static_name(STORE_KEY_MISMATCHES), &METADATA)
+            .absolute(total);
+    }
+
     pub fn log_lines_dropped(&self, total: u64) {
         self.0
             .recorder
@@ -446,6 +460,10 @@ fn describe(recorder: &PrometheusRecorder) {
         (
             CONNECTIONS_REFUSED,
             "Connections closed as soon as accepted: WXLOGIN_MAX_CONNECTIONS were open and every one had a request in progress.",
+        ),
+        (
+            STORE_KEY_MISMATCHES,
+            "Sealed session_keys in Redis that no configured store key opens (WXLOGIN_STORE_KEY_FILE, WXLOGIN_STORE_OLD_KEYS_FILE): an operator's error; /readyz names the key id.",
         ),
         (
             ADMIN_ACTIONS,

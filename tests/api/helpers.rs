@@ -236,6 +236,12 @@ pub trait Requests {
         reply.text
     }
 
+    /// GETs `route` without credentials.
+    async fn get(&self, route: &str) -> Reply {
+        let url = format!("{}{route}", self.address());
+        self.send(self.http().get(url)).await
+    }
+
     async fn get_as(&self, token: &str, route: &str) -> Reply {
         let url = format!("{}{route}", self.address());
         self.send(self.http().get(url).bearer_auth(token)).await

@@ -1,5 +1,5 @@
 //! session_keys sealed at rest in Redis (`WXLOGIN_STORE_KEY_FILE`): no dump of wxlogin's
-//! keys holds one, another instance with the key uses them, a wrong key is a clear 503,
+//! keys holds one, another instance with the key uses them, a wrong key is a clear 500 that `/readyz` reports,
 //! a rotation keeps old sessions working, and values from before a key still read.
 
 use std::path::PathBuf;
@@ -117,7 +117,8 @@ async fn no_dump_holds_a_session_key_and_another_instance_with_the_key_uses_it()
 }
 
 #[tokio::test]
-async fn a_wrong_key_is_a_503_logged_as_a_key_mismatch_without_the_value() {
+async fn a_wrong_key_is_a_500_misconfigured_that_readyz_and_metrics_report_logged_without_the_value()
+ {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -125,14 +126,44 @@ async fn a_wrong_key_is_a_503_logged_as_a_key_mismatch_without_the_value() {
     let stranger = instance(&redis, Some(KEY_2), &[]).await;
     let token = a.login_as("c1", OPENID).await;
     let sealed = user_record_key(&redis, OPENID);
+    let ready = stranger.get("/readyz").await;
+    assert_eq!(
+        ready.json(),
+        json!({ "status": "ready" }),
+        "nothing seen yet"
+    );
 
     let reply = decrypts(&stranger, &token).await;
-    reply.assert_error(503, "store_unavailable");
+    reply.assert_error(500, "misconfigured");
+    assert_eq!(
+        reply.header("retry-after"),
+        None,
+        "sending it again never heals a wrong key"
+    );
     assert_eq!(
         stranger.get_session(&token).await.status,
         200,
         "lookups need no key"
     );
+    let ready = stranger.get("/readyz").await;
+    assert_eq!(
+        ready.status, 200,
+        "one unreadable record must not pull every replica"
+    );
+    let warning = &ready.json()["warnings"][0];
+    assert_eq!(warning["kind"], "store_key_mismatch", "{}", ready.text);
+    assert_eq!(warning["count"], 1, "{}", ready.text);
+    let key_id = sealed.split(':').nth(1).expect("a key id");
+    assert_eq!(warning["key_id"], key_id, "{}", ready.text);
+    assert!(
+        stranger
+            .metrics()
+            .await
+            .contains("wxlogin_store_key_mismatches_total 1"),
+        "counted for alerts"
+    );
+    assert_eq!(a.get("/readyz").await.json(), json!({ "status": "ready" }));
+
     let logs = captured_logs();
     let line = logs
         .lines()
@@ -142,7 +173,15 @@ async fn a_wrong_key_is_a_503_logged_as_a_key_mismatch_without_the_value() {
     let body = sealed.split(':').nth(2).expect("a sealed body");
     for secret in [body, KEY_1, KEY_2, SESSION_KEY] {
         assert!(!logs.contains(secret), "{secret} in the logs");
+        assert!(!ready.text.contains(secret), "{secret} in /readyz");
     }
+
+    let again = stranger.login_as("c2", OPENID).await;
+    assert_eq!(
+        decrypts(&stranger, &again).await.status,
+        200,
+        "a new login reseals the user's session_key under the configured key"
+    );
 }
 
 #[tokio::test]

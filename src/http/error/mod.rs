@@ -84,6 +84,10 @@ pub enum ApiError {
     CodeSpent(StoreError),
     /// 503 `store_unavailable` from `/readyz`, saying why.
     NotReady(StoreError),
+    /// 500 `misconfigured`, without `Retry-After`: the store holds a session_key sealed under
+    /// a store key this process does not have. Sending the request again never heals it; a
+    /// new login reseals the user's session_key, and `/readyz` tells the operators.
+    StoreKeyMismatch(StoreError),
     /// 429 `rate_limited`: this client IP has spent its allowance; it may retry after the
     /// given number of seconds.
     RateLimited { retry_after_secs: u64 },
@@ -279,6 +283,7 @@ impl ApiError {
                 "store_unavailable",
                 "WeChat accepted the code, but the session could not be stored, and a code works only once: call wx.login() for a new code and log in with that.",
             ),
+            Self::StoreKeyMismatch(_) => misconfigured(),
             Self::NotReady(err) => Answer {
                 message: format!("{}.", capitalised(&err.to_string())).into(),
                 ..store_unavailable()
@@ -320,9 +325,10 @@ impl ApiError {
             Self::MalformedJson(detail) | Self::InvalidBody { detail, .. } => {
                 (Some(detail.clone()), None, None)
             }
-            Self::StoreUnavailable(err) | Self::CodeSpent(err) | Self::NotReady(err) => {
-                (Some(error_chain(err)), None, None)
-            }
+            Self::StoreUnavailable(err)
+            | Self::CodeSpent(err)
+            | Self::NotReady(err)
+            | Self::StoreKeyMismatch(err) => (Some(error_chain(err)), None, None),
             _ => (None, None, None),
         };
         ErrorReport {
@@ -540,7 +546,10 @@ impl From<DecryptError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        Self::StoreUnavailable(e)
+        match e {
+            StoreError::KeyMismatch { .. } => Self::StoreKeyMismatch(e),
+            _ => Self::StoreUnavailable(e),
+        }
     }
 }
 
@@ -548,7 +557,7 @@ impl From<LoginError> for ApiError {
     fn from(e: LoginError) -> Self {
         match e {
             LoginError::WeChat(err) => Self::WeChat(err),
-            LoginError::StoreUnavailable(err) => Self::StoreUnavailable(err),
+            LoginError::StoreUnavailable(err) => Self::from(err),
             LoginError::NotStored(err) => Self::CodeSpent(err),
             LoginError::Blocked { message, .. } => Self::UserBlocked(message),
             LoginError::Interrupted => Self::Internal,

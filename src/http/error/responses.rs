@@ -111,6 +111,13 @@ fn store_down() -> ApiError {
     ApiError::StoreUnavailable(StoreError::Unavailable(Unavailable::Timeout, None))
 }
 
+/// A session_key sealed under a store key this process does not have.
+fn key_mismatch() -> ApiError {
+    ApiError::StoreKeyMismatch(StoreError::KeyMismatch {
+        key_id: String::new(),
+    })
+}
+
 /// What a one-time code spent at WeChat can come back as.
 fn spent_codes() -> Vec<ApiError> {
     vec![
@@ -193,7 +200,7 @@ error_set!(
         ],
         bad_bodies(),
         bad_tokens(),
-        vec![store_down()],
+        vec![store_down(), key_mismatch()],
     ])
 );
 
@@ -223,6 +230,7 @@ error_set!(
             wechat_error(WeChatError::Overloaded),
             wechat_error(WeChatError::AccessToken(Box::new(WeChatError::Timeout))),
             store_down(),
+            key_mismatch(),
         ],
     ])
 );

@@ -25,7 +25,8 @@ use std::sync::Arc;
 use redis::Script;
 
 use super::{
-    CreateError, Deadlines, IssuedSession, Lifetime, Sealer, Session, SessionToken, User, UserId,
+    CreateError, Deadlines, IssuedSession, KeyMismatches, Lifetime, Sealer, Session, SessionToken,
+    User, UserId,
 };
 use crate::clock::Clock;
 use crate::domain::{AppName, OpenId, SessionKey, UnionId, WxSession};
@@ -330,6 +331,11 @@ impl RedisStore {
                 Some(raw) => Some(self.sealer.open(raw, &holder)?),
             },
         }))
+    }
+
+    /// The sealed session_keys this process could not open since start, if any.
+    pub fn key_mismatches(&self) -> Option<KeyMismatches> {
+        self.sealer.mismatches()
     }
 
     /// One command: the user's record. A session written before there were user records
