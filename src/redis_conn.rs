@@ -179,6 +179,10 @@ impl Redis {
         })
     }
 
+    pub fn is_cluster(&self) -> bool {
+        self.mode == RedisMode::Cluster
+    }
+
     /// The full name of a key: the prefix, then `name`.
     pub fn key(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)

@@ -38,6 +38,10 @@ impl AppName {
     pub fn default_app() -> Self {
         Self(Arc::new(DEFAULT_APP.into()))
     }
+
+    pub fn is_default(&self) -> bool {
+        **self.0 == *DEFAULT_APP
+    }
 }
 
 impl AsRef<str> for AppName {

@@ -6,7 +6,7 @@ mod banner;
 
 use std::any::Any;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -139,6 +139,9 @@ impl Application {
                     ),
                 }
                 let store = RedisStore::new(redis, lifetime, sealer, clock);
+                let upgraded = Arc::new(store.clone());
+                tokio::spawn(index_pre_upgrade_sessions(Arc::downgrade(&upgraded)));
+                tended.push(upgraded);
                 (SessionStore::Redis(store), apps)
             }
         };
@@ -322,6 +325,34 @@ impl Application {
 /// The certificate, loaded, with the tasks that reload it on SIGHUP and when its files
 /// change.
 /// The reload tasks hold the certificates weakly: they end with the app that holds them.
+/// How often the passes over sessions of the previous layout run, while they find any: a
+/// rolling upgrade's old replicas go on writing them until they are replaced.
+const UPGRADE_PASS_EVERY: Duration = Duration::from_secs(600);
+
+/// Indexes the sessions the release before per-user records wrote (see
+/// `session::redis::upgrade`) at start-up, then again each [`UPGRADE_PASS_EVERY`] until a
+/// pass finds none, or the app is gone.
+async fn index_pre_upgrade_sessions(store: Weak<RedisStore>) {
+    loop {
+        let Some(pass) = store.upgrade() else {
+            return;
+        };
+        match pass.index_pre_upgrade_sessions().await {
+            Ok(found) if found.indexes == 0 => return,
+            Ok(found) => tracing::info!(
+                users = found.indexes,
+                sessions = found.sessions,
+                "indexed sessions of the previous layout, so that operators' revocations find them"
+            ),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not index sessions of the previous layout; trying again later")
+            }
+        }
+        drop(pass);
+        tokio::time::sleep(UPGRADE_PASS_EVERY).await;
+    }
+}
+
 fn https(settings: &TlsSettings) -> Result<(TlsAcceptor, Arc<Certificates>), TlsError> {
     let certificates = Arc::new(Certificates::load(settings)?);
     let acceptor = certificates.acceptor()?;

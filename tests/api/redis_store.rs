@@ -306,32 +306,44 @@ async fn two_apps_on_two_instances_share_one_redis_without_mixing_their_users(
     );
 }
 
-#[tokio::test]
-async fn sessions_written_before_the_per_user_keys_still_work_and_rotate() {
+/// A session as the release before per-user records wrote it: its own session_key and
+/// unionid, no app, no user record, listed in that release's index `openid:<openid>`.
+/// Returns its token.
+fn pre_upgrade_session(redis: &RedisServer, seed: u8, openid: &str, unionid: &str) -> String {
     use base64::Engine;
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
-    // A session as the release before per-user records wrote it: its own session_key, no
-    // app, no user record.
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 32]);
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([seed; 32]);
     let hash: String = Sha256::digest(token.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
     let expires_at = (CLOCK_START + 3600).to_string();
+    let record = format!("wxlogin:session:{hash}");
+    let index = format!("wxlogin:openid:{openid}");
     redis.cli(&[
         "HSET",
-        &format!("wxlogin:session:{hash}"),
+        &record,
         "openid",
-        "oTestUser0001",
+        openid,
         "unionid",
-        "",
+        unionid,
         "session_key",
         SESSION_KEY,
         "expires_at",
         &expires_at,
     ]);
+    redis.cli(&["SADD", &index, &hash]);
+    for key in [&record, &index] {
+        redis.cli(&["EXPIRE", key, "3600"]);
+    }
+    token
+}
+
+#[tokio::test]
+async fn sessions_written_before_the_per_user_keys_still_work_and_rotate() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let token = pre_upgrade_session(&redis, 7, "oTestUser0001", "");
     let app = instance(&redis, None).await;
 
     let session = app.get_session(&token).await;
@@ -349,6 +361,83 @@ async fn sessions_written_before_the_per_user_keys_still_work_and_rotate() {
     app.post_as(&token, "/wechat/decrypt", &sealed)
         .await
         .assert_error(400, "decryption_failed");
+}
+
+#[tokio::test]
+async fn sessions_written_before_the_per_user_keys_are_revoked_blocked_and_found_by_unionid() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let stolen = [
+        pre_upgrade_session(&redis, 1, "oOldStolen", "uOldPerson"),
+        pre_upgrade_session(&redis, 2, "oOldStolen", "uOldPerson"),
+    ];
+    let blocked = pre_upgrade_session(&redis, 3, "oOldBlocked", "");
+    let by_unionid = pre_upgrade_session(&redis, 4, "oOldOther", "uOtherPerson");
+    let app = admin_instance(&redis, None).await;
+    let user = |openid: &str| format!("/admin/apps/default/users/{openid}");
+
+    let found = app
+        .admin(reqwest::Method::GET, &user("oOldStolen"), None)
+        .await;
+    assert_eq!(found.json()["sessions"], 2, "{}", found.text);
+    let revoked = app
+        .admin(
+            reqwest::Method::DELETE,
+            &format!("{}/sessions", user("oOldStolen")),
+            None,
+        )
+        .await;
+    assert_eq!(revoked.json(), json!({ "revoked": 2 }), "{}", revoked.text);
+    for token in &stolen {
+        app.get_session(token)
+            .await
+            .assert_error(401, "invalid_token");
+    }
+
+    let block = json!({ "until": CLOCK_START + 600, "reason": "old session" });
+    let blocking = app
+        .admin(
+            reqwest::Method::PUT,
+            &format!("{}/block", user("oOldBlocked")),
+            Some(&block),
+        )
+        .await;
+    assert_eq!(
+        blocking.json(),
+        json!({ "revoked": 1 }),
+        "{}",
+        blocking.text
+    );
+    app.get_session(&blocked)
+        .await
+        .assert_error(401, "invalid_token");
+
+    // The unionid's index is filled in from the old sessions, in the background.
+    eventually("the old sessions indexed by unionid", || async {
+        redis
+            .cli(&["SMEMBERS", "wxlogin:unionid:{uOtherPerson}"])
+            .contains("default oOldOther")
+    })
+    .await;
+    let revoked = app
+        .admin(
+            reqwest::Method::DELETE,
+            "/admin/unionids/uOtherPerson/sessions",
+            None,
+        )
+        .await;
+    assert_eq!(revoked.json(), json!({ "revoked": 1 }), "{}", revoked.text);
+    app.get_session(&by_unionid)
+        .await
+        .assert_error(401, "invalid_token");
+    eventually("the old indexes gone", || async {
+        !redis
+            .keys()
+            .iter()
+            .any(|key| key.starts_with("wxlogin:openid:"))
+    })
+    .await;
 }
 
 /// An instance with the admin API on.

@@ -46,8 +46,12 @@ impl RedisStore {
             .key(&user.sessions)
             .key(&user.block)
             .arg(now);
-        let (unionid, until, reason, sessions): (String, String, String, Vec<String>) =
+        let (unionid, until, reason, mut sessions): (String, String, String, Vec<String>) =
             self.redis.run_read_script(&lookup).await?;
+        sessions.extend(self.old_sessions(app, openid).await?);
+        // A pass may have copied some from the old index and not yet taken them out.
+        sessions.sort_unstable();
+        sessions.dedup();
         let live: Vec<i64> = self
             .redis
             .query_each(self.on_each_session("EXISTS", &sessions))
@@ -68,7 +72,8 @@ impl RedisStore {
         let user = self.user_keys(app, openid);
         let mut take = self.scripts.take_sessions.prepare_invoke();
         take.key(&user.sessions);
-        let sessions: Vec<String> = self.redis.run_removal_script(&take).await?;
+        let mut sessions: Vec<String> = self.redis.run_removal_script(&take).await?;
+        sessions.extend(self.take_old_sessions(app, openid).await?);
         self.delete_sessions(&sessions).await
     }
 
@@ -104,7 +109,11 @@ impl RedisStore {
             .arg(block.until)
             .arg(&block.reason)
             .arg(block.until.saturating_sub(self.clock.now()).max(1));
-        let sessions: Vec<String> = self.redis.run_script(&set).await?;
+        let mut sessions: Vec<String> = self.redis.run_script(&set).await?;
+        // No login writes the old layout any more (but a replica of the previous release
+        // during a rolling upgrade, which knows no blocks), so after the block is as good
+        // as with it.
+        sessions.extend(self.take_old_sessions(app, openid).await?);
         self.delete_sessions(&sessions).await
     }
 

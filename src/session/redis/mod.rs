@@ -33,6 +33,9 @@ use crate::domain::{AppName, OpenId, SessionKey, UnionId, WxSession};
 use crate::redis_conn::{Redis, StoreError, Unavailable};
 
 mod admin;
+mod upgrade;
+
+pub use upgrade::UpgradePass;
 
 /// Unless an operator blocked the user, gives the user WeChat's newest session_key and
 /// adds a session to the user's index, whose expired members it drops. KEYS: the user,
@@ -93,6 +96,8 @@ struct Scripts {
     user: Script,
     take_sessions: Script,
     block: Script,
+    index_session: Script,
+    take_old_sessions: Script,
 }
 
 /// Where one user's records live.
@@ -114,6 +119,8 @@ impl RedisStore {
                 user: Script::new(admin::USER),
                 take_sessions: Script::new(admin::TAKE_SESSIONS),
                 block: Script::new(admin::BLOCK),
+                index_session: Script::new(upgrade::INDEX_SESSION),
+                take_old_sessions: Script::new(upgrade::TAKE_OLD_SESSIONS),
             }),
             lifetime,
             sealer: Arc::new(sealer),
