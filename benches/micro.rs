@@ -33,6 +33,7 @@ fn memory_store(c: &mut Criterion) {
         idle: None,
         max_sessions: 1_000_000,
         store: StoreSettings::Memory,
+        blocks_file: None,
     };
     let app = AppName::default_app();
     let store = MemoryStore::new(&settings, Clock::System, Metrics::new());

@@ -55,6 +55,7 @@ fn store(n: u64, users: u64, idle: Option<Duration>) {
         // Room to spare: this measures holding n sessions, not evicting them.
         max_sessions: n * 2,
         store: StoreSettings::Memory,
+        blocks_file: None,
     };
     let before = rss_bytes();
     let app = AppName::default_app();

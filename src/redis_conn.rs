@@ -74,6 +74,12 @@ pub enum StoreError {
         "store key mismatch: a session_key is sealed under store key {key_id}, which is not configured or does not open it (check WXLOGIN_STORE_KEY_FILE and WXLOGIN_STORE_OLD_KEYS_FILE)"
     )]
     KeyMismatch { key_id: String },
+    /// The memory store has no `WXLOGIN_BLOCKS_FILE` to keep a block across a restart.
+    #[error("blocks need WXLOGIN_BLOCKS_FILE with the memory store")]
+    BlocksNotDurable,
+    /// The block (or its lifting) holds in this process, but is not in the blocks file.
+    #[error("could not write WXLOGIN_BLOCKS_FILE: {0}")]
+    BlocksNotSaved(#[source] std::io::Error),
 }
 
 impl StoreError {
@@ -107,7 +113,10 @@ impl StoreError {
     pub fn problem(&self) -> Option<Unavailable> {
         match self {
             Self::Unavailable(problem, _) => Some(*problem),
-            Self::Corrupt(_) | Self::KeyMismatch { .. } => None,
+            Self::Corrupt(_)
+            | Self::KeyMismatch { .. }
+            | Self::BlocksNotDurable
+            | Self::BlocksNotSaved(_) => None,
         }
     }
 }

@@ -121,6 +121,9 @@ pub struct SessionSettings {
     /// The memory store's bound; Redis is bounded by its own `maxmemory`.
     pub max_sessions: u64,
     pub store: StoreSettings,
+    /// Where the memory store keeps operators' blocks across restarts; without it, the
+    /// memory store refuses blocks. Redis keeps its own.
+    pub blocks_file: Option<PathBuf>,
 }
 
 /// Where sessions and the access_token live.
@@ -220,6 +223,7 @@ struct RawSettings {
     store_key: Option<SecretString>,
     store_key_file: Option<PathBuf>,
     store_old_keys_file: Option<PathBuf>,
+    blocks_file: Option<PathBuf>,
     admin_token: Option<SecretString>,
     admin_token_file: Option<PathBuf>,
     admin_listen: String,
@@ -333,6 +337,13 @@ impl RawSettings {
                     .to_owned(),
             );
         }
+        let blocks_file = self.blocks_file.filter(|path| !path.as_os_str().is_empty());
+        if self.session_store == StoreKind::Redis && blocks_file.is_some() {
+            ineffective.push(
+                "WXLOGIN_BLOCKS_FILE keeps the memory store's blocks; Redis keeps its own"
+                    .to_owned(),
+            );
+        }
         let store = match self.session_store {
             StoreKind::Memory => StoreSettings::Memory,
             StoreKind::Redis => StoreSettings::Redis(RedisSettings {
@@ -382,6 +393,7 @@ impl RawSettings {
                     n => n,
                 },
                 store,
+                blocks_file,
             },
             log_format: self.log_format,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
@@ -637,6 +649,37 @@ mod tests {
         };
         assert_eq!(settings.key_prefix, "wxlogin:");
         assert!(!format!("{s:?}").contains("hunter2"), "Debug hides the URL");
+    }
+
+    #[test]
+    fn a_blocks_file_is_kept_for_the_memory_store_and_reported_as_doing_nothing_with_redis() {
+        let memory = [
+            ("WXLOGIN_APPID", "wx1"),
+            ("WXLOGIN_SECRET", "s"),
+            ("WXLOGIN_BLOCKS_FILE", "/var/lib/wxlogin/blocks.json"),
+        ];
+        let s = load(&memory).expect("settings");
+        assert_eq!(
+            s.sessions.blocks_file.as_deref(),
+            Some(std::path::Path::new("/var/lib/wxlogin/blocks.json"))
+        );
+        assert!(s.ineffective.is_empty(), "{:?}", s.ineffective);
+        let redis = [
+            memory.as_slice(),
+            &[
+                ("WXLOGIN_SESSION_STORE", "redis"),
+                ("WXLOGIN_REDIS_URL", "redis://127.0.0.1:6379"),
+            ],
+        ]
+        .concat();
+        let s = load(&redis).expect("settings");
+        assert!(
+            s.ineffective
+                .iter()
+                .any(|line| line.contains("WXLOGIN_BLOCKS_FILE")),
+            "{:?}",
+            s.ineffective
+        );
     }
 
     #[test]

@@ -19,7 +19,9 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::error::ApiError;
-use super::error::responses::{AdminErrors, AdminUserErrors, BlockErrors, BodyErrors};
+use super::error::responses::{
+    AdminErrors, AdminUserErrors, BlockErrors, BodyErrors, UnblockErrors,
+};
 use super::extract::{JsonBody, JsonShape};
 use crate::apps::{App, Apps};
 use crate::domain::{OpenId, UnionId};
@@ -370,7 +372,7 @@ pub struct Unblocked {
     tag = "admin",
     security(("admin" = [])),
     params(UserPath),
-    responses((status = 200, description = "Whether there was a block.", body = Unblocked), AdminUserErrors)
+    responses((status = 200, description = "Whether there was a block.", body = Unblocked), UnblockErrors)
 )]
 pub(super) async fn unblock(
     State(sessions): State<SessionStore>,

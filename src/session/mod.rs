@@ -12,7 +12,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 pub use lifetime::{Deadlines, Lifetime};
-pub use memory::MemoryStore;
+pub use memory::{BlocksFile, BlocksFileError, MemoryStore};
 pub use operator::{Block, UserSummary};
 pub use redis::RedisStore;
 pub use sealing::{KeyMismatches, Sealer};

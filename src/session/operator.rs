@@ -58,7 +58,7 @@ impl SessionStore {
         block: Block,
     ) -> Result<u64, StoreError> {
         match self {
-            Self::Memory(store) => Ok(store.block(app, openid, block).await),
+            Self::Memory(store) => store.block(app, openid, block).await,
             Self::Redis(store) => store.block(app, openid, block).await,
         }
     }
@@ -66,7 +66,7 @@ impl SessionStore {
     /// Lifts a block; returns whether there was one.
     pub async fn unblock(&self, app: &AppName, openid: &OpenId) -> Result<bool, StoreError> {
         match self {
-            Self::Memory(store) => Ok(store.unblock(app, openid)),
+            Self::Memory(store) => store.unblock(app, openid).await,
             Self::Redis(store) => store.unblock(app, openid).await,
         }
     }

@@ -26,7 +26,9 @@ use crate::http::{
 };
 use crate::login::LoginService;
 use crate::redis_conn::{PROBE_EVERY, Redis, StoreError};
-use crate::session::{Lifetime, MemoryStore, RedisStore, Sealer, SessionStore};
+use crate::session::{
+    BlocksFile, BlocksFileError, Lifetime, MemoryStore, RedisStore, Sealer, SessionStore,
+};
 use crate::telemetry;
 use crate::telemetry::metrics::Metrics;
 use crate::wechat::emulator::Emulator;
@@ -45,6 +47,8 @@ pub enum StartupError {
     HttpClient(#[from] reqwest::Error),
     #[error("cannot set up the Redis client: {0}")]
     Redis(#[from] StoreError),
+    #[error(transparent)]
+    Blocks(#[from] BlocksFileError),
     #[error("cannot serve HTTPS: {0}")]
     Tls(#[from] TlsError),
 }
@@ -94,7 +98,27 @@ impl Application {
                         wechat,
                     })
                     .collect();
-                let store = MemoryStore::new(&settings.sessions, clock, metrics.clone());
+                let store = match &settings.sessions.blocks_file {
+                    Some(path) => {
+                        let (file, blocks) = BlocksFile::open(path.clone(), clock.now()).await?;
+                        tracing::info!(path = %path.display(), blocks = blocks.len(), "operators' blocks are kept in WXLOGIN_BLOCKS_FILE");
+                        MemoryStore::with_blocks_file(
+                            &settings.sessions,
+                            clock,
+                            metrics.clone(),
+                            file,
+                            blocks,
+                        )
+                    }
+                    None => {
+                        if settings.admin.is_some() {
+                            tracing::warn!(
+                                "the admin API refuses blocks (409 blocks_not_durable): the memory store would forget them at a restart; set WXLOGIN_BLOCKS_FILE to keep them"
+                            );
+                        }
+                        MemoryStore::new(&settings.sessions, clock, metrics.clone())
+                    }
+                };
                 let swept = Arc::new(store.clone());
                 crate::periodic::spawn_every(USER_SWEEP_EVERY, &swept, |store| {
                     store.sweep_users();

@@ -11,8 +11,16 @@ use crate::helpers::*;
 
 const ADMIN: [(&str, &str); 1] = [("WXLOGIN_ADMIN_TOKEN", ADMIN_TOKEN)];
 
+/// A path for the memory store's blocks, in a fresh directory.
+fn blocks_file() -> String {
+    let dir =
+        std::env::temp_dir().join(format!("wxlogin-blocks-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    dir.join("blocks.json").display().to_string()
+}
+
 async fn with_admin() -> TestApp {
-    spawn_app_with(&ADMIN).await
+    spawn_app_with(&[ADMIN[0], ("WXLOGIN_BLOCKS_FILE", &blocks_file())]).await
 }
 
 #[tokio::test]
@@ -165,6 +173,7 @@ async fn login_at(app: &TestApp, route: &str, code: &str) -> String {
 async fn a_blocked_user_is_logged_out_and_refused_until_the_block_lifts() {
     let app = spawn_app_with(&[
         ("WXLOGIN_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("WXLOGIN_BLOCKS_FILE", &blocks_file()),
         (
             "WXLOGIN_BLOCKED_MESSAGE",
             "Your account is paused. Write to help@example.com.",
@@ -218,6 +227,89 @@ async fn a_blocked_user_is_logged_out_and_refused_until_the_block_lifts() {
         "the block lifts by itself: {}",
         lifted.text
     );
+}
+
+#[tokio::test]
+async fn a_block_on_the_memory_store_survives_a_restart_and_so_does_its_lifting() {
+    let file = blocks_file();
+    let env = [ADMIN[0], ("WXLOGIN_BLOCKS_FILE", file.as_str())];
+    let route = "/admin/apps/default/users/oRestarted/block";
+    let until = CLOCK_START + 3600;
+    let before = spawn_app_with(&env).await;
+    let blocked = before
+        .admin(
+            Method::PUT,
+            route,
+            Some(&json!({ "until": until, "reason": "chargebacks" })),
+        )
+        .await;
+    assert_eq!(blocked.status, 200, "{}", blocked.text);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file)
+            .expect("the blocks file")
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "only wxlogin's user reads the reasons: {mode:o}"
+        );
+    }
+    drop(before);
+
+    let after = spawn_app_with(&env).await;
+    wechat_answers(&after.wechat, success("oRestarted", None)).await;
+    after
+        .post_openid(&json!({ "code": "c1" }))
+        .await
+        .assert_error(403, "user_blocked");
+    let user = after
+        .admin(Method::GET, "/admin/apps/default/users/oRestarted", None)
+        .await;
+    assert_eq!(user.json()["blocked_until"], until, "{}", user.text);
+    assert_eq!(user.json()["block_reason"], "chargebacks", "{}", user.text);
+    let lifted = after.admin(Method::DELETE, route, None).await;
+    assert_eq!(lifted.json(), json!({ "unblocked": true }));
+    drop(after);
+
+    let again = spawn_app_with(&env).await;
+    wechat_answers(&again.wechat, success("oRestarted", None)).await;
+    let login = again.post_openid(&json!({ "code": "c2" })).await;
+    assert_eq!(
+        login.status, 200,
+        "a lifted block stays lifted: {}",
+        login.text
+    );
+}
+
+#[tokio::test]
+async fn without_a_blocks_file_the_memory_store_refuses_a_block_and_says_why() {
+    let app = spawn_app_with(&ADMIN).await;
+    let token = app.login_as("c1", "oNotBlocked").await;
+    let refused = app
+        .admin(
+            Method::PUT,
+            "/admin/apps/default/users/oNotBlocked/block",
+            Some(&json!({ "until": CLOCK_START + 60 })),
+        )
+        .await;
+    refused.assert_error(409, "blocks_not_durable");
+    assert!(
+        refused.json()["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("WXLOGIN_BLOCKS_FILE")),
+        "{}",
+        refused.text
+    );
+    assert_eq!(
+        app.get_session(&token).await.status,
+        200,
+        "a refused block revokes nothing"
+    );
+    wechat_answers(&app.wechat, success("oNotBlocked", None)).await;
+    assert_eq!(app.post_openid(&json!({ "code": "c2" })).await.status, 200);
 }
 
 #[tokio::test]

@@ -88,6 +88,12 @@ pub enum ApiError {
     /// a store key this process does not have. Sending the request again never heals it; a
     /// new login reseals the user's session_key, and `/readyz` tells the operators.
     StoreKeyMismatch(StoreError),
+    /// 409 `blocks_not_durable`: the memory store has no `WXLOGIN_BLOCKS_FILE` to keep a
+    /// block across a restart, and refuses it rather than forget it.
+    BlocksNotDurable,
+    /// 500 `blocks_not_saved`: a block or its lifting holds in this process, but could not
+    /// be written to `WXLOGIN_BLOCKS_FILE`, so a restart would undo it.
+    BlocksNotSaved(StoreError),
     /// 429 `rate_limited`: this client IP has spent its allowance; it may retry after the
     /// given number of seconds.
     RateLimited { retry_after_secs: u64 },
@@ -284,6 +290,16 @@ impl ApiError {
                 "WeChat accepted the code, but the session could not be stored, and a code works only once: call wx.login() for a new code and log in with that.",
             ),
             Self::StoreKeyMismatch(_) => misconfigured(),
+            Self::BlocksNotDurable => Answer::new(
+                S::CONFLICT,
+                "blocks_not_durable",
+                "The memory store would forget a block at its next restart: set WXLOGIN_BLOCKS_FILE to a file on a volume, or use the Redis store. Nothing was changed.",
+            ),
+            Self::BlocksNotSaved(_) => Answer::new(
+                S::INTERNAL_SERVER_ERROR,
+                "blocks_not_saved",
+                "The change holds in this process, and its sessions ended, but WXLOGIN_BLOCKS_FILE could not be written, so a restart would undo it; the log says why. Send the request again once the file can be written.",
+            ),
             Self::NotReady(err) => Answer {
                 message: format!("{}.", capitalised(&err.to_string())).into(),
                 ..store_unavailable()
@@ -548,6 +564,8 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::KeyMismatch { .. } => Self::StoreKeyMismatch(e),
+            StoreError::BlocksNotDurable => Self::BlocksNotDurable,
+            StoreError::BlocksNotSaved(_) => Self::BlocksNotSaved(e),
             _ => Self::StoreUnavailable(e),
         }
     }

@@ -111,6 +111,13 @@ fn store_down() -> ApiError {
     ApiError::StoreUnavailable(StoreError::Unavailable(Unavailable::Timeout, None))
 }
 
+/// A block the memory store could not write to its file.
+fn blocks_not_saved() -> ApiError {
+    ApiError::BlocksNotSaved(StoreError::BlocksNotSaved(std::io::Error::other(
+        "read-only file system",
+    )))
+}
+
 /// A session_key sealed under a store key this process does not have.
 fn key_mismatch() -> ApiError {
     ApiError::StoreKeyMismatch(StoreError::KeyMismatch {
@@ -297,7 +304,20 @@ error_set!(
                 message: "reason is longer than 200 characters.",
             },
             store_down(),
+            ApiError::BlocksNotDurable,
+            blocks_not_saved(),
         ],
         bad_bodies(),
     ])
+);
+
+error_set!(
+    /// What lifting a block can answer besides its 200.
+    UnblockErrors = vec![
+        admin_auth(),
+        ApiError::UnknownApp { named: true },
+        bad_openid(),
+        store_down(),
+        blocks_not_saved(),
+    ]
 );

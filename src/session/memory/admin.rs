@@ -4,11 +4,12 @@
 //! (evicted, or replaced when a unionid appeared, which leaves the older sessions with a
 //! record that has none).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::{Caches, MemoryStore};
 use crate::domain::{AppName, OpenId, UnionId};
+use crate::redis_conn::StoreError;
 use crate::session::token::ShortTokenHash;
 use crate::session::{Block, Session, User, UserId, UserSummary};
 
@@ -57,22 +58,50 @@ impl MemoryStore {
         self.remove_all(found)
     }
 
-    pub async fn block(&self, app: &AppName, openid: &OpenId, block: Block) -> u64 {
-        {
-            let mut blocks = self.0.blocks_mut();
-            let now = self.now();
-            blocks.retain(|_, block| block.until > now);
-            blocks.insert(user_id(app, openid), block);
-        }
-        self.revoke_user(app, openid).await
+    /// Blocks the user and ends their sessions, once the block is in the blocks file. If
+    /// the file cannot be written, the block holds in this process all the same (and the
+    /// sessions end), and the error says it will not outlive it.
+    pub async fn block(
+        &self,
+        app: &AppName,
+        openid: &OpenId,
+        block: Block,
+    ) -> Result<u64, StoreError> {
+        let file = self
+            .0
+            .blocks_file
+            .as_ref()
+            .ok_or(StoreError::BlocksNotDurable)?;
+        let now = self.now();
+        let saved = file
+            .save_after(|| {
+                let mut blocks = self.0.blocks_mut();
+                blocks.retain(|_, block| block.until > now);
+                blocks.insert(user_id(app, openid), block);
+                listed(&blocks)
+            })
+            .await;
+        let revoked = self.revoke_user(app, openid).await;
+        saved.map_err(StoreError::BlocksNotSaved)?;
+        Ok(revoked)
     }
 
-    pub fn unblock(&self, app: &AppName, openid: &OpenId) -> bool {
+    pub async fn unblock(&self, app: &AppName, openid: &OpenId) -> Result<bool, StoreError> {
+        let Some(file) = &self.0.blocks_file else {
+            return Ok(false);
+        };
         let now = self.now();
-        self.0
-            .blocks_mut()
-            .remove(&user_id(app, openid))
-            .is_some_and(|block| block.until > now)
+        let mut lifted = false;
+        file.save_after(|| {
+            let mut blocks = self.0.blocks_mut();
+            lifted = blocks
+                .remove(&user_id(app, openid))
+                .is_some_and(|block| block.until > now);
+            listed(&blocks)
+        })
+        .await
+        .map_err(StoreError::BlocksNotSaved)?;
+        Ok(lifted)
     }
 
     /// Removes the sessions found; returns how many were live.
@@ -107,6 +136,13 @@ impl MemoryStore {
             Err(err) => std::panic::resume_unwind(err.into_panic()),
         }
     }
+}
+
+fn listed(blocks: &HashMap<UserId, Block>) -> Vec<(UserId, Block)> {
+    blocks
+        .iter()
+        .map(|(user, block)| (user.clone(), block.clone()))
+        .collect()
 }
 
 fn user_id(app: &AppName, openid: &OpenId) -> UserId {

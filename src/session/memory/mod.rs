@@ -1,5 +1,8 @@
 mod admin;
+mod blocks_file;
 mod users;
+
+pub use blocks_file::{BlocksFile, BlocksFileError};
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -35,6 +38,8 @@ struct Caches {
     users: Arc<UserIndex>,
     /// Operators' blocks: few, and checked once per login.
     blocks: RwLock<HashMap<UserId, Block>>,
+    /// Where the blocks outlive the process; without it, blocks are refused.
+    blocks_file: Option<BlocksFile>,
     lifetime: Lifetime,
     clock: Clock,
 }
@@ -70,7 +75,28 @@ impl Expiry<ShortTokenHash, Session> for AtItsDeadline {
 }
 
 impl MemoryStore {
+    /// A store that refuses operators' blocks, having nowhere to keep them.
     pub fn new(settings: &SessionSettings, clock: Clock, metrics: Metrics) -> Self {
+        Self::build(settings, clock, metrics, None)
+    }
+
+    /// A store that keeps operators' blocks in `file`, starting with `blocks` (read from it).
+    pub fn with_blocks_file(
+        settings: &SessionSettings,
+        clock: Clock,
+        metrics: Metrics,
+        file: BlocksFile,
+        blocks: HashMap<UserId, Block>,
+    ) -> Self {
+        Self::build(settings, clock, metrics, Some((file, blocks)))
+    }
+
+    fn build(
+        settings: &SessionSettings,
+        clock: Clock,
+        metrics: Metrics,
+        blocks: Option<(BlocksFile, HashMap<UserId, Block>)>,
+    ) -> Self {
         let ttl = settings.ttl;
         let lifetime = Lifetime::new(ttl, settings.idle);
         let listener_clock = clock.clone();
@@ -106,10 +132,14 @@ impl MemoryStore {
                 metrics.session_evicted(cause);
             })
             .build();
+        let (blocks_file, blocks) = blocks.map_or((None, HashMap::new()), |(file, blocks)| {
+            (Some(file), blocks)
+        });
         Self(Arc::new(Caches {
             sessions,
             users,
-            blocks: RwLock::default(),
+            blocks: RwLock::new(blocks),
+            blocks_file,
             lifetime,
             clock,
         }))
@@ -227,6 +257,7 @@ mod tests {
             idle: None,
             max_sessions,
             store: crate::config::StoreSettings::Memory,
+            blocks_file: None,
         };
         let metrics = Metrics::new();
         let store = MemoryStore::new(&settings, Clock::Manual(clock), metrics.clone());
