@@ -66,8 +66,11 @@ pub fn router(token: AdminToken) -> Router<AppState> {
             axum::routing::put(block).delete(unblock),
         )
         .route("/admin/unionids/{unionid}/sessions", delete(revoke_unionid))
-        .route_layer(axum::middleware::from_fn_with_state(token, require_admin))
         .route_layer(super::no_store())
+        // Set here, so that the guard below wraps it too: a request without the token
+        // learns nothing of what a path serves, not even its methods.
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(token, require_admin))
 }
 
 /// Before anything else is read: a request without the token learns nothing, not even

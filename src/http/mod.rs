@@ -22,6 +22,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath};
 use axum::http::{HeaderName, HeaderValue, Request, Response, header};
 use axum::response::IntoResponse;
+use openapi::Listener;
 use tower::layer::util::Stack;
 use tower_http::ServiceBuilderExt;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -119,8 +120,11 @@ pub fn routers(state: AppState, server: &ServerSettings, admin: AdminApi) -> Rou
         .merge(session::router())
         .merge(open_data::router().route_layer(reads_body(server)))
         .merge(health::router())
-        .merge(forward_auth::router())
-        .merge(openapi::router());
+        .merge(forward_auth::router());
+    let public_document = openapi::router(Listener::Public {
+        admin_elsewhere: matches!(admin, AdminApi::Separate(_)),
+    });
+    let public = public.merge(public_document);
     let (public, admin) = match admin {
         AdminApi::Off => (public.merge(health::metrics_router()), None),
         AdminApi::Public(token) => (
@@ -134,7 +138,8 @@ pub fn routers(state: AppState, server: &ServerSettings, admin: AdminApi) -> Rou
             Some(
                 admin::router(token)
                     .route_layer(reads_body(server))
-                    .merge(health::metrics_router()),
+                    .merge(health::metrics_router())
+                    .merge(openapi::router(Listener::Admin)),
             ),
         ),
     };

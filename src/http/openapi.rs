@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers' own annotations, served at
 //! `GET /openapi.json`.
 
-use std::sync::LazyLock;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -18,8 +18,36 @@ use utoipa::{Modify, OpenApi};
 use super::AppState;
 use super::error::ErrorBody;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/openapi.json", get(openapi_json))
+/// What a listener serves, and so what its document lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The public one; `admin` when the admin API and `/metrics` are served there too.
+    /// With the admin API off its routes are listed all the same, each with the 404 it
+    /// answers then.
+    Public { admin_elsewhere: bool },
+    /// The admin API's own: its routes, `/metrics` and this document.
+    Admin,
+}
+
+pub fn router(listener: Listener) -> Router<AppState> {
+    let document: Arc<str> = document(listener).into();
+    Router::new().route(
+        "/openapi.json",
+        get(move || openapi_json(Arc::clone(&document))),
+    )
+}
+
+/// The document of the routes `listener` serves, as JSON.
+pub fn document(listener: Listener) -> String {
+    let mut openapi = ApiDoc::openapi();
+    openapi.paths.paths.retain(|path, _| {
+        let admin = path.starts_with("/admin/") || path == "/metrics";
+        match listener {
+            Listener::Public { admin_elsewhere } => !(admin && admin_elsewhere),
+            Listener::Admin => admin || path == "/openapi.json",
+        }
+    });
+    openapi.to_pretty_json().expect("the document serialises")
 }
 
 #[derive(OpenApi)]
@@ -56,8 +84,8 @@ pub fn router() -> Router<AppState> {
         (name = "session", description = "What a session token stands for, and logging out."),
         (name = "user data", description = "Checking and opening what WeChat hands the mini-program, with the session's session_key."),
         (name = "gateway", description = "Forward-auth for API gateways."),
-        (name = "operations", description = "Health, readiness, metrics and this document. With WXLOGIN_ADMIN_LISTEN set, /metrics is served on the admin listener only."),
-        (name = "admin", description = "Operator controls: look a user up, revoke their sessions, block their logins. Off (404) unless WXLOGIN_ADMIN_TOKEN_FILE is set; on the admin listener only when WXLOGIN_ADMIN_LISTEN is set."),
+        (name = "operations", description = "Health, readiness, metrics and this document. Each listener's document lists what that listener serves: with WXLOGIN_ADMIN_LISTEN set, /metrics is served, and documented, on the admin listener only."),
+        (name = "admin", description = "Operator controls: look a user up, revoke their sessions, block their logins. Off (every route 404, as documented) unless WXLOGIN_ADMIN_TOKEN_FILE is set; with WXLOGIN_ADMIN_LISTEN set, served and documented on the admin listener only. Without the admin token, every method of every route answers 401."),
     )
 )]
 pub struct ApiDoc;
@@ -197,13 +225,6 @@ impl Modify for OneOperationIdEach {
     }
 }
 
-/// The document as JSON, built once.
-pub static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {
-    ApiDoc::openapi()
-        .to_pretty_json()
-        .expect("the document serialises")
-});
-
 /// This document.
 #[utoipa::path(
     get,
@@ -211,8 +232,8 @@ pub static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {
     tag = "operations",
     responses((status = 200, description = "The OpenAPI 3.1 document of this API.", content_type = "application/json", body = Object))
 )]
-async fn openapi_json() -> Response {
-    let mut response = OPENAPI_JSON.as_str().into_response();
+async fn openapi_json(document: Arc<str>) -> Response {
+    let mut response = document.to_string().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -39,6 +39,24 @@ async fn without_a_token_every_admin_route_is_404_even_to_someone_who_guesses_on
 }
 
 #[tokio::test]
+async fn a_stranger_gets_401_whatever_the_method_and_only_the_token_holder_learns_of_a_405() {
+    let app = with_admin().await;
+    for (verb, route) in [
+        (Method::POST, "/admin/apps/default/users/oA"),
+        (Method::PATCH, "/admin/apps/default/users/oA/block"),
+        (Method::GET, "/admin/unionids/uA/sessions"),
+    ] {
+        let url = format!("{}{route}", app.address);
+        app.send(app.http.request(verb.clone(), &url))
+            .await
+            .assert_error(401, "invalid_admin_token");
+        app.send(app.http.request(verb, &url).bearer_auth(ADMIN_TOKEN))
+            .await
+            .assert_error(405, "method_not_allowed");
+    }
+}
+
+#[tokio::test]
 async fn a_missing_or_wrong_admin_token_is_401_before_anything_else_is_read() {
     let app = with_admin().await;
     let url = format!("{}/admin/apps/nope/users/bad%20id", app.address);

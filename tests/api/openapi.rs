@@ -10,13 +10,32 @@ use crate::helpers::{ADMIN_TOKEN, Requests, TestApp, spawn_app, spawn_app_with};
 use crate::tools;
 
 async fn document() -> Value {
-    let app = spawn_app().await;
-    let reply = app
-        .send(app.http.get(format!("{}/openapi.json", app.address)))
-        .await;
-    assert_eq!(reply.status, 200);
-    assert_eq!(reply.header("content-type"), Some("application/json"));
-    reply.json()
+    document_at(&spawn_app().await.address).await
+}
+
+/// The document the listener at `address` serves.
+async fn document_at(address: &str) -> Value {
+    let reply = reqwest::get(format!("{address}/openapi.json"))
+        .await
+        .expect("wxlogin answers");
+    assert_eq!(reply.status(), 200);
+    assert_eq!(
+        reply
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/json")
+    );
+    reply.json().await.expect("JSON")
+}
+
+fn paths(doc: &Value) -> BTreeSet<String> {
+    doc["paths"]
+        .as_object()
+        .expect("paths")
+        .keys()
+        .cloned()
+        .collect()
 }
 
 /// Every (path, method) the document lists. A path item's `parameters` is not a method.
@@ -75,10 +94,15 @@ async fn served(app: &TestApp) -> BTreeSet<(String, String)> {
         for method in [
             "GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "QUERY",
         ] {
-            let request = app.http.request(
-                reqwest::Method::from_bytes(method.as_bytes()).expect("a method"),
-                format!("{}{}", app.address, concrete(&path)),
-            );
+            // With the admin token: the admin routes answer a stranger 401 whatever the
+            // method, which would hide what they serve.
+            let request = app
+                .http
+                .request(
+                    reqwest::Method::from_bytes(method.as_bytes()).expect("a method"),
+                    format!("{}{}", app.address, concrete(&path)),
+                )
+                .bearer_auth(ADMIN_TOKEN);
             if app.send(request).await.status != 405 {
                 served.insert((path.clone(), method.to_owned()));
             }
@@ -90,7 +114,7 @@ async fn served(app: &TestApp) -> BTreeSet<(String, String)> {
 #[tokio::test]
 async fn every_method_the_server_answers_is_documented_and_no_other() {
     let app = spawn_app_with_every_route().await;
-    let documented: BTreeSet<_> = documented(&document().await)
+    let documented: BTreeSet<_> = documented(&document_at(&app.address).await)
         .into_iter()
         .filter(|(_, method)| method != "HEAD")
         .collect();
@@ -112,7 +136,7 @@ async fn every_method_the_server_answers_is_documented_and_no_other() {
 #[tokio::test]
 async fn every_documented_route_is_served() {
     let app = spawn_app_with_every_route().await;
-    let doc = document().await;
+    let doc = document_at(&app.address).await;
     for (path, method) in documented(&doc) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
         let reply = app
@@ -196,5 +220,50 @@ async fn openapi_spec_validator_accepts_the_document() {
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn each_listener_documents_the_routes_it_serves_and_admin_routes_their_404() {
+    let is_admin = |path: &String| path.starts_with("/admin/");
+    let off = document().await;
+    let admin_ops: Vec<&Value> = off["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .filter(|(path, _)| is_admin(path))
+        .flat_map(|(_, item)| item.as_object().expect("an item").values())
+        .collect();
+    assert_eq!(
+        admin_ops.len(),
+        5,
+        "the admin routes, answered 404 while off"
+    );
+    for operation in admin_ops {
+        assert!(
+            operation["responses"]["404"].is_object(),
+            "{}",
+            operation["operationId"]
+        );
+    }
+
+    let app = spawn_app_with(&[
+        ("WXLOGIN_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("WXLOGIN_ADMIN_LISTEN", "127.0.0.1:0"),
+    ])
+    .await;
+    let public = paths(&document_at(&app.address).await);
+    assert!(public.contains("/openid"), "{public:?}");
+    assert!(
+        !public.iter().any(is_admin) && !public.contains("/metrics"),
+        "served on the admin listener, not here: {public:?}"
+    );
+    let admin_address = app.admin_address.clone().expect("an admin listener");
+    let admin = paths(&document_at(&admin_address).await);
+    assert!(admin.contains("/metrics"), "{admin:?}");
+    assert_eq!(admin.iter().filter(|path| is_admin(path)).count(), 4);
+    assert!(
+        !admin.contains("/openid") && !admin.contains("/healthz"),
+        "served on the public listener only: {admin:?}"
     );
 }

@@ -270,6 +270,8 @@ error_set!(
     /// What an admin route that names no user can answer besides its 200.
     AdminErrors = vec![
         admin_auth(),
+        // The admin API is off, or served on a listener of its own.
+        ApiError::NotFound,
         ApiError::InvalidInput {
             kind: "invalid_unionid",
             message: "The unionid is not one WeChat issues: 1 to 128 characters of A-Z, a-z, 0-9, _ and -.",
@@ -282,6 +284,8 @@ error_set!(
     /// What an admin route on one user of one app can answer besides its 200.
     AdminUserErrors = vec![
         admin_auth(),
+        // The admin API is off, or served on a listener of its own.
+        ApiError::NotFound,
         ApiError::UnknownApp { named: true },
         bad_openid(),
         store_down(),
@@ -293,6 +297,8 @@ error_set!(
     BlockErrors = all([
         vec![
             admin_auth(),
+            // The admin API is off, or served on a listener of its own.
+            ApiError::NotFound,
             ApiError::UnknownApp { named: true },
             bad_openid(),
             ApiError::InvalidInput {
@@ -315,6 +321,8 @@ error_set!(
     /// What lifting a block can answer besides its 200.
     UnblockErrors = vec![
         admin_auth(),
+        // The admin API is off, or served on a listener of its own.
+        ApiError::NotFound,
         ApiError::UnknownApp { named: true },
         bad_openid(),
         store_down(),
