@@ -88,6 +88,11 @@ pub struct ServerSettings {
     /// Open connections at most; at the cap, the longest-idle one makes room, and a new
     /// connection is refused only when every one is busy.
     pub max_connections: usize,
+    /// One client's share: open connections from one address (per /64 for IPv6) or,
+    /// behind a trusted proxy, requests in progress for one forwarded address.
+    pub max_connections_per_client: usize,
+    /// The peers whose connections carry many clients, named in `X-Forwarded-For`.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// HTTPS, when a certificate and key are configured.
     pub tls: Option<TlsSettings>,
 }
@@ -199,6 +204,10 @@ pub enum ConfigError {
     Layers(#[from] config::ConfigError),
 }
 
+/// The least share of the connections that `max_connections_per_client = 0` gives one
+/// client: below it, a small deployment's cap would bite a busy NAT before any attacker.
+const AUTO_MIN_PER_CLIENT: usize = 64;
+
 /// The keys as they are spelled in TOML; each env var is `WXLOGIN_` + the key upper-cased.
 #[derive(Deserialize)]
 struct RawSettings {
@@ -234,6 +243,7 @@ struct RawSettings {
     body_read_timeout_secs: u64,
     idle_timeout_secs: u64,
     max_connections: usize,
+    max_connections_per_client: usize,
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
     tls_reload_check_ms: u64,
@@ -337,6 +347,11 @@ impl RawSettings {
                     .to_owned(),
             );
         }
+        let max_connections = match self.max_connections {
+            0 => return Err(invalid("max_connections", "must be at least 1")),
+            n => n,
+        };
+        let trusted_proxies = trusted_proxies(&self.trusted_proxies)?;
         let blocks_file = self.blocks_file.filter(|path| !path.as_os_str().is_empty());
         if self.session_store == StoreKind::Redis && blocks_file.is_some() {
             ineffective.push(
@@ -407,10 +422,12 @@ impl RawSettings {
                     self.body_read_timeout_secs,
                 )?,
                 idle_timeout: positive_secs("idle_timeout_secs", self.idle_timeout_secs)?,
-                max_connections: match self.max_connections {
-                    0 => return Err(invalid("max_connections", "must be at least 1")),
+                max_connections,
+                max_connections_per_client: match self.max_connections_per_client {
+                    0 => (max_connections / 4).max(AUTO_MIN_PER_CLIENT),
                     n => n,
                 },
+                trusted_proxies: trusted_proxies.clone(),
                 tls: tls(
                     self.tls_cert_file,
                     self.tls_key_file,
@@ -419,7 +436,7 @@ impl RawSettings {
             },
             limits: LimitSettings {
                 per_ip_per_min: std::num::NonZeroU32::new(self.rate_limit_per_min),
-                trusted_proxies: trusted_proxies(&self.trusted_proxies)?,
+                trusted_proxies,
             },
             auth_cookie: Some(self.auth_cookie.trim().to_owned()).filter(|c| !c.is_empty()),
             admin: operator::admin(self.admin_token, self.admin_token_file, &self.admin_listen)?,

@@ -2,6 +2,7 @@
 
 pub mod admin;
 mod client_ip;
+mod client_share;
 mod edge;
 mod error;
 mod extract;

@@ -32,6 +32,8 @@ const CONNECTIONS_REFUSED: &str = "wxlogin_connections_refused_total";
 const ADMIN_ACTIONS: &str = "wxlogin_admin_actions_total";
 const STORE_KEY_MISMATCHES: &str = "wxlogin_store_key_mismatches_total";
 
+/// Why a connection was refused: the `reason` label of [`CONNECTIONS_REFUSED`].
+pub const REFUSAL_REASONS: &[&str] = &["full", "client_share", "client_requests"];
 /// Why the memory store let a session go: the `cause` label of [`SESSIONS_EVICTED`].
 const EVICTION_CAUSES: &[&str] = &["expired", "size", "explicit"];
 /// What an operator did: the `action` label of [`ADMIN_ACTIONS`].
@@ -203,12 +205,11 @@ impl Metrics {
             self.counter(ADMIN_ACTIONS, vec![Label::new("action", *action)])
                 .increment(0);
         }
-        for name in [
-            LOGINS_ABANDONED,
-            CONNECTIONS_REFUSED,
-            LOG_LINES_DROPPED,
-            STORE_KEY_MISMATCHES,
-        ] {
+        for reason in REFUSAL_REASONS {
+            self.counter(CONNECTIONS_REFUSED, vec![Label::new("reason", *reason)])
+                .increment(0);
+        }
+        for name in [LOGINS_ABANDONED, LOG_LINES_DROPPED, STORE_KEY_MISMATCHES] {
             self.counter(name, vec![]).increment(0);
         }
         for app in apps {
@@ -392,8 +393,11 @@ impl Metrics {
     }
 
     /// A new connection was closed at once: as many as allowed were open, all busy.
-    pub fn connection_refused(&self) {
-        self.counter(CONNECTIONS_REFUSED, vec![]).increment(1);
+    /// A connection (or, behind a proxy, a request) refused at once, for `reason` (one of
+    /// [`REFUSAL_REASONS`]).
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.counter(CONNECTIONS_REFUSED, vec![Label::new("reason", reason)])
+            .increment(1);
     }
 
     /// An operator used the admin API (see [`ADMIN_ACTIONS`]'s help for the actions).
@@ -459,7 +463,7 @@ fn describe(recorder: &PrometheusRecorder) {
         ),
         (
             CONNECTIONS_REFUSED,
-            "Connections closed as soon as accepted: WXLOGIN_MAX_CONNECTIONS were open and every one had a request in progress.",
+            "Connections closed as soon as accepted, by reason: full (WXLOGIN_MAX_CONNECTIONS were open, every one busy), client_share (the address's WXLOGIN_MAX_CONNECTIONS_PER_CLIENT were open, every one busy); and client_requests: requests behind a trusted proxy answered 429 because their forwarded address had its share in progress.",
         ),
         (
             STORE_KEY_MISMATCHES,

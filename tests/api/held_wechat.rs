@@ -67,12 +67,23 @@ impl HeldWeChat {
         base_url: &str,
         code: &str,
     ) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
-        let login = tokio::spawn(
-            reqwest::Client::new()
-                .post(format!("{base_url}/openid"))
-                .json(&json!({ "code": code }))
-                .send(),
-        );
+        self.hold_a_forwarded_login(base_url, code, None).await
+    }
+
+    /// As [`HeldWeChat::hold_a_login`], as a proxy would send it for `client`, if given.
+    pub async fn hold_a_forwarded_login(
+        &mut self,
+        base_url: &str,
+        code: &str,
+        client: Option<&str>,
+    ) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+        let mut login = reqwest::Client::new()
+            .post(format!("{base_url}/openid"))
+            .json(&json!({ "code": code }));
+        if let Some(client) = client {
+            login = login.header("x-forwarded-for", client);
+        }
+        let login = tokio::spawn(login.send());
         self.arrived.recv().await.expect("the login reached WeChat");
         login
     }

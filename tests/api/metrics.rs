@@ -168,7 +168,7 @@ async fn a_fresh_instance_shows_every_known_series_at_zero() {
         r#"wxlogin_sessions_evicted_total{cause="size"} 0"#,
         r#"wxlogin_sessions_evicted_total{cause="explicit"} 0"#,
         "wxlogin_login_abandoned_total 0",
-        "wxlogin_connections_refused_total 0",
+        r#"wxlogin_connections_refused_total{reason="client_share"} 0"#,
         "wxlogin_log_lines_dropped_total 0",
         "wxlogin_login_codes_coalesced_total 0",
         r#"wxlogin_admin_actions_total{action="lookup_user"} 0"#,

@@ -186,6 +186,118 @@ async fn at_the_cap_with_every_connection_busy_a_new_one_is_refused_until_one_is
     }
 }
 
+/// A connection to `addr` from the loopback address `from` (all of 127/8 is this host).
+async fn connect_from(from: [u8; 4], addr: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(std::net::SocketAddr::from((from, 0)))
+        .expect("bind a loopback address");
+    socket
+        .connect(addr.parse().expect("an address"))
+        .await
+        .expect("connect")
+}
+
+/// As [`kept_alive`], from the loopback address `from`.
+async fn kept_alive_from(from: [u8; 4], addr: &str) -> TcpStream {
+    let mut stream = connect_from(from, addr).await;
+    assert!(still_served(&mut stream).await, "answered");
+    stream
+}
+
+#[tokio::test]
+async fn one_address_holds_at_most_its_share_of_the_connections_and_others_still_get_in() {
+    let mut wechat = held_wechat().await;
+    let server = start(
+        &wechat,
+        &[
+            ("WXLOGIN_MAX_CONNECTIONS", "10"),
+            ("WXLOGIN_MAX_CONNECTIONS_PER_CLIENT", "2"),
+        ],
+    )
+    .await;
+    let base = format!("http://{}", server.addr);
+    let first = wechat.hold_a_login(&base, "greedy-1").await;
+    let second = wechat.hold_a_login(&base, "greedy-2").await;
+
+    let mut refused = connect_from([127, 0, 0, 1], &server.addr).await;
+    let _ = refused
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: wxlogin\r\n\r\n")
+        .await;
+    assert_eq!(
+        closed_by_server(&mut refused).await,
+        "",
+        "its share is busy: refused, unanswered"
+    );
+
+    let mut oldest = kept_alive_from([127, 0, 0, 2], &server.addr).await;
+    let mut newer = kept_alive_from([127, 0, 0, 2], &server.addr).await;
+    let mut third = kept_alive_from([127, 0, 0, 2], &server.addr).await;
+    assert_eq!(
+        closed_by_server(&mut oldest).await,
+        "",
+        "at its share, an address's own longest-idle connection makes room"
+    );
+    assert!(still_served(&mut newer).await);
+    assert!(still_served(&mut third).await);
+
+    wechat.release(2);
+    for login in [first, second] {
+        let reply = login.await.expect("join").expect("answered");
+        assert_eq!(reply.status(), 200, "the greedy address's own were served");
+    }
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_holds_at_most_its_share_of_requests() {
+    let mut wechat = held_wechat().await;
+    let server = start(
+        &wechat,
+        &[
+            ("WXLOGIN_MAX_CONNECTIONS", "10"),
+            ("WXLOGIN_MAX_CONNECTIONS_PER_CLIENT", "2"),
+            ("WXLOGIN_TRUSTED_PROXIES", "127.0.0.1/32"),
+        ],
+    )
+    .await;
+    let base = format!("http://{}", server.addr);
+    let greedy = Some("203.0.113.9");
+    let first = wechat.hold_a_forwarded_login(&base, "via-1", greedy).await;
+    let second = wechat.hold_a_forwarded_login(&base, "via-2", greedy).await;
+
+    let http = reqwest::Client::new();
+    let over = http
+        .get(format!("{base}/healthz"))
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(over.status(), 429, "the client's share is in progress");
+    assert!(over.headers().contains_key("retry-after"));
+    let body: serde_json::Value = over.json().await.expect("JSON");
+    assert_eq!(body["error"], "too_many_in_progress", "{body}");
+
+    for client in ["198.51.100.1", "198.51.100.2", "198.51.100.3"] {
+        let other = http
+            .get(format!("{base}/healthz"))
+            .header("x-forwarded-for", client)
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(
+            other.status(),
+            200,
+            "the proxy's connections are not one client's"
+        );
+    }
+
+    wechat.release(2);
+    for login in [first, second] {
+        let reply = login.await.expect("join").expect("answered");
+        assert_eq!(reply.status(), 200);
+    }
+}
+
 #[tokio::test]
 async fn at_shutdown_an_unfinished_header_does_not_hold_the_drain() {
     let wechat = held_wechat().await;

@@ -94,6 +94,9 @@ pub enum ApiError {
     /// 500 `blocks_not_saved`: a block or its lifting holds in this process, but could not
     /// be written to `WXLOGIN_BLOCKS_FILE`, so a restart would undo it.
     BlocksNotSaved(StoreError),
+    /// 429 `too_many_in_progress`: behind a trusted proxy, the forwarded client has its
+    /// share of requests in progress already (`WXLOGIN_MAX_CONNECTIONS_PER_CLIENT`).
+    TooManyInProgress,
     /// 429 `rate_limited`: this client IP has spent its allowance; it may retry after the
     /// given number of seconds.
     RateLimited { retry_after_secs: u64 },
@@ -310,6 +313,12 @@ impl ApiError {
                 format!("Too many requests from this address. Try again in {retry_after_secs} s."),
             )
             .retry_after(*retry_after_secs),
+            Self::TooManyInProgress => Answer::new(
+                S::TOO_MANY_REQUESTS,
+                "too_many_in_progress",
+                "This address has too many requests in progress. Let them finish, then try again.",
+            )
+            .retry_after(1),
             Self::UserBlocked(message) => {
                 Answer::new(S::FORBIDDEN, "user_blocked", message.to_string())
             }

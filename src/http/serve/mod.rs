@@ -6,20 +6,19 @@
 //! idle keep-alive connection at the header deadline.) Open connections are capped:
 //! at the cap the longest-idle one makes room, as nginx does, and a new one is refused only
 //! when all are busy. At shutdown, idle connections close at once and busy ones finish
-//! their request.
+//! their request. No client takes more than its share (see [`ClientShare`]).
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::response::IntoResponse;
 use hyper::Version;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -27,14 +26,19 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use super::client_share::{Claim, ClientShare};
+use super::error::ApiError;
 use super::tls::TlsAcceptor;
 use crate::config::ServerSettings;
 use crate::telemetry::metrics::Metrics;
+use connections::{Connection, Connections, InProgress, Registered};
+
+mod connections;
 
 /// What one connection may buffer of a request's head, and so what a header may weigh:
 /// hyper answers a larger one `431`. The smallest hyper allows is 8 KiB.
@@ -61,6 +65,10 @@ pub async fn serve(
         settings: settings.clone(),
         tls,
         connections: Connections::default(),
+        shares: Arc::new(ClientShare::new(
+            settings.max_connections_per_client,
+            settings.trusted_proxies.clone(),
+        )),
         metrics,
     });
     let (stopping_tx, stopping) = watch::channel(false);
@@ -75,15 +83,18 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     backoff = Duration::from_millis(5);
-                    if let Some(connection) = server.admit() {
-                        let server = Arc::clone(&server);
-                        let stopping = stopping.clone();
-                        tasks.spawn(async move {
-                            server.connection(stream, peer, connection, stopping).await;
-                        });
-                    } else {
-                        server.metrics.connection_refused();
-                        drop(stream);
+                    match server.admit(peer) {
+                        Ok(connection) => {
+                            let server = Arc::clone(&server);
+                            let stopping = stopping.clone();
+                            tasks.spawn(async move {
+                                server.connection(stream, peer, connection, stopping).await;
+                            });
+                        }
+                        Err(reason) => {
+                            server.metrics.connection_refused(reason);
+                            drop(stream);
+                        }
                     }
                 }
                 Err(err) if out_of_descriptors(&err) => {
@@ -143,19 +154,20 @@ struct Server {
     settings: ServerSettings,
     tls: Option<TlsAcceptor>,
     connections: Connections,
+    shares: Arc<ClientShare>,
     metrics: Metrics,
 }
 
 impl Server {
-    /// A place for one more connection: free, or made by closing the longest-idle one.
-    /// `None` when every connection is busy.
-    fn admit(&self) -> Option<Arc<Connection>> {
-        if self.connections.len() >= self.settings.max_connections
-            && !self.connections.close_longest_idle()
-        {
-            return None;
-        }
-        Some(self.connections.open())
+    /// A place for one more connection from `peer`: free, or made by closing the
+    /// longest-idle one (the client's own, at its share). Refused, with the reason, when
+    /// every one that could make room is busy.
+    fn admit(&self, peer: SocketAddr) -> Result<Arc<Connection>, &'static str> {
+        self.connections.admit(
+            self.shares.client_of(peer),
+            self.settings.max_connections,
+            self.shares.share,
+        )
     }
 
     async fn connection(
@@ -195,18 +207,37 @@ impl Server {
     {
         let app = self.app.clone();
         let tracked = Arc::clone(&connection);
+        // A proxy's requests count for the clients it forwards them for.
+        let forwarded = connection
+            .client
+            .is_none()
+            .then(|| Arc::clone(&self.shares));
+        let metrics = self.metrics.clone();
         let service = tower::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
             let mut in_progress = tracked.request_started(request.version() == Version::HTTP_2);
-            let response = app.clone().oneshot(request.map(Body::new));
+            let claim = forwarded
+                .as_ref()
+                .map(|shares| shares.claim(peer, request.headers()));
+            let response = match claim {
+                Some(None) => Err(metrics.clone()),
+                _ => Ok(app.clone().oneshot(request.map(Body::new))),
+            };
             async move {
-                let response = response.await?;
+                let response = match response {
+                    Ok(response) => response.await?,
+                    Err(metrics) => {
+                        metrics.connection_refused("client_requests");
+                        ApiError::TooManyInProgress.into_response()
+                    }
+                };
                 in_progress.answer_ready();
                 // The request is in progress until its answer has been written: the body
                 // holds the mark, and hyper drops the body once it is sent.
                 Ok::<_, std::convert::Infallible>(response.map(|body| AnswerBody {
                     body,
                     _in_progress: in_progress,
+                    _claim: claim.flatten(),
                 }))
             }
         });
@@ -246,173 +277,6 @@ impl Server {
             }
         }
     }
-}
-
-/// The open connections.
-#[derive(Default)]
-struct Connections {
-    open: Mutex<HashMap<u64, Arc<Connection>>>,
-    next_id: AtomicU64,
-}
-
-impl Connections {
-    fn open(&self) -> Arc<Connection> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let connection = Arc::new(Connection {
-            id,
-            opened: Instant::now(),
-            in_progress: AtomicUsize::new(0),
-            answering: AtomicUsize::new(0),
-            last_sent: AtomicU64::new(0),
-            idle_since: AtomicU64::new(0),
-            head_since: AtomicU64::new(NOT_YET),
-            http2: AtomicBool::new(false),
-            make_room: Notify::new(),
-        });
-        self.lock().insert(id, Arc::clone(&connection));
-        connection
-    }
-
-    fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Asks the connection that has been idle the longest to close, and takes it off the
-    /// count at once. Returns whether there was one.
-    fn close_longest_idle(&self) -> bool {
-        let mut open = self.lock();
-        let longest_idle = open
-            .values()
-            .filter(|c| c.is_idle())
-            .min_by_key(|c| c.idle_since())
-            .map(|c| c.id);
-        let Some(id) = longest_idle.and_then(|id| open.remove(&id)) else {
-            return false;
-        };
-        // notify_one stores the permit, should the connection not be waiting right now.
-        id.make_room.notify_one();
-        true
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Connection>>> {
-        lock(&self.open)
-    }
-}
-
-/// Takes a connection off the list when its task ends.
-struct Registered<'a>(&'a Connections, u64);
-
-impl Drop for Registered<'_> {
-    fn drop(&mut self) {
-        self.0.lock().remove(&self.1);
-    }
-}
-
-/// `head_since` when no header has begun to arrive.
-const NOT_YET: u64 = u64::MAX;
-
-/// What the accept loop and the connection's own task know of one connection. Requests
-/// write it without waking anyone; the connection's timer reads it.
-struct Connection {
-    id: u64,
-    /// The instant the times below count from, in nanoseconds.
-    opened: Instant,
-    /// Requests read and not yet fully answered.
-    in_progress: AtomicUsize,
-    /// Of those, the ones whose answer is still being made (the others' are being sent).
-    answering: AtomicUsize,
-    /// When bytes last went out, or an answer was ready to go.
-    last_sent: AtomicU64,
-    /// When the last request was answered (or the connection opened).
-    idle_since: AtomicU64,
-    /// When the first byte of the next request's header arrived, if one has since the
-    /// connection went idle (else [`NOT_YET`]). Not kept for HTTP/2, whose frames (pings,
-    /// window updates) arrive whether or not a request is coming.
-    head_since: AtomicU64,
-    http2: AtomicBool,
-    /// Told to close, to make room for a new connection.
-    make_room: Notify,
-}
-
-impl Connection {
-    fn request_started(self: &Arc<Self>, http2: bool) -> InProgress {
-        self.in_progress.fetch_add(1, Ordering::SeqCst);
-        self.answering.fetch_add(1, Ordering::SeqCst);
-        if http2 {
-            self.http2.store(true, Ordering::Relaxed);
-        }
-        self.head_since.store(NOT_YET, Ordering::Relaxed);
-        InProgress {
-            connection: Arc::clone(self),
-            answering: true,
-        }
-    }
-
-    fn bytes_sent(&self) {
-        let now = self.since_opened(Instant::now());
-        self.last_sent.store(now, Ordering::Relaxed);
-    }
-
-    fn is_idle(&self) -> bool {
-        self.in_progress.load(Ordering::SeqCst) == 0
-    }
-
-    fn since_opened(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.opened).as_nanos()).unwrap_or(NOT_YET - 1)
-    }
-
-    fn at(&self, nanos: u64) -> Instant {
-        self.opened + Duration::from_nanos(nanos)
-    }
-
-    fn idle_since(&self) -> Instant {
-        self.at(self.idle_since.load(Ordering::Relaxed))
-    }
-
-    /// Bytes arrived: while idle, they are the start of a request's header.
-    fn bytes_arrived(&self) {
-        if self.is_idle()
-            && !self.http2.load(Ordering::Relaxed)
-            && self.head_since.load(Ordering::Relaxed) == NOT_YET
-        {
-            let now = self.since_opened(Instant::now());
-            let _ = self.head_since.compare_exchange(
-                NOT_YET,
-                now,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-        }
-    }
-
-    /// When the connection's timer is to look again, or `None` if a deadline has passed
-    /// and the connection is to be closed. While an answer is being made there is no
-    /// deadline; while every answer in progress is only waiting to be sent, the idle
-    /// deadline from the last bytes sent (a peer that reads nothing, or an HTTP/2 peer that
-    /// never opens its window, must not hold a connection for ever); while idle, the header
-    /// deadline once a header begins to arrive, else the idle deadline. The timer looks at
-    /// least once per the shorter of the two windows, so that a header that began since its
-    /// last look, or a request answered since, is held to its deadline to the moment.
-    fn next_check(&self, settings: &ServerSettings, now: Instant) -> Option<Instant> {
-        let window = settings.header_read_timeout.min(settings.idle_timeout);
-        let soon = now + window;
-        if !self.is_idle() {
-            if self.answering.load(Ordering::SeqCst) > 0 {
-                return Some(soon);
-            }
-            let deadline = self.at(self.last_sent.load(Ordering::Relaxed)) + settings.idle_timeout;
-            return (deadline > now).then(|| deadline.min(soon));
-        }
-        let deadline = match self.head_since.load(Ordering::Relaxed) {
-            NOT_YET => self.idle_since() + settings.idle_timeout,
-            head_since => self.at(head_since) + settings.header_read_timeout,
-        };
-        (deadline > now).then(|| deadline.min(soon))
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The connection's transport, reporting the bytes that arrive.
@@ -486,6 +350,7 @@ pin_project_lite::pin_project! {
         #[pin]
         body: Body,
         _in_progress: InProgress,
+        _claim: Option<Claim>,
     }
 }
 
@@ -506,33 +371,5 @@ impl hyper::body::Body for AnswerBody {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.body.size_hint()
-    }
-}
-
-/// A request in progress on a connection; dropping it marks the request answered.
-struct InProgress {
-    connection: Arc<Connection>,
-    /// Its answer is still being made.
-    answering: bool,
-}
-
-impl InProgress {
-    /// The request's answer is made: what is left is sending it.
-    fn answer_ready(&mut self) {
-        if std::mem::take(&mut self.answering) {
-            self.connection.bytes_sent();
-            self.connection.answering.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-}
-
-impl Drop for InProgress {
-    fn drop(&mut self) {
-        // A request dropped before its answer was made (its client went away) is done too.
-        self.answer_ready();
-        let connection = &self.connection;
-        let now = connection.since_opened(Instant::now());
-        connection.idle_since.store(now, Ordering::Relaxed);
-        connection.in_progress.fetch_sub(1, Ordering::SeqCst);
     }
 }
