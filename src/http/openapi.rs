@@ -1,9 +1,8 @@
 //! The OpenAPI 3.1 document, generated from the handlers' own annotations, served at
 //! `GET /openapi.json`.
 
-use std::sync::Arc;
-
 use axum::Router;
+use axum::body::Bytes;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -30,11 +29,9 @@ pub enum Listener {
 }
 
 pub fn router(listener: Listener) -> Router<AppState> {
-    let document: Arc<str> = document(listener).into();
-    Router::new().route(
-        "/openapi.json",
-        get(move || openapi_json(Arc::clone(&document))),
-    )
+    // Built once; each answer shares its bytes.
+    let document = Bytes::from(document(listener));
+    Router::new().route("/openapi.json", get(move || openapi_json(document.clone())))
 }
 
 /// The document of the routes `listener` serves, as JSON.
@@ -232,8 +229,8 @@ impl Modify for OneOperationIdEach {
     tag = "operations",
     responses((status = 200, description = "The OpenAPI 3.1 document of this API.", content_type = "application/json", body = Object))
 )]
-async fn openapi_json(document: Arc<str>) -> Response {
-    let mut response = document.to_string().into_response();
+async fn openapi_json(document: Bytes) -> Response {
+    let mut response = document.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

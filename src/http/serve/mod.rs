@@ -43,6 +43,10 @@ mod connections;
 /// What one connection may buffer of a request's head, and so what a header may weigh:
 /// hyper answers a larger one `431`. The smallest hyper allows is 8 KiB.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// HTTP/2 streams open at once on one connection. Each answer a peer will not read holds
+/// about 4 KiB until the idle deadline closes its connection (BENCHMARKS.md), so this and
+/// the connection cap bound what such peers can hold.
+const MAX_STREAMS_PER_CONNECTION: u32 = 16;
 /// Header lines per request at most.
 const MAX_HEADERS: usize = 64;
 /// The longest pause of an accept loop that has run out of file descriptors.
@@ -139,7 +143,7 @@ fn http_builder() -> auto::Builder<TokioExecutor> {
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEADER_BYTES as u32)
-        .max_concurrent_streams(64);
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
     builder
 }
 
