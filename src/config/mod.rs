@@ -2,6 +2,7 @@
 //! TOML file named by `WXLOGIN_CONFIG`, then `WXLOGIN_*` environment variables.
 
 mod apps;
+mod backends;
 mod operator;
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 pub use apps::describe as describe_apps;
+pub use backends::{BackendCredential, BackendSettings};
 pub use operator::{AdminSettings, MIN_ADMIN_TOKEN_CHARS, StoreKeySettings};
 
 pub use crate::domain::{ConfiguredApp, Credentials};
@@ -52,6 +54,11 @@ pub struct Settings {
     pub auth_cookie: Option<String>,
     /// The admin API; `None`: off, and every `/admin` route answers 404.
     pub admin: Option<AdminSettings>,
+    /// The other backends' credentials; `None`: off, and every backend route answers 404.
+    pub backends: Option<BackendSettings>,
+    /// Where the admin API, the backend routes and `/metrics` are served instead of the
+    /// public listener (`WXLOGIN_ADMIN_LISTEN`).
+    pub private_listen: Option<SocketAddr>,
     /// What a blocked user's login is answered with. Never the operator's reason.
     pub blocked_message: String,
     /// Settings that were given but mean nothing to wxlogin: typos, or settings of another
@@ -236,6 +243,8 @@ struct RawSettings {
     admin_token: Option<SecretString>,
     admin_token_file: Option<PathBuf>,
     admin_listen: String,
+    backend_tokens: Option<SecretString>,
+    backend_tokens_file: Option<PathBuf>,
     blocked_message: String,
     log_format: LogFormat,
     shutdown_timeout_secs: u64,
@@ -352,6 +361,10 @@ impl RawSettings {
             n => n,
         };
         let trusted_proxies = trusted_proxies(&self.trusted_proxies)?;
+        let admin = operator::admin(self.admin_token, self.admin_token_file)?;
+        let backends = backends::backends(self.backend_tokens, self.backend_tokens_file)?;
+        let private_listen =
+            operator::private_listen(&self.admin_listen, admin.is_some(), backends.is_some())?;
         let blocks_file = self.blocks_file.filter(|path| !path.as_os_str().is_empty());
         if self.session_store == StoreKind::Redis && blocks_file.is_some() {
             ineffective.push(
@@ -439,7 +452,9 @@ impl RawSettings {
                 trusted_proxies,
             },
             auth_cookie: Some(self.auth_cookie.trim().to_owned()).filter(|c| !c.is_empty()),
-            admin: operator::admin(self.admin_token, self.admin_token_file, &self.admin_listen)?,
+            admin,
+            backends,
+            private_listen,
             blocked_message: match self.blocked_message.trim() {
                 "" => return Err(invalid("blocked_message", "must not be empty")),
                 message => message.to_owned(),

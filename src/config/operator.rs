@@ -19,8 +19,6 @@ pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
 pub struct AdminSettings {
     /// What `Authorization: Bearer` must carry on every `/admin` request.
     pub token: SecretString,
-    /// Where `/admin/*` and `/metrics` are served instead of the public listener.
-    pub listen: Option<SocketAddr>,
 }
 
 /// The AES-256-GCM keys session_keys are sealed with in Redis, as base64 of 32 bytes each
@@ -33,10 +31,34 @@ pub struct StoreKeySettings {
     pub old: Vec<SecretString>,
 }
 
+/// Where the admin API, the backend routes and `/metrics` are served instead of the public
+/// listener (`WXLOGIN_ADMIN_LISTEN`), if anywhere: only while one of the first two is on.
+pub(super) fn private_listen(
+    listen: &str,
+    admin_on: bool,
+    backends_on: bool,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    let listen = match listen.trim() {
+        "" => return Ok(None),
+        addr => addr.parse::<SocketAddr>().map_err(|_| {
+            invalid(
+                "WXLOGIN_ADMIN_LISTEN",
+                "expected an address to bind, such as 127.0.0.1:9090",
+            )
+        })?,
+    };
+    if !admin_on && !backends_on {
+        return Err(invalid(
+            "WXLOGIN_ADMIN_LISTEN",
+            "is set, but neither the admin API nor the backend routes are on: set WXLOGIN_ADMIN_TOKEN_FILE or WXLOGIN_BACKEND_TOKENS_FILE",
+        ));
+    }
+    Ok(Some(listen))
+}
+
 pub(super) fn admin(
     token: Option<SecretString>,
     token_file: Option<PathBuf>,
-    listen: &str,
 ) -> Result<Option<AdminSettings>, ConfigError> {
     let from_file = token_file
         .as_ref()
@@ -52,23 +74,8 @@ pub(super) fn admin(
         "WXLOGIN_ADMIN_TOKEN",
         "WXLOGIN_ADMIN_TOKEN_FILE",
     )?;
-    let listen = match listen.trim() {
-        "" => None,
-        addr => Some(addr.parse::<SocketAddr>().map_err(|_| {
-            invalid(
-                "WXLOGIN_ADMIN_LISTEN",
-                "expected an address to bind, such as 127.0.0.1:9090",
-            )
-        })?),
-    };
     let Some(token) = token else {
-        return match listen {
-            Some(_) => Err(invalid(
-                "WXLOGIN_ADMIN_LISTEN",
-                "is set, but the admin API is off: set WXLOGIN_ADMIN_TOKEN_FILE (or WXLOGIN_ADMIN_TOKEN) to turn it on",
-            )),
-            None => Ok(None),
-        };
+        return Ok(None);
     };
     if token.expose_secret().chars().count() < MIN_ADMIN_TOKEN_CHARS {
         return Err(invalid(
@@ -76,7 +83,7 @@ pub(super) fn admin(
             "must be at least 32 characters: make one with `head -c 32 /dev/urandom | base64`",
         ));
     }
-    Ok(Some(AdminSettings { token, listen }))
+    Ok(Some(AdminSettings { token }))
 }
 
 pub(super) fn store_keys(
@@ -143,23 +150,24 @@ mod tests {
 
     #[test]
     fn the_admin_api_is_off_without_a_token_and_refuses_a_short_one() {
-        assert!(admin(None, None, "").expect("off").is_none());
-        let short = admin(Some("tooshort-tooshort".into()), None, "").expect_err("short");
+        assert!(admin(None, None).expect("off").is_none());
+        let short = admin(Some("tooshort-tooshort".into()), None).expect_err("short");
         assert!(short.to_string().contains("WXLOGIN_ADMIN_TOKEN"), "{short}");
         assert!(short.to_string().contains("32 characters"), "{short}");
         assert!(!short.to_string().contains("tooshort"), "{short}");
 
-        let listen_alone = admin(None, None, "127.0.0.1:9090").expect_err("no token");
+        let listen_alone = private_listen("127.0.0.1:9090", false, false).expect_err("no token");
         assert!(
             listen_alone
                 .to_string()
                 .contains("WXLOGIN_ADMIN_TOKEN_FILE")
         );
+        for (admin_on, backends_on) in [(true, false), (false, true)] {
+            let listen = private_listen("127.0.0.1:9090", admin_on, backends_on).expect("valid");
+            assert_eq!(listen.map(|a| a.port()), Some(9090));
+        }
 
-        let on = admin(Some(KEY.into()), None, "127.0.0.1:9090")
-            .expect("valid")
-            .expect("on");
-        assert_eq!(on.listen.map(|a| a.port()), Some(9090));
+        let on = admin(Some(KEY.into()), None).expect("valid").expect("on");
         assert!(!format!("{on:?}").contains(KEY), "Debug hides the token");
     }
 

@@ -127,7 +127,7 @@ impl<S: Send + Sync> FromRequestParts<S> for AdminUnionId {
     }
 }
 
-async fn path_param(parts: &mut Parts, name: &str) -> Option<String> {
+pub(super) async fn path_param(parts: &mut Parts, name: &str) -> Option<String> {
     let params = RawPathParams::from_request_parts(parts, &()).await.ok()?;
     params
         .iter()

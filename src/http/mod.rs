@@ -1,6 +1,7 @@
 //! Everything axum: routes, extractors, and the mapping from errors to responses.
 
 pub mod admin;
+pub mod backend;
 mod client_ip;
 mod client_share;
 mod edge;
@@ -34,6 +35,7 @@ use tower_http::trace::TraceLayer;
 use tracing::Span;
 
 pub use admin::AdminToken;
+pub use backend::BackendTokens;
 pub use error::{ApiError, ErrorReport};
 pub use forward_auth::AuthCookie;
 pub use rate_limit::{ClientLimiter, PRUNE_EVERY};
@@ -96,53 +98,48 @@ state_parts!(
     auth_cookie: AuthCookie,
 );
 
-/// Where the admin API is served, if anywhere.
-pub enum AdminApi {
-    /// No admin token: every `/admin` route answers 404.
-    Off,
-    /// On the public listener, beside everything else.
-    Public(AdminToken),
-    /// On a listener of its own, with `/metrics`; neither is on the public listener.
-    Separate(AdminToken),
+/// What is served beside the public API, for operators and the team's other backends, and
+/// where.
+pub struct PrivateApis {
+    /// The admin API, when an admin token is configured (else every `/admin` route is 404).
+    pub admin: Option<AdminToken>,
+    /// The backend routes, when backend tokens are configured (else 404).
+    pub backends: Option<BackendTokens>,
+    /// On a listener of their own, with `/metrics` (`WXLOGIN_ADMIN_LISTEN`), and none of
+    /// them on the public listener.
+    pub own_listener: bool,
 }
 
 /// What each listener serves.
 pub struct Routers {
     pub public: Router,
-    /// For the admin listener, when the admin API has one.
+    /// For the private listener, when there is one.
     pub admin: Option<Router>,
 }
 
 /// The whole HTTP surface, with its middleware: the public listener's routes and, if the
 /// admin API has a listener of its own, that one's. Tests drive exactly these.
-pub fn routers(state: AppState, server: &ServerSettings, admin: AdminApi) -> Routers {
+pub fn routers(state: AppState, server: &ServerSettings, private: PrivateApis) -> Routers {
     let public = Router::new()
         .merge(login::router().route_layer(reads_body(server)))
         .merge(session::router())
         .merge(open_data::router().route_layer(reads_body(server)))
         .merge(health::router())
         .merge(forward_auth::router());
-    let public_document = openapi::router(Listener::Public {
-        admin_elsewhere: matches!(admin, AdminApi::Separate(_)),
-    });
-    let public = public.merge(public_document);
-    let (public, admin) = match admin {
-        AdminApi::Off => (public.merge(health::metrics_router()), None),
-        AdminApi::Public(token) => (
-            public
-                .merge(health::metrics_router())
-                .merge(admin::router(token).route_layer(reads_body(server))),
-            None,
-        ),
-        AdminApi::Separate(token) => (
-            public,
-            Some(
-                admin::router(token)
-                    .route_layer(reads_body(server))
-                    .merge(health::metrics_router())
-                    .merge(openapi::router(Listener::Admin)),
-            ),
-        ),
+    let mut apis = health::metrics_router();
+    if let Some(token) = private.admin {
+        apis = apis.merge(admin::router(token).route_layer(reads_body(server)));
+    }
+    if let Some(tokens) = private.backends {
+        apis = apis.merge(backend::router(tokens).route_layer(reads_body(server)));
+    }
+    let public = public.merge(openapi::router(Listener::Public {
+        private_elsewhere: private.own_listener,
+    }));
+    let (public, admin) = if private.own_listener {
+        (public, Some(apis.merge(openapi::router(Listener::Private))))
+    } else {
+        (public.merge(apis), None)
     };
     Routers {
         admin: admin.map(|routes| layered(routes, state.clone())),

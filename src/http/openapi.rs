@@ -20,12 +20,12 @@ use super::error::ErrorBody;
 /// What a listener serves, and so what its document lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listener {
-    /// The public one; `admin` when the admin API and `/metrics` are served there too.
-    /// With the admin API off its routes are listed all the same, each with the 404 it
-    /// answers then.
-    Public { admin_elsewhere: bool },
-    /// The admin API's own: its routes, `/metrics` and this document.
-    Admin,
+    /// The public one; with the admin API, the backend routes and `/metrics` too unless
+    /// they are served `elsewhere`. The admin and backend routes are listed while they are
+    /// off all the same, each with the 404 it answers then.
+    Public { private_elsewhere: bool },
+    /// The private one (`WXLOGIN_ADMIN_LISTEN`): those routes and this document.
+    Private,
 }
 
 pub fn router(listener: Listener) -> Router<AppState> {
@@ -38,10 +38,12 @@ pub fn router(listener: Listener) -> Router<AppState> {
 pub fn document(listener: Listener) -> String {
     let mut openapi = ApiDoc::openapi();
     openapi.paths.paths.retain(|path, _| {
-        let admin = path.starts_with("/admin/") || path == "/metrics";
+        let private = path.starts_with("/admin/")
+            || path.starts_with("/apps/{app}/access_token")
+            || path == "/metrics";
         match listener {
-            Listener::Public { admin_elsewhere } => !(admin && admin_elsewhere),
-            Listener::Admin => admin || path == "/openapi.json",
+            Listener::Public { private_elsewhere } => !(private && private_elsewhere),
+            Listener::Private => private || path == "/openapi.json",
         }
     });
     openapi.to_pretty_json().expect("the document serialises")
@@ -73,6 +75,8 @@ pub fn document(listener: Listener) -> String {
         super::admin::revoke_unionid,
         super::admin::block,
         super::admin::unblock,
+        super::backend::access_token,
+        super::backend::refresh,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerScheme, &ExtraFieldsIgnored, &AppPrefixed, &OneOperationIdEach),
@@ -82,6 +86,7 @@ pub fn document(listener: Listener) -> String {
         (name = "user data", description = "Checking and opening what WeChat hands the mini-program, with the session's session_key."),
         (name = "gateway", description = "Forward-auth for API gateways."),
         (name = "operations", description = "Health, readiness, metrics and this document. Each listener's document lists what that listener serves: with WXLOGIN_ADMIN_LISTEN set, /metrics is served, and documented, on the admin listener only."),
+        (name = "backend", description = "The apps' access_token for the team's other backends, from the one holder WeChat asks for, with a passive refresh for a token an API refused. Off (every route 404, as documented) unless WXLOGIN_BACKEND_TOKENS_FILE is set; with WXLOGIN_ADMIN_LISTEN set, served and documented on that listener only."),
         (name = "admin", description = "Operator controls: look a user up, revoke their sessions, block their logins. Off (every route 404, as documented) unless WXLOGIN_ADMIN_TOKEN_FILE is set; with WXLOGIN_ADMIN_LISTEN set, served and documented on the admin listener only. Without the admin token, every method of every route answers 401."),
     )
 )]
@@ -104,6 +109,15 @@ impl Modify for BearerScheme {
             ),
         );
         components.add_security_scheme(
+            "backend",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A backend's token (WXLOGIN_BACKEND_TOKENS_FILE)."))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
             "admin",
             SecurityScheme::Http(
                 HttpBuilder::new()
@@ -120,12 +134,13 @@ impl Modify for BearerScheme {
 struct ExtraFieldsIgnored;
 
 /// The request bodies, each read by serde, which skips fields it does not know.
-const REQUEST_BODIES: [&str; 5] = [
+const REQUEST_BODIES: [&str; 6] = [
     "CodeField",
     "SignedData",
     "EncryptedData",
     "PhoneCodeField",
     "BlockRequest",
+    "RefreshRequest",
 ];
 
 impl Modify for ExtraFieldsIgnored {

@@ -21,8 +21,8 @@ use crate::config::{
 use crate::domain::{AppName, Credentials};
 use crate::http::tls::{Certificates, TlsAcceptor, TlsError};
 use crate::http::{
-    AdminApi, AdminToken, AppState, AuthCookie, ClientLimiter, PRUNE_EVERY, Shared,
-    register_known_series, routers,
+    AdminToken, AppState, AuthCookie, BackendTokens, ClientLimiter, PRUNE_EVERY, PrivateApis,
+    Shared, register_known_series, routers,
 };
 use crate::login::LoginService;
 use crate::redis_conn::{PROBE_EVERY, Redis, StoreError};
@@ -212,23 +212,33 @@ impl Application {
         };
         let mut server = settings.server;
         server.max_connections = connection_cap(server.max_connections);
-        let (admin_api, admin_listener) = match &settings.admin {
-            None => (AdminApi::Off, None),
-            Some(admin) => {
-                let token = AdminToken::new(&admin.token);
-                match admin.listen {
-                    None => (AdminApi::Public(token), None),
-                    Some(addr) => {
-                        let listener = TcpListener::bind(addr)
-                            .await
-                            .map_err(|source| StartupError::Bind { addr, source })?;
-                        (AdminApi::Separate(token), Some(listener))
-                    }
-                }
-            }
+        let private = PrivateApis {
+            admin: settings
+                .admin
+                .as_ref()
+                .map(|admin| AdminToken::new(&admin.token)),
+            backends: settings.backends.as_ref().map(BackendTokens::new),
+            own_listener: settings.private_listen.is_some(),
+        };
+        let admin_listener = match settings.private_listen {
+            None => None,
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartupError::Bind { addr, source })?,
+            ),
         };
         register_known_series(&metrics, &state.apps);
-        let routers = routers(state, &server, admin_api);
+        if let Some(backends) = &settings.backends {
+            let names: Vec<&str> = backends
+                .credentials
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect();
+            let apps: Vec<&str> = state.apps.iter().map(|app| app.name().as_ref()).collect();
+            metrics.register_backend_series(&names, &apps);
+        }
+        let routers = routers(state, &server, private);
         Ok(Self {
             listener,
             router: routers.public,

@@ -31,6 +31,7 @@ const LOG_LINES_DROPPED: &str = "wxlogin_log_lines_dropped_total";
 const CONNECTIONS_REFUSED: &str = "wxlogin_connections_refused_total";
 const ADMIN_ACTIONS: &str = "wxlogin_admin_actions_total";
 const STORE_KEY_MISMATCHES: &str = "wxlogin_store_key_mismatches_total";
+const BACKEND_REQUESTS: &str = "wxlogin_backend_requests_total";
 
 /// Why a connection was refused: the `reason` label of [`CONNECTIONS_REFUSED`].
 pub const REFUSAL_REASONS: &[&str] = &["full", "client_share", "client_requests"];
@@ -400,6 +401,45 @@ impl Metrics {
             .increment(1);
     }
 
+    /// Registers at 0 the series of [`Metrics::backend_request`] for each of `backends`
+    /// and `apps`.
+    pub fn register_backend_series(&self, backends: &[&str], apps: &[&str]) {
+        for backend in backends {
+            for app in apps {
+                for route in ["access_token", "refresh"] {
+                    for outcome in ["ok", "refreshed", "error"] {
+                        let labels = vec![
+                            Label::new("backend", (*backend).to_owned()),
+                            Label::new("app", (*app).to_owned()),
+                            Label::new("route", route),
+                            Label::new("outcome", outcome),
+                        ];
+                        self.counter(BACKEND_REQUESTS, labels).increment(0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A backend asked for an app's access_token on `route` (`access_token`, `refresh`);
+    /// `outcome` is `ok`, `refreshed` or `error`. Backends and apps come from the
+    /// configuration: a small fixed set.
+    pub fn backend_request(
+        &self,
+        backend: &str,
+        app: &str,
+        route: &'static str,
+        outcome: &'static str,
+    ) {
+        let labels = vec![
+            Label::new("backend", backend.to_owned()),
+            Label::new("app", app.to_owned()),
+            Label::new("route", route),
+            Label::new("outcome", outcome),
+        ];
+        self.counter(BACKEND_REQUESTS, labels).increment(1);
+    }
+
     /// An operator used the admin API (see [`ADMIN_ACTIONS`]'s help for the actions).
     pub fn admin_action(&self, action: &'static str) {
         self.counter(ADMIN_ACTIONS, vec![Label::new("action", action)])
@@ -464,6 +504,10 @@ fn describe(recorder: &PrometheusRecorder) {
         (
             CONNECTIONS_REFUSED,
             "Connections closed as soon as accepted, by reason: full (WXLOGIN_MAX_CONNECTIONS were open, every one busy), client_share (the address's WXLOGIN_MAX_CONNECTIONS_PER_CLIENT were open, every one busy); and client_requests: requests behind a trusted proxy answered 429 because their forwarded address had its share in progress.",
+        ),
+        (
+            BACKEND_REQUESTS,
+            "Requests of the team's other backends for an app's access_token, by backend, app, route (access_token, refresh) and outcome (ok, refreshed: this report made wxlogin fetch a new token, error).",
         ),
         (
             STORE_KEY_MISMATCHES,

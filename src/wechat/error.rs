@@ -33,6 +33,13 @@ pub enum WeChatError {
     /// The call needed an access_token, and none could be had: the cause says why.
     #[error("could not get an access_token")]
     AccessToken(#[source] Box<WeChatError>),
+    /// The access_token was reported rejected and `stable_token` hands it out still, but
+    /// WeChat's limit on forced refreshes (20 a day, 30 s apart, per app) allows none for
+    /// this long.
+    #[error(
+        "WeChat's limit on forced access_token refreshes allows the next in {retry_after_secs} s"
+    )]
+    ForceRefreshLimited { retry_after_secs: u64 },
 }
 
 impl WeChatError {
@@ -48,6 +55,15 @@ impl WeChatError {
     /// 40001 (invalid or overwritten) or 42001 (expired): the access_token needs replacing.
     pub fn rejects_access_token(&self) -> bool {
         matches!(self.raw_errcode(), Some(40001 | 42001))
+    }
+
+    /// The seconds until WeChat's limit allows a forced refresh, if that is what failed.
+    pub fn force_refresh_wait(&self) -> Option<u64> {
+        match self {
+            Self::ForceRefreshLimited { retry_after_secs } => Some(*retry_after_secs),
+            Self::AccessToken(cause) => cause.force_refresh_wait(),
+            _ => None,
+        }
     }
 
     /// The call, or the access_token it needed, was shed under load.

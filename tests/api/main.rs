@@ -5,6 +5,7 @@ mod admin;
 mod ambiguous;
 mod apps;
 mod architecture;
+mod backend;
 mod bad_input;
 mod caching;
 mod client_library;

@@ -79,9 +79,26 @@ fn concrete(path: &str) -> String {
         .replace("{unionid}", "uSomePerson")
 }
 
-/// An app with every route mounted: the admin API is on.
+const BACKEND_TOKEN: &str = "openapi-backend-token-0123456789abcdef";
+
+/// An app with every route mounted: the admin API and the backend routes are on.
 async fn spawn_app_with_every_route() -> TestApp {
-    spawn_app_with(&[("WXLOGIN_ADMIN_TOKEN", ADMIN_TOKEN)]).await
+    let backends = format!("probe={BACKEND_TOKEN}");
+    spawn_app_with(&[
+        ("WXLOGIN_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("WXLOGIN_BACKEND_TOKENS", &backends),
+    ])
+    .await
+}
+
+/// The credential a path's guard admits: without it, a guard answers 401 whatever the
+/// method, which would hide what the path serves.
+fn credential_for(path: &str) -> &'static str {
+    if path.starts_with("/apps/{app}/access_token") {
+        BACKEND_TOKEN
+    } else {
+        ADMIN_TOKEN
+    }
 }
 
 /// Which methods the server answers on each routed path, found by asking it: every method
@@ -94,15 +111,13 @@ async fn served(app: &TestApp) -> BTreeSet<(String, String)> {
         for method in [
             "GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "QUERY",
         ] {
-            // With the admin token: the admin routes answer a stranger 401 whatever the
-            // method, which would hide what they serve.
             let request = app
                 .http
                 .request(
                     reqwest::Method::from_bytes(method.as_bytes()).expect("a method"),
                     format!("{}{}", app.address, concrete(&path)),
                 )
-                .bearer_auth(ADMIN_TOKEN);
+                .bearer_auth(credential_for(&path));
             if app.send(request).await.status != 405 {
                 served.insert((path.clone(), method.to_owned()));
             }

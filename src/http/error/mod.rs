@@ -36,6 +36,7 @@ const OVERLOADED_RETRY_AFTER: u64 = 1;
 const BEARER_CHALLENGE: &str = r#"Bearer realm="wxlogin""#;
 const INVALID_TOKEN_CHALLENGE: &str = r#"Bearer realm="wxlogin", error="invalid_token""#;
 const ADMIN_CHALLENGE: &str = r#"Bearer realm="wxlogin admin""#;
+const BACKEND_CHALLENGE: &str = r#"Bearer realm="wxlogin backend""#;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -105,6 +106,13 @@ pub enum ApiError {
     UserBlocked(Arc<str>),
     /// 401 `invalid_admin_token`: an `/admin` request without the admin token.
     AdminUnauthorized,
+    /// 401 `invalid_backend_token`: a backend route without a backend's token.
+    BackendUnauthorized,
+    /// A backend asked for the access_token and none could be had: 503, with
+    /// `Retry-After`, whatever WeChat said (its errcode is in the log): `force_refresh_limited`
+    /// when WeChat's limit on forced refreshes is what stands in the way, `store_unavailable`
+    /// when Redis is, else `access_token_unavailable`.
+    NoTokenForBackend(Arc<WeChatError>),
     /// 400, of the given kind: an admin request's path or body names something invalid.
     InvalidInput {
         kind: &'static str,
@@ -328,6 +336,13 @@ impl ApiError {
                 "Send the admin token as `Authorization: Bearer <admin token>`.",
             )
             .challenge(ADMIN_CHALLENGE),
+            Self::BackendUnauthorized => Answer::new(
+                S::UNAUTHORIZED,
+                "invalid_backend_token",
+                "Send one of the backend tokens (WXLOGIN_BACKEND_TOKENS) as `Authorization: Bearer <token>`.",
+            )
+            .challenge(BACKEND_CHALLENGE),
+            Self::NoTokenForBackend(err) => no_token_for_backend(err),
             Self::InvalidInput { kind, message } => Answer::new(S::BAD_REQUEST, kind, *message),
             Self::Internal => Answer::new(
                 S::INTERNAL_SERVER_ERROR,
@@ -339,7 +354,7 @@ impl ApiError {
 
     fn report(&self, kind: &'static str) -> ErrorReport {
         let (detail, wechat_errcode, wechat_rid) = match self {
-            Self::WeChat(err) => {
+            Self::WeChat(err) | Self::NoTokenForBackend(err) => {
                 let answered = err.access_token_failure().unwrap_or(err);
                 (
                     Some(error_chain(err.as_ref())),
@@ -363,6 +378,28 @@ impl ApiError {
             wechat_rid,
         }
     }
+}
+
+fn no_token_for_backend(err: &WeChatError) -> Answer {
+    use StatusCode as S;
+    if let Some(secs) = err.force_refresh_wait() {
+        return Answer::new(
+            S::SERVICE_UNAVAILABLE,
+            "force_refresh_limited",
+            "The reported access_token is still the one WeChat hands out, and WeChat allows a forced refresh only every 30 s and 20 a day per app: report it again after Retry-After.",
+        )
+        .retry_after(secs);
+    }
+    let cause = err.access_token_failure().unwrap_or(err);
+    if matches!(cause, WeChatError::TokenStore(_)) {
+        return store_unavailable();
+    }
+    Answer::new(
+        S::SERVICE_UNAVAILABLE,
+        "access_token_unavailable",
+        "wxlogin could not get an access_token from WeChat; its log says why. Try again shortly.",
+    )
+    .retry_after(ACCESS_TOKEN_RETRY_AFTER)
 }
 
 fn wechat_answer(err: &WeChatError) -> Answer {

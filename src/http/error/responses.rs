@@ -280,6 +280,45 @@ error_set!(
     ]
 );
 
+/// What any backend route can answer when no token can be had.
+fn no_token_for_backend() -> Vec<ApiError> {
+    let no_token = |err: WeChatError| ApiError::NoTokenForBackend(Arc::new(err));
+    vec![
+        no_token(WeChatError::AccessToken(Box::new(WeChatError::Timeout))),
+        no_token(WeChatError::ForceRefreshLimited {
+            retry_after_secs: 30,
+        }),
+        store_down(),
+    ]
+}
+
+error_set!(
+    /// What `GET /apps/{app}/access_token` can answer besides its 200.
+    AccessTokenErrors = all([
+        vec![
+            ApiError::BackendUnauthorized,
+            // The backend routes are off, or served on a listener of their own.
+            ApiError::NotFound,
+            ApiError::UnknownApp { named: true },
+        ],
+        no_token_for_backend(),
+    ])
+);
+
+error_set!(
+    /// What reporting a rejected access_token can answer besides its 200 and
+    /// [`BodyErrors`].
+    RefreshErrors = all([
+        vec![
+            ApiError::BackendUnauthorized,
+            ApiError::NotFound,
+            ApiError::UnknownApp { named: true },
+        ],
+        bad_bodies(),
+        no_token_for_backend(),
+    ])
+);
+
 error_set!(
     /// What an admin route on one user of one app can answer besides its 200.
     AdminUserErrors = vec![

@@ -3,7 +3,7 @@ use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use super::{
-    AccessToken, DAY_SECS, FORCE_REFRESH_PER_DAY, FORCE_REFRESH_SPACING_SECS, cache_for,
+    AccessToken, DAY_SECS, FORCE_REFRESH_PER_DAY, FORCE_REFRESH_SPACING_SECS, HandedOut, cache_for,
     fetch_replacing, within_wait_limit,
 };
 use crate::clock::Clock;
@@ -45,41 +45,44 @@ impl LocalAccessTokens {
         if let Some(cached) = self.cached().filter(|c| c.refresh_at > now) {
             return Ok(cached.token);
         }
-        self.refresh(
-            |cached| cached.is_none_or(|c| c.refresh_at <= self.clock.now()),
-            None,
-        )
-        .await
+        let (fresh, _) = self.refresh(None).await?;
+        Ok(fresh.token)
     }
 
-    pub(super) async fn replace_rejected(
+    /// The current token or, if `rejected` is the current one, a new one.
+    pub(super) async fn hand_out(
         &self,
-        rejected: &AccessToken,
-    ) -> Result<AccessToken, WeChatError> {
-        self.refresh(
-            |cached| cached.is_none_or(|c| c.token == *rejected),
-            Some(rejected),
-        )
-        .await
-    }
-
-    /// Refreshes the token if `needed` still says so once this caller has the refresh
-    /// lock: the caller before it may have refreshed already. When `rejected` is the token
-    /// WeChat just refused and stable_token hands it out again, one forced refresh is
-    /// made, within WeChat's limits.
-    async fn refresh(
-        &self,
-        needed: impl Fn(Option<&Cached>) -> bool,
         rejected: Option<&AccessToken>,
-    ) -> Result<AccessToken, WeChatError> {
+    ) -> Result<HandedOut, WeChatError> {
+        let now = self.clock.now();
+        let current = self
+            .cached()
+            .filter(|c| c.refresh_at > now && Some(&c.token) != rejected);
+        let (cached, refreshed) = match current {
+            Some(cached) => (cached, false),
+            None => self.refresh(rejected).await?,
+        };
+        Ok(HandedOut {
+            expires_in: cached.refresh_at.saturating_sub(self.clock.now()),
+            token: cached.token,
+            refreshed,
+        })
+    }
+
+    /// A token that is neither past its use nor `rejected`: one another caller fetched
+    /// while this one waited its turn, or one this caller fetches (then `true`).
+    async fn refresh(&self, rejected: Option<&AccessToken>) -> Result<(Cached, bool), WeChatError> {
         within_wait_limit(self.wait_limit, async {
             let mut force_refreshes = self.refreshing.lock().await;
-            let cached = self.cached();
-            if let Some(cached) = cached.as_ref().filter(|c| !needed(Some(c))) {
-                return Ok(cached.token.clone());
+            let now = self.clock.now();
+            if let Some(cached) = self
+                .cached()
+                .filter(|c| c.refresh_at > now && Some(&c.token) != rejected)
+            {
+                return Ok((cached, false));
             }
             let grant = fetch_replacing(&self.wechat, rejected, async || {
-                Ok(force_refreshes.allow(self.clock.now()))
+                Ok(force_refreshes.wait(self.clock.now()))
             })
             .await?;
             let fresh = Cached {
@@ -88,7 +91,7 @@ impl LocalAccessTokens {
             };
             *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(fresh.clone());
             tracing::info!(expires_in = grant.expires_in, "fetched a new access_token");
-            Ok(fresh.token)
+            Ok((fresh, true))
         })
         .await
     }
@@ -106,21 +109,24 @@ impl LocalAccessTokens {
 struct ForceRefreshes(VecDeque<u64>);
 
 impl ForceRefreshes {
-    /// Records a forced refresh at `now` and returns true, if WeChat's limits allow one.
-    fn allow(&mut self, now: u64) -> bool {
+    /// `None`, counting one made at `now`, if WeChat's limits allow it; else the seconds
+    /// until they will.
+    fn wait(&mut self, now: u64) -> Option<u64> {
         while self.0.front().is_some_and(|&at| at + DAY_SECS <= now) {
             self.0.pop_front();
         }
-        let spaced = self
-            .0
-            .back()
-            .is_none_or(|&last| last + FORCE_REFRESH_SPACING_SECS <= now);
-        if spaced && self.0.len() < FORCE_REFRESH_PER_DAY as usize {
-            self.0.push_back(now);
-            true
-        } else {
-            false
+        if let Some(&last) = self.0.back()
+            && last + FORCE_REFRESH_SPACING_SECS > now
+        {
+            return Some(last + FORCE_REFRESH_SPACING_SECS - now);
         }
+        if let Some(&first) = self.0.front()
+            && self.0.len() >= FORCE_REFRESH_PER_DAY as usize
+        {
+            return Some(first + DAY_SECS - now);
+        }
+        self.0.push_back(now);
+        None
     }
 }
 
@@ -131,14 +137,18 @@ mod tests {
     #[test]
     fn forced_refreshes_keep_to_20_a_day_30_seconds_apart() {
         let mut log = ForceRefreshes::default();
-        assert!(log.allow(1000));
-        assert!(!log.allow(1029), "29 s after the last one");
+        assert_eq!(log.wait(1000), None);
+        assert_eq!(log.wait(1029), Some(1), "29 s after the last one");
         let mut now = 1030;
         for _ in 1..FORCE_REFRESH_PER_DAY {
-            assert!(log.allow(now));
+            assert_eq!(log.wait(now), None);
             now += 30;
         }
-        assert!(!log.allow(now), "the 21st within a day");
-        assert!(log.allow(1000 + DAY_SECS), "the first has aged out");
+        assert_eq!(
+            log.wait(now),
+            Some(1000 + DAY_SECS - now),
+            "the 21st within a day waits for the first to age out"
+        );
+        assert_eq!(log.wait(1000 + DAY_SECS), None, "the first has aged out");
     }
 }

@@ -57,6 +57,16 @@ impl fmt::Debug for AccessToken {
     }
 }
 
+/// The access_token as handed to the team's other backends.
+#[derive(Debug)]
+pub struct HandedOut {
+    pub token: AccessToken,
+    /// Seconds it will still be handed out (a little less than WeChat gives it).
+    pub expires_in: u64,
+    /// Whether this request made wxlogin fetch a new one from WeChat.
+    pub refreshed: bool,
+}
+
 /// A token from `stable_token`, and how many seconds WeChat gives it.
 #[derive(Debug)]
 pub struct Grant {
@@ -158,11 +168,14 @@ impl AccessTokens {
                     wechat_rid = err.rid(),
                     "WeChat rejected the access_token; replacing it and retrying once"
                 );
-                let replacement = self.replace_rejected(&token).await?;
-                if replacement == token {
-                    return Err(err);
+                match self.replace_rejected(&token).await {
+                    Ok(replacement) if replacement != token => call(replacement).await,
+                    // Still the rejected one (WeChat allows no forced refresh now): what
+                    // WeChat said is the answer.
+                    Ok(_) => Err(err),
+                    Err(limited) if limited.force_refresh_wait().is_some() => Err(err),
+                    Err(other) => Err(other),
                 }
-                call(replacement).await
             }
             other => other,
         }
@@ -181,44 +194,56 @@ impl AccessTokens {
         &self,
         rejected: &AccessToken,
     ) -> Result<AccessToken, WeChatError> {
+        Ok(self.hand_out(Some(rejected)).await?.token)
+    }
+
+    /// The token, for another backend: the one wxlogin uses itself or, if `rejected` is
+    /// the current one (an API refused it), a new one, fetched once for the app however
+    /// many report it at once, on however many replicas.
+    pub async fn hand_out(&self, rejected: Option<&AccessToken>) -> Result<HandedOut, WeChatError> {
         match self {
-            Self::Local(local) => local.replace_rejected(rejected).await,
-            Self::Shared(shared) => shared.obtain(Some(rejected)).await,
+            Self::Local(local) => local.hand_out(rejected).await,
+            Self::Shared(shared) => shared.hand_out(rejected).await,
         }
     }
 }
 
 /// Asks `stable_token` for a token. When `rejected` is the token WeChat just refused and
-/// stable_token hands it out again, makes one forced refresh, if `allow_forced` (which
-/// counts it against WeChat's limits) says one may be made now.
+/// stable_token hands it out again, makes one forced refresh, if `wait_for_forced` (which
+/// counts it against WeChat's limits) says one may be made now (`None`), or fails with how
+/// long until one may.
 pub(super) async fn fetch_replacing(
     wechat: &WeChatClient,
     rejected: Option<&AccessToken>,
-    allow_forced: impl AsyncFnOnce() -> Result<bool, WeChatError>,
+    wait_for_forced: impl AsyncFnOnce() -> Result<Option<u64>, WeChatError>,
 ) -> Result<Grant, WeChatError> {
     let grant = wechat.stable_token(false).await?;
     if rejected != Some(&grant.token) {
         return Ok(grant);
     }
-    if allow_forced().await? {
-        tracing::warn!(
-            "stable_token handed out the rejected access_token again; forcing a refresh"
-        );
-        wechat.stable_token(true).await
-    } else {
-        tracing::error!(
-            "stable_token hands out an access_token WeChat rejects, and WeChat's force_refresh limit (20 a day, 30 s apart) allows no forced refresh now"
-        );
-        Ok(grant)
+    match wait_for_forced().await? {
+        None => {
+            tracing::warn!(
+                "stable_token handed out the rejected access_token again; forcing a refresh"
+            );
+            wechat.stable_token(true).await
+        }
+        Some(retry_after_secs) => {
+            tracing::error!(
+                retry_after_secs,
+                "stable_token hands out an access_token WeChat rejects, and WeChat's force_refresh limit (20 a day, 30 s apart) allows no forced refresh now"
+            );
+            Err(WeChatError::ForceRefreshLimited { retry_after_secs })
+        }
     }
 }
 
 /// Runs `obtain` for at most `limit`. Every failure to get a token, running out of time
 /// included, becomes `WeChatError::AccessToken`, so callers see a clear 5xx, never a hang.
-pub(super) async fn within_wait_limit(
+pub(super) async fn within_wait_limit<T>(
     limit: Duration,
-    obtain: impl Future<Output = Result<AccessToken, WeChatError>>,
-) -> Result<AccessToken, WeChatError> {
+    obtain: impl Future<Output = Result<T, WeChatError>>,
+) -> Result<T, WeChatError> {
     match tokio::time::timeout(limit, obtain).await {
         Ok(Ok(token)) => Ok(token),
         Ok(Err(err)) => Err(WeChatError::AccessToken(Box::new(err))),

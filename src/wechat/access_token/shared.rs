@@ -8,8 +8,8 @@ use rand::Rng;
 use redis::Script;
 
 use super::{
-    AccessToken, DAY_SECS, FORCE_REFRESH_PER_DAY, FORCE_REFRESH_SPACING_SECS, Grant, cache_for,
-    fetch_replacing, within_wait_limit,
+    AccessToken, DAY_SECS, FORCE_REFRESH_PER_DAY, FORCE_REFRESH_SPACING_SECS, Grant, HandedOut,
+    cache_for, fetch_replacing, within_wait_limit,
 };
 use crate::redis_conn::Redis;
 use crate::wechat::client::WeChatClient;
@@ -53,10 +53,33 @@ impl SharedAccessTokens {
     /// A token other than `rejected` (any token, when `None`), from Redis or, by this
     /// replica holding the lock, from WeChat.
     pub async fn obtain(&self, rejected: Option<&AccessToken>) -> Result<AccessToken, WeChatError> {
+        Ok(self.obtain_reporting(rejected).await?.0)
+    }
+
+    /// As [`SharedAccessTokens::obtain`], with how long Redis keeps it and whether this
+    /// call fetched it.
+    pub async fn hand_out(&self, rejected: Option<&AccessToken>) -> Result<HandedOut, WeChatError> {
+        let (token, refreshed) = self.obtain_reporting(rejected).await?;
+        let left_ms: i64 = self
+            .redis
+            .query(redis::cmd("PTTL").arg(&self.token_key))
+            .await
+            .map_err(WeChatError::TokenStore)?;
+        Ok(HandedOut {
+            token,
+            expires_in: u64::try_from(left_ms / 1000).unwrap_or(0),
+            refreshed,
+        })
+    }
+
+    async fn obtain_reporting(
+        &self,
+        rejected: Option<&AccessToken>,
+    ) -> Result<(AccessToken, bool), WeChatError> {
         within_wait_limit(self.wait_limit, async {
             loop {
                 if let Some(token) = self.read().await?.filter(|t| Some(t) != rejected) {
-                    return Ok(token);
+                    return Ok((token, false));
                 }
                 let owner = format!("{:016x}", rand::rng().next_u64());
                 if self.try_lock(&owner).await? {
@@ -77,13 +100,13 @@ impl SharedAccessTokens {
     async fn refresh_locked(
         &self,
         rejected: Option<&AccessToken>,
-    ) -> Result<AccessToken, WeChatError> {
+    ) -> Result<(AccessToken, bool), WeChatError> {
         // The replica before us may have written a token while we waited for the lock.
         if let Some(token) = self.read().await?.filter(|t| Some(t) != rejected) {
-            return Ok(token);
+            return Ok((token, false));
         }
         let grant = fetch_replacing(&self.wechat, rejected, async || {
-            self.allow_forced_refresh().await
+            self.wait_for_forced_refresh().await
         })
         .await?;
         self.write(&grant).await?;
@@ -91,7 +114,7 @@ impl SharedAccessTokens {
             expires_in = grant.expires_in,
             "fetched a new access_token for all replicas"
         );
-        Ok(grant.token)
+        Ok((grant.token, true))
     }
 
     async fn read(&self) -> Result<Option<AccessToken>, WeChatError> {
@@ -133,9 +156,9 @@ impl SharedAccessTokens {
         Ok(set.is_some())
     }
 
-    /// Counts a forced refresh for the whole app, if WeChat's limits (20 a day, 30 s apart)
-    /// allow one now.
-    async fn allow_forced_refresh(&self) -> Result<bool, WeChatError> {
+    /// Counts a forced refresh for the whole app and answers `None`, if WeChat's limits (20
+    /// a day, 30 s apart) allow one now; else the seconds until they will.
+    async fn wait_for_forced_refresh(&self) -> Result<Option<u64>, WeChatError> {
         let spaced: Option<String> = self
             .redis
             .write(
@@ -149,7 +172,7 @@ impl SharedAccessTokens {
             .await
             .map_err(WeChatError::TokenStore)?;
         if spaced.is_none() {
-            return Ok(false);
+            return self.seconds_left(&self.force_spacing_key).await.map(Some);
         }
         let count: i64 = self
             .redis
@@ -166,7 +189,20 @@ impl SharedAccessTokens {
                 .await
                 .map_err(WeChatError::TokenStore)?;
         }
-        Ok(count <= i64::from(FORCE_REFRESH_PER_DAY))
+        if count <= i64::from(FORCE_REFRESH_PER_DAY) {
+            return Ok(None);
+        }
+        self.seconds_left(&self.force_count_key).await.map(Some)
+    }
+
+    /// How long until `key` expires, at least a second.
+    async fn seconds_left(&self, key: &str) -> Result<u64, WeChatError> {
+        let ttl: i64 = self
+            .redis
+            .query(redis::cmd("TTL").arg(key))
+            .await
+            .map_err(WeChatError::TokenStore)?;
+        Ok(u64::try_from(ttl).unwrap_or(0).max(1))
     }
 }
 
