@@ -60,6 +60,19 @@ async fn closed_by_server(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&received).into_owned()
 }
 
+/// Lets WeChat answer the held `logins`, each of which must then succeed: the busy
+/// connections were not disturbed.
+async fn served_once_released<const N: usize>(
+    wechat: &HeldWeChat,
+    logins: [tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>; N],
+) {
+    wechat.release(N);
+    for login in logins {
+        let reply = login.await.expect("join").expect("answered");
+        assert_eq!(reply.status(), 200, "a held login was disturbed");
+    }
+}
+
 /// A keep-alive connection that has had one `/healthz` answered.
 async fn kept_alive(addr: &str) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
@@ -175,15 +188,7 @@ async fn at_the_cap_with_every_connection_busy_a_new_one_is_refused_until_one_is
         "refused, unanswered"
     );
 
-    wechat.release(2);
-    for login in [first, second] {
-        let reply = login.await.expect("join").expect("answered");
-        assert_eq!(
-            reply.status(),
-            200,
-            "the busy connections were not disturbed"
-        );
-    }
+    served_once_released(&wechat, [first, second]).await;
 }
 
 /// A connection to `addr` from the loopback address `from` (all of 127/8 is this host).
@@ -241,11 +246,7 @@ async fn one_address_holds_at_most_its_share_of_the_connections_and_others_still
     assert!(still_served(&mut newer).await);
     assert!(still_served(&mut third).await);
 
-    wechat.release(2);
-    for login in [first, second] {
-        let reply = login.await.expect("join").expect("answered");
-        assert_eq!(reply.status(), 200, "the greedy address's own were served");
-    }
+    served_once_released(&wechat, [first, second]).await;
 }
 
 #[tokio::test]
@@ -291,11 +292,7 @@ async fn behind_a_trusted_proxy_each_forwarded_client_holds_at_most_its_share_of
         );
     }
 
-    wechat.release(2);
-    for login in [first, second] {
-        let reply = login.await.expect("join").expect("answered");
-        assert_eq!(reply.status(), 200);
-    }
+    served_once_released(&wechat, [first, second]).await;
 }
 
 #[tokio::test]

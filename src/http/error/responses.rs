@@ -292,28 +292,26 @@ fn no_token_for_backend() -> Vec<ApiError> {
     ]
 }
 
+/// What any backend route can answer before it looks for the token.
+fn backend_route_refusals() -> Vec<ApiError> {
+    vec![
+        ApiError::BackendUnauthorized,
+        // The backend routes are off, or served on a listener of their own.
+        ApiError::NotFound,
+        ApiError::UnknownApp { named: true },
+    ]
+}
+
 error_set!(
     /// What `GET /apps/{app}/access_token` can answer besides its 200.
-    AccessTokenErrors = all([
-        vec![
-            ApiError::BackendUnauthorized,
-            // The backend routes are off, or served on a listener of their own.
-            ApiError::NotFound,
-            ApiError::UnknownApp { named: true },
-        ],
-        no_token_for_backend(),
-    ])
+    AccessTokenErrors = all([backend_route_refusals(), no_token_for_backend()])
 );
 
 error_set!(
     /// What reporting a rejected access_token can answer besides its 200 and
     /// [`BodyErrors`].
     RefreshErrors = all([
-        vec![
-            ApiError::BackendUnauthorized,
-            ApiError::NotFound,
-            ApiError::UnknownApp { named: true },
-        ],
+        backend_route_refusals(),
         bad_bodies(),
         no_token_for_backend(),
     ])
