@@ -24,6 +24,7 @@ mod nginx;
 mod open_data;
 mod openapi;
 mod rate_limit;
+mod readme;
 mod redis_cluster;
 mod redis_failover;
 mod redis_server;
