@@ -17,7 +17,7 @@ use crate::domain::{AppName, ConfiguredApp, Credentials, DEFAULT_APP};
 const APP_PREFIX: &str = "WXLOGIN_APP_";
 
 /// An app as a config file may declare it. A secret there is refused, not ignored.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawApp {
     appid: Option<String>,
@@ -151,7 +151,8 @@ fn production_apps(
                 var(&name, "SECRET_FILE"),
             )
         };
-        let secret = super::resolve_secret(app.secret, app.secret_file, &secret_var, &file_var)?;
+        let secret =
+            super::values::resolve_secret(app.secret, app.secret_file, &secret_var, &file_var)?;
         let appid = app.appid.filter(|a| !a.trim().is_empty());
         let (appid, secret) = match (appid, secret) {
             (Some(appid), Some(secret)) => (appid, secret),
@@ -285,4 +286,216 @@ pub fn describe(apps: &[ConfiguredApp]) -> String {
         .map(|app| format!("{}={}", app.name, app.credentials.appid))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use crate::config::testing::{load, temp_file};
+    use crate::config::{ConfigError, DEV_APPID, Mode, Settings, describe_apps};
+
+    #[test]
+    fn an_app_named_like_another_apps_appid_is_refused_naming_both() {
+        let err = load(&[
+            ("WXLOGIN_APP_WXAAAAAAAAAAAAAAA1_APPID", "wxaaaaaaaaaaaaaaa4"),
+            (
+                "WXLOGIN_APP_WXAAAAAAAAAAAAAAA1_SECRET",
+                "first-secret-value",
+            ),
+            ("WXLOGIN_APP_SHOP_APPID", "wxaaaaaaaaaaaaaaa1"),
+            ("WXLOGIN_APP_SHOP_SECRET", "second-secret-value"),
+        ])
+        .expect_err("/apps/wxaaaaaaaaaaaaaaa1/ could mean either app");
+        let err = err.to_string();
+        assert!(err.contains("wxaaaaaaaaaaaaaaa1"), "{err}");
+        assert!(err.contains("shop"), "{err}");
+        assert!(!err.contains("secret-value"), "{err}");
+    }
+
+    #[test]
+    fn apps_come_from_a_file_and_the_environment_with_secrets_from_the_environment_only() {
+        let (dir, path) = temp_file(
+            "apps.toml",
+            "[apps.shop]\nappid = \"wx_shop\"\n[apps.club]\nappid = \"wx_club_file\"\n",
+        );
+        let (secret_dir, secret_file) = temp_file("shop-secret", "shop-secret\n");
+        let s = load(&[
+            ("WXLOGIN_CONFIG", path.to_str().expect("utf-8")),
+            (
+                "WXLOGIN_APP_SHOP_SECRET_FILE",
+                secret_file.to_str().expect("utf-8"),
+            ),
+            ("WXLOGIN_APP_CLUB_APPID", "wx_club"),
+            ("WXLOGIN_APP_CLUB_SECRET", "club-secret"),
+            ("WXLOGIN_APP_MINI_GAME_APPID", "wx_game"),
+            ("WXLOGIN_APP_MINI_GAME_SECRET", "game-secret"),
+        ])
+        .expect("settings");
+        let apps: Vec<(&str, &str, &str)> = s
+            .wechat
+            .apps
+            .iter()
+            .map(|a| {
+                (
+                    a.name.as_ref(),
+                    a.credentials.appid.as_str(),
+                    a.credentials.secret.expose_secret(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            apps,
+            [
+                ("club", "wx_club", "club-secret"),
+                ("mini_game", "wx_game", "game-secret"),
+                ("shop", "wx_shop", "shop-secret"),
+            ],
+            "the environment overrides the file's appid; names in order"
+        );
+        assert!(s.unknown.is_empty(), "{:?}", s.unknown);
+        assert_eq!(
+            describe_apps(&s.wechat.apps),
+            "club=wx_club, mini_game=wx_game, shop=wx_shop"
+        );
+        assert!(!format!("{s:?}").contains("club-secret"));
+        std::fs::remove_dir_all(&dir).ok();
+        std::fs::remove_dir_all(&secret_dir).ok();
+    }
+
+    #[test]
+    fn start_up_names_the_app_and_the_variable_when_an_app_is_declared_wrong() {
+        let (dir, with_secret) = temp_file(
+            "secret-in-file.toml",
+            "[apps.shop]\nappid = \"wx1\"\nsecret = \"oops\"\n",
+        );
+        for (vars, says) in [
+            (
+                vec![("WXLOGIN_APP_SHOP_APPID", "wx1")],
+                vec!["shop", "WXLOGIN_APP_SHOP_SECRET"],
+            ),
+            (
+                vec![("WXLOGIN_APP_SHOP_SECRET", "s")],
+                vec!["shop", "WXLOGIN_APP_SHOP_APPID"],
+            ),
+            (
+                vec![
+                    ("WXLOGIN_APP_SHOP_APPID", "wx1"),
+                    ("WXLOGIN_APP_SHOP_SECRET", "s"),
+                    ("WXLOGIN_APP_CLUB_APPID", "wx1"),
+                    ("WXLOGIN_APP_CLUB_SECRET", "t"),
+                ],
+                vec!["shop", "club", "wx1"],
+            ),
+            (
+                vec![("WXLOGIN_APP_SHOP-1_APPID", "wx1")],
+                vec!["WXLOGIN_APP_SHOP-1_APPID", "[a-z0-9_]"],
+            ),
+            (
+                vec![("WXLOGIN_APP_SHOP_APP_ID", "wx1")],
+                vec!["WXLOGIN_APP_SHOP_APP_ID"],
+            ),
+            (
+                vec![("WXLOGIN_CONFIG", with_secret.to_str().expect("utf-8"))],
+                vec!["shop", "config file", "WXLOGIN_APP_SHOP_SECRET"],
+            ),
+            (
+                vec![
+                    ("WXLOGIN_APPID", "wx1"),
+                    ("WXLOGIN_SECRET", "s"),
+                    ("WXLOGIN_APP_DEFAULT_APPID", "wx2"),
+                    ("WXLOGIN_APP_DEFAULT_SECRET", "t"),
+                ],
+                vec!["default", "twice"],
+            ),
+            (
+                vec![
+                    ("WXLOGIN_APP_SHOP_APPID", "wx1"),
+                    ("WXLOGIN_APP_SHOP_SECRET", "s"),
+                    ("WXLOGIN_APP_SHOP_SECRET_FILE", "/run/secrets/shop"),
+                ],
+                vec!["WXLOGIN_APP_SHOP_SECRET", "WXLOGIN_APP_SHOP_SECRET_FILE"],
+            ),
+            (vec![], vec!["WXLOGIN_APPID", "WXLOGIN_SECRET"]),
+        ] {
+            let err = load(&vars).expect_err("start-up must fail").to_string();
+            for word in says {
+                assert!(err.contains(word), "{vars:?}: {err}");
+            }
+            assert!(!err.contains("oops"), "no secret in the message: {err}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn development_mode_makes_up_a_secret_for_every_declared_app() {
+        let s = Settings::load(
+            [
+                ("WXLOGIN_APP_SHOP_APPID", "wx_shop"),
+                ("WXLOGIN_APP_CLUB_APPID", "wx_club"),
+            ],
+            Mode::Development,
+        )
+        .expect("settings");
+        let appids: Vec<&str> = s
+            .wechat
+            .apps
+            .iter()
+            .map(|a| a.credentials.appid.as_str())
+            .collect();
+        assert_eq!(appids, ["wx_club", "wx_shop"]);
+        let secrets: Vec<&str> = s
+            .wechat
+            .apps
+            .iter()
+            .map(|a| a.credentials.secret.expose_secret())
+            .collect();
+        assert_ne!(secrets[0], secrets[1]);
+    }
+
+    #[test]
+    fn missing_credentials_name_every_missing_variable() {
+        let err = load(&[]).expect_err("must fail").to_string();
+        assert!(err.contains("WXLOGIN_APPID"), "{err}");
+        assert!(err.contains("WXLOGIN_SECRET"), "{err}");
+
+        let err =
+            load(&[("WXLOGIN_APPID", "wx1"), ("WXLOGIN_SECRET", "  ")]).expect_err("must fail");
+        assert!(err.to_string().contains("WXLOGIN_SECRET"), "{err}");
+        assert!(!err.to_string().contains("WXLOGIN_APPID"), "{err}");
+    }
+
+    #[test]
+    fn development_mode_needs_no_credentials() {
+        let s =
+            Settings::load(Vec::<(String, String)>::new(), Mode::Development).expect("settings");
+        assert_eq!(s.wechat.apps[0].credentials.appid, DEV_APPID);
+    }
+
+    #[test]
+    fn secret_file_is_read_and_its_trailing_newline_dropped() {
+        let (dir, path) = temp_file("secret", "from-file\n");
+        let path_str = path.to_str().expect("utf-8 path");
+
+        let s =
+            load(&[("WXLOGIN_APPID", "wx1"), ("WXLOGIN_SECRET_FILE", path_str)]).expect("settings");
+        assert_eq!(
+            s.wechat.apps[0].credentials.secret.expose_secret(),
+            "from-file"
+        );
+
+        let both = load(&[
+            ("WXLOGIN_APPID", "wx1"),
+            ("WXLOGIN_SECRET", "x"),
+            ("WXLOGIN_SECRET_FILE", path_str),
+        ]);
+        assert!(matches!(both, Err(ConfigError::ConflictingSecret { .. })));
+
+        let missing = load(&[
+            ("WXLOGIN_APPID", "wx1"),
+            ("WXLOGIN_SECRET_FILE", "/nonexistent/wxlogin"),
+        ]);
+        assert!(matches!(missing, Err(ConfigError::SecretFile { .. })));
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

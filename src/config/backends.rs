@@ -34,7 +34,7 @@ pub(super) fn backends(
     } else {
         "WXLOGIN_BACKEND_TOKENS"
     };
-    let Some(list) = super::resolve_secret(
+    let Some(list) = super::values::resolve_secret(
         tokens,
         tokens_file,
         "WXLOGIN_BACKEND_TOKENS",

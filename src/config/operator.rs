@@ -8,7 +8,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{ConfigError, invalid};
+use super::ConfigError;
+use super::values::invalid;
 
 /// Anything shorter is guessable from a log of failed attempts; 32 base64 characters
 /// hold 192 bits.
@@ -68,7 +69,7 @@ pub(super) fn admin(
     } else {
         "WXLOGIN_ADMIN_TOKEN"
     };
-    let token = super::resolve_secret(
+    let token = super::values::resolve_secret(
         token,
         token_file,
         "WXLOGIN_ADMIN_TOKEN",
@@ -91,8 +92,12 @@ pub(super) fn store_keys(
     key_file: Option<PathBuf>,
     old_keys_file: Option<PathBuf>,
 ) -> Result<StoreKeySettings, ConfigError> {
-    let current =
-        super::resolve_secret(key, key_file, "WXLOGIN_STORE_KEY", "WXLOGIN_STORE_KEY_FILE")?;
+    let current = super::values::resolve_secret(
+        key,
+        key_file,
+        "WXLOGIN_STORE_KEY",
+        "WXLOGIN_STORE_KEY_FILE",
+    )?;
     if let Some(key) = &current
         && !is_key(key.expose_secret())
     {
