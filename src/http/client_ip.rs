@@ -21,7 +21,7 @@ pub fn client_ip(parts: &Parts, trusted_proxies: &[IpNet]) -> IpAddr {
     from_forwarded_for(peer, &parts.headers, trusted_proxies)
 }
 
-pub(super) fn from_forwarded_for(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+pub fn from_forwarded_for(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;

@@ -1,9 +1,9 @@
-//! Everything axum: routes, extractors, and the mapping from errors to responses.
+//! Everything axum: routes, extractors, and the mapping from errors to responses. The
+//! connections the routes are served on are `server`'s.
 
 pub mod admin;
 pub mod backend;
-mod client_ip;
-mod client_share;
+pub mod client_ip;
 mod edge;
 mod error;
 mod extract;
@@ -13,9 +13,7 @@ mod login;
 mod open_data;
 pub mod openapi;
 mod rate_limit;
-mod serve;
 mod session;
-pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +37,6 @@ pub use backend::BackendTokens;
 pub use error::{ApiError, ErrorReport};
 pub use forward_auth::AuthCookie;
 pub use rate_limit::{ClientLimiter, PRUNE_EVERY};
-pub use serve::{MAX_HEADER_BYTES, serve};
 
 use crate::apps::Apps;
 use crate::config::ServerSettings;

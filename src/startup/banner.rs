@@ -3,7 +3,7 @@
 
 use std::io::Write as _;
 
-use super::Application;
+use super::application::Application;
 use crate::domain::{AppName, Credentials};
 use crate::wechat::emulator::MAGIC_CODES;
 

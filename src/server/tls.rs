@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 use crate::config::TlsSettings;
+use crate::tasks::Tasks;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -53,6 +54,33 @@ impl TlsAcceptor {
     pub async fn accept(&self, stream: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
         self.0.accept(stream).await
     }
+}
+
+/// The acceptor for the certificate `settings` names, with the tasks that read it again on
+/// SIGHUP and when its files change; they run as long as `tasks`.
+pub fn reloading_acceptor(
+    settings: &TlsSettings,
+    tasks: &mut Tasks,
+) -> Result<TlsAcceptor, TlsError> {
+    let certificates = Arc::new(Certificates::load(settings)?);
+    let acceptor = certificates.acceptor()?;
+    tasks.every(
+        settings.reload_check,
+        Arc::clone(&certificates),
+        |certificates| certificates.reload_if_changed(),
+    );
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hangups) => tasks.spawn(async move {
+            while hangups.recv().await.is_some() {
+                certificates.reload();
+            }
+        }),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot listen for SIGHUP; the certificate reloads only when its files change")
+        }
+    }
+    Ok(acceptor)
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {

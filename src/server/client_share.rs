@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use axum::http::HeaderMap;
 use ipnet::IpNet;
 
-use super::client_ip::{from_forwarded_for, rate_limit_key};
+use crate::http::client_ip::{from_forwarded_for, rate_limit_key};
 
 pub(super) struct ClientShare {
     /// Connections per client, or requests in progress per forwarded client, at most.

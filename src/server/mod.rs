@@ -10,9 +10,8 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+
 use std::time::Duration;
 
 use axum::Router;
@@ -24,25 +23,29 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
-use super::client_share::{Claim, ClientShare};
-use super::error::ApiError;
-use super::tls::TlsAcceptor;
 use crate::config::ServerSettings;
+use crate::http::ApiError;
 use crate::telemetry::metrics::Metrics;
-use connections::{Connection, Connections, InProgress, Registered};
+use client_share::ClientShare;
+use connections::{Connection, Connections, Registered};
+pub use tls::{TlsAcceptor, TlsError, reloading_acceptor};
+use watched::{AnswerBody, Watched};
 
+mod client_share;
 mod connections;
+mod tls;
+mod watched;
 
 /// What one connection may buffer of a request's head, and so what a header may weigh:
 /// hyper answers a larger one `431`. The smallest hyper allows is 8 KiB.
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// HTTP/2 streams open at once on one connection. Each answer a peer will not read holds
 /// about 4 KiB until the idle deadline closes its connection (BENCHMARKS.md), so this and
 /// the connection cap bound what such peers can hold.
@@ -52,27 +55,41 @@ const MAX_HEADERS: usize = 64;
 /// The longest pause of an accept loop that has run out of file descriptors.
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
+/// How a listener serves its connections.
+#[derive(Clone)]
+pub struct ServeOptions {
+    pub settings: ServerSettings,
+    /// HTTPS, or plain HTTP when `None`.
+    pub tls: Option<TlsAcceptor>,
+    pub metrics: Metrics,
+    /// How long requests in progress at a stop may take to finish.
+    pub drain_timeout: Duration,
+}
+
 /// Serves `app` on `listener` until `stop` completes, then drains: connections with no
-/// request in progress close at once, the others finish theirs within `drain_timeout`.
+/// request in progress close at once, the others finish theirs within the drain timeout.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    settings: &ServerSettings,
-    tls: Option<TlsAcceptor>,
-    metrics: Metrics,
+    options: ServeOptions,
     stop: impl Future<Output = ()>,
-    drain_timeout: Duration,
 ) -> io::Result<()> {
+    let ServeOptions {
+        settings,
+        tls,
+        metrics,
+        drain_timeout,
+    } = options;
     let server = Arc::new(Server {
         app,
         http: http_builder(),
-        settings: settings.clone(),
-        tls,
-        connections: Connections::default(),
         shares: Arc::new(ClientShare::new(
             settings.max_connections_per_client,
             settings.trusted_proxies.clone(),
         )),
+        settings,
+        tls,
+        connections: Connections::default(),
         metrics,
     });
     let (stopping_tx, stopping) = watch::channel(false);
@@ -240,8 +257,8 @@ impl Server {
                 // holds the mark, and hyper drops the body once it is sent.
                 Ok::<_, std::convert::Infallible>(response.map(|body| AnswerBody {
                     body,
-                    _in_progress: in_progress,
-                    _claim: claim.flatten(),
+                    in_progress,
+                    claim: claim.flatten(),
                 }))
             }
         });
@@ -280,100 +297,5 @@ impl Server {
                 }
             }
         }
-    }
-}
-
-/// The connection's transport, reporting the bytes that arrive.
-struct Watched<IO> {
-    io: IO,
-    connection: Arc<Connection>,
-}
-
-impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let read = Pin::new(&mut self.io).poll_read(cx, buf);
-        if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.connection.bytes_arrived();
-        }
-        read
-    }
-}
-
-impl<IO> Watched<IO> {
-    /// Bytes went out: while answers wait to be sent, they are moving.
-    fn report_sent(&self, written: &Poll<io::Result<usize>>) {
-        if matches!(written, Poll::Ready(Ok(n)) if *n > 0) && !self.connection.is_idle() {
-            self.connection.bytes_sent();
-        }
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let written = Pin::new(&mut self.io).poll_write(cx, buf);
-        self.report_sent(&written);
-        written
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        self.report_sent(&written);
-        written
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// An answer's body, which marks its request in progress until hyper has sent it all
-    /// and dropped it.
-    struct AnswerBody {
-        #[pin]
-        body: Body,
-        _in_progress: InProgress,
-        _claim: Option<Claim>,
-    }
-}
-
-impl hyper::body::Body for AnswerBody {
-    type Data = axum::body::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        self.project().body.poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.body.size_hint()
     }
 }
