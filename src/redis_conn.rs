@@ -84,27 +84,39 @@ pub enum StoreError {
 
 impl StoreError {
     fn from_redis(err: RedisError, mode: RedisMode) -> Self {
-        let says = |words: &str| err.to_string().contains(words);
+        use redis::{ErrorKind, ServerErrorKind};
+        // An ERR whose words are all that tells it apart: a node without cluster support,
+        // and a script's write refused by a replica (older Redis wraps READONLY in ERR).
+        let err_says = |words: &str| {
+            err.kind() == ErrorKind::Server(ServerErrorKind::ResponseError)
+                && err.detail().is_some_and(|detail| detail.contains(words))
+        };
         let problem = if err.is_timeout() {
             Unavailable::Timeout
-        } else if mode == RedisMode::Standalone && matches!(err.code(), Some("MOVED" | "ASK")) {
-            Unavailable::IsACluster
-        } else if mode == RedisMode::Cluster && says("cluster support disabled") {
-            Unavailable::NotACluster
-        } else if err.code() == Some("CLUSTERDOWN") {
-            Unavailable::ClusterDown
-        } else if err.code() == Some("OOM") {
-            Unavailable::OutOfMemory
-        } else if err.code() == Some("READONLY") || says("READONLY") {
-            Unavailable::ReadOnly
-        } else if err.is_io_error()
-            || err.is_connection_refusal()
-            || err.is_connection_dropped()
-            || err.is_unrecoverable_error()
-        {
-            Unavailable::Unreachable
         } else {
-            Unavailable::Failing
+            match err.kind() {
+                ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask)
+                    if mode == RedisMode::Standalone =>
+                {
+                    Unavailable::IsACluster
+                }
+                _ if mode == RedisMode::Cluster && err_says("cluster support disabled") => {
+                    Unavailable::NotACluster
+                }
+                ErrorKind::Server(ServerErrorKind::ClusterDown) => Unavailable::ClusterDown,
+                // OOM has no kind of its own in the crate; its code is the server's.
+                _ if err.code() == Some("OOM") => Unavailable::OutOfMemory,
+                ErrorKind::Server(ServerErrorKind::ReadOnly) => Unavailable::ReadOnly,
+                _ if err_says("READONLY") => Unavailable::ReadOnly,
+                _ if err.is_io_error()
+                    || err.is_connection_refusal()
+                    || err.is_connection_dropped()
+                    || err.is_unrecoverable_error() =>
+                {
+                    Unavailable::Unreachable
+                }
+                _ => Unavailable::Failing,
+            }
         };
         Self::Unavailable(problem, Some(err))
     }

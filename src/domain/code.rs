@@ -5,10 +5,6 @@ use std::fmt;
 
 /// The longest one-time code we accept. Real ones are 32 characters (login) or 64 (phone).
 pub const MAX_JS_CODE_LEN: usize = 128;
-/// The one-time code from `wx.login()`: 1 to 128 printable ASCII characters, no spaces.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct JsCode(Box<str>);
-
 /// Why a one-time code (from `wx.login()` or the phone button) was refused before any
 /// WeChat call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -21,11 +17,44 @@ pub enum InvalidCode {
     BadCharacters,
 }
 
-impl JsCode {
-    pub fn parse(raw: Option<&str>) -> Result<Self, InvalidCode> {
-        check_code(raw).map(|code| Self(code.into()))
-    }
+/// A one-time code's type: parsed by the one rule, read with `AsRef<str>`, and redacted in
+/// `Debug` (codes are short-lived credentials: keep them out of logs).
+macro_rules! one_time_code {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash)]
+        pub struct $name(Box<str>);
+
+        impl $name {
+            /// Accepts 1 to 128 printable ASCII characters, no spaces.
+            pub fn parse(raw: Option<&str>) -> Result<Self, InvalidCode> {
+                check_code(raw).map(|code| Self(code.into()))
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($name), "(<redacted>)"))
+            }
+        }
+    };
 }
+
+one_time_code!(
+    /// The one-time code from `wx.login()`: 1 to 128 printable ASCII characters, no spaces.
+    JsCode
+);
+one_time_code!(
+    /// The one-time code from the `getPhoneNumber` button: the same shape as a [`JsCode`],
+    /// but good only for `getuserphonenumber`.
+    PhoneCode
+);
 
 fn check_code(raw: Option<&str>) -> Result<&str, InvalidCode> {
     let raw = raw.unwrap_or_default();
@@ -39,42 +68,6 @@ fn check_code(raw: Option<&str>) -> Result<&str, InvalidCode> {
         return Err(InvalidCode::BadCharacters);
     }
     Ok(raw)
-}
-
-impl AsRef<str> for JsCode {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Codes are short-lived credentials: keep them out of logs.
-impl fmt::Debug for JsCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("JsCode(<redacted>)")
-    }
-}
-
-/// The one-time code from the `getPhoneNumber` button: the same shape as a [`JsCode`],
-/// but good only for `getuserphonenumber`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PhoneCode(Box<str>);
-
-impl PhoneCode {
-    pub fn parse(raw: Option<&str>) -> Result<Self, InvalidCode> {
-        check_code(raw).map(|code| Self(code.into()))
-    }
-}
-
-impl AsRef<str> for PhoneCode {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for PhoneCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PhoneCode(<redacted>)")
-    }
 }
 
 #[cfg(test)]

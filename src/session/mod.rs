@@ -264,7 +264,7 @@ impl SessionStore {
     pub async fn probe(&self) -> Result<(), StoreError> {
         match self {
             Self::Memory(_) => Ok(()),
-            Self::Redis(store) => store.probe().await,
+            Self::Redis(store) => store.redis.probe().await,
         }
     }
 
@@ -273,7 +273,7 @@ impl SessionStore {
     pub fn writable(&self) -> Result<(), StoreError> {
         match self {
             Self::Memory(_) => Ok(()),
-            Self::Redis(store) => store.writable(),
+            Self::Redis(store) => store.redis.writable(),
         }
     }
 
@@ -297,8 +297,8 @@ impl SessionStore {
     /// The current time as this store sees it, for computing `expires_in`.
     pub fn now(&self) -> u64 {
         match self {
-            Self::Memory(store) => store.now(),
-            Self::Redis(store) => store.now(),
+            Self::Memory(store) => store.0.clock.now(),
+            Self::Redis(store) => store.clock.now(),
         }
     }
 }

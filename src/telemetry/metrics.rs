@@ -83,23 +83,49 @@ struct Inner {
     /// Logins that ended "ok", by route.
     ok_logins: RouteCounters,
     /// WeChat calls answered with errcode 0, and their latency, by API and app.
-    answered_calls: RwLock<Vec<AnsweredSeries>>,
+    answered_calls: HandleCache<(&'static str, Box<str>), (Counter, Histogram)>,
 }
 
-/// The handles of one API's successful calls for one app: (api, app), (calls, latency).
-type AnsweredSeries = ((&'static str, Box<str>), (Counter, Histogram));
+/// Series' handles registered on first use and found again by their labels. The
+/// recorder's own lookup builds, hashes and copies a key on every call; the bulk of
+/// requests (the successful ones) skip that here. The labels are small fixed sets: routes
+/// are patterns, apps come from the configuration.
+struct HandleCache<K, V>(RwLock<Vec<(K, V)>>);
 
-/// A route (and app, where the counter has one) and its counter's handle.
-type RouteSeries = (Box<str>, Option<Box<str>>, Counter);
+impl<K, V> Default for HandleCache<K, V> {
+    fn default() -> Self {
+        Self(RwLock::default())
+    }
+}
 
-/// Handles of one counter's series that differ only by route (and app, where it has one),
-/// registered on first use. The recorder's own lookup builds, hashes and copies a key on
-/// every call; successful requests, the bulk of them, skip that here. Routes are patterns
-/// and apps come from the configuration: small fixed sets.
+impl<K, V: Clone> HandleCache<K, V> {
+    /// The handle whose labels `is` accepts, or the one `register` makes (once, however
+    /// many ask at the same time).
+    fn get(&self, is: impl Fn(&K) -> bool, register: impl FnOnce() -> (K, V)) -> V {
+        let find = |entries: &[(K, V)]| {
+            entries
+                .iter()
+                .find(|(labels, _)| is(labels))
+                .map(|(_, handle)| handle.clone())
+        };
+        if let Some(handle) = find(&self.0.read().unwrap_or_else(PoisonError::into_inner)) {
+            return handle;
+        }
+        let mut entries = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(handle) = find(&entries) {
+            return handle;
+        }
+        let (labels, handle) = register();
+        entries.push((labels, handle.clone()));
+        handle
+    }
+}
+
+/// One counter's series that differ only by route (and app, where it has one).
 struct RouteCounters {
     name: &'static str,
     label: Label,
-    by_route: RwLock<Vec<RouteSeries>>,
+    by_route: HandleCache<(Box<str>, Option<Box<str>>), Counter>,
 }
 
 impl RouteCounters {
@@ -107,37 +133,24 @@ impl RouteCounters {
         Self {
             name,
             label: Label::from_static_parts(label.0, label.1),
-            by_route: RwLock::default(),
+            by_route: HandleCache::default(),
         }
     }
 
     fn get(&self, recorder: &PrometheusRecorder, route: &str, app: Option<&str>) -> Counter {
-        let known = |handles: &[RouteSeries]| {
-            handles
-                .iter()
-                .find(|(known, known_app, _)| **known == *route && known_app.as_deref() == app)
-                .map(|(_, _, counter)| counter.clone())
-        };
-        let handles = self.by_route.read().unwrap_or_else(PoisonError::into_inner);
-        if let Some(counter) = known(&handles) {
-            return counter;
-        }
-        drop(handles);
-        let mut handles = self
-            .by_route
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(counter) = known(&handles) {
-            return counter;
-        }
-        let mut labels = vec![Label::new("route", route.to_owned())];
-        if let Some(app) = app {
-            labels.push(Label::new("app", app.to_owned()));
-        }
-        labels.push(self.label.clone());
-        let counter = recorder.register_counter(&Key::from_parts(self.name, labels), &METADATA);
-        handles.push((route.into(), app.map(Into::into), counter.clone()));
-        counter
+        self.by_route.get(
+            |(known, known_app)| **known == *route && known_app.as_deref() == app,
+            || {
+                let mut labels = vec![Label::new("route", route.to_owned())];
+                if let Some(app) = app {
+                    labels.push(Label::new("app", app.to_owned()));
+                }
+                labels.push(self.label.clone());
+                let key = Key::from_parts(self.name, labels);
+                let counter = recorder.register_counter(&key, &METADATA);
+                ((route.into(), app.map(Into::into)), counter)
+            },
+        )
     }
 }
 
@@ -319,23 +332,14 @@ impl Metrics {
 
     /// The series of successful calls to `api` for `app`, registered on first use.
     fn answered_series(&self, api: &'static str, app: &str) -> (Counter, Histogram) {
-        let known = |series: &[AnsweredSeries]| {
-            series
-                .iter()
-                .find(|((known_api, known_app), _)| *known_api == api && **known_app == *app)
-                .map(|(_, handles)| handles.clone())
-        };
-        let calls = &self.0.answered_calls;
-        if let Some(handles) = known(&calls.read().unwrap_or_else(PoisonError::into_inner)) {
-            return handles;
-        }
-        let mut calls = calls.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(handles) = known(&calls) {
-            return handles;
-        }
-        let handles = self.wechat_series(api, app, "answered", SharedString::const_str("0"));
-        calls.push(((api, app.into()), handles.clone()));
-        handles
+        self.0.answered_calls.get(
+            |(known_api, known_app)| *known_api == api && **known_app == *app,
+            || {
+                let handles =
+                    self.wechat_series(api, app, "answered", SharedString::const_str("0"));
+                ((api, app.into()), handles)
+            },
+        )
     }
 
     fn wechat_series(

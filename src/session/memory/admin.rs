@@ -16,7 +16,7 @@ use crate::session::{Block, Session, User, UserId, UserSummary};
 impl MemoryStore {
     pub async fn user(&self, app: &AppName, openid: &OpenId) -> UserSummary {
         let user = user_id(app, openid);
-        let now = self.now();
+        let now = self.0.clock.now();
         let sessions = self.sessions_of(user.clone()).await;
         let live: Vec<&Session> = sessions
             .iter()
@@ -72,7 +72,7 @@ impl MemoryStore {
             .blocks_file
             .as_ref()
             .ok_or(StoreError::BlocksNotDurable)?;
-        let now = self.now();
+        let now = self.0.clock.now();
         let saved = file
             .save_after(|| {
                 let mut blocks = self.0.blocks_mut();
@@ -90,7 +90,7 @@ impl MemoryStore {
         let Some(file) = &self.0.blocks_file else {
             return Ok(false);
         };
-        let now = self.now();
+        let now = self.0.clock.now();
         let mut lifted = false;
         file.save_after(|| {
             let mut blocks = self.0.blocks_mut();

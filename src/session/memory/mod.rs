@@ -29,9 +29,9 @@ use users::UserIndex;
 /// share. Every read also checks `expires_at` against the store's clock, so a session is
 /// never served past its end, whenever moka's housekeeping runs.
 #[derive(Clone)]
-pub struct MemoryStore(Arc<Caches>);
+pub struct MemoryStore(pub(super) Arc<Caches>);
 
-struct Caches {
+pub(super) struct Caches {
     sessions: Cache<ShortTokenHash, Session>,
     /// The user records the live sessions hold, by app and openid; a user leaves it with
     /// their last session.
@@ -41,7 +41,7 @@ struct Caches {
     /// Where the blocks outlive the process; without it, blocks are refused.
     blocks_file: Option<BlocksFile>,
     lifetime: Lifetime,
-    clock: Clock,
+    pub(super) clock: Clock,
 }
 
 /// Expires each session at its own deadline, which a use may move (sliding expiry).
@@ -169,7 +169,7 @@ impl MemoryStore {
     pub fn get(&self, token: &SessionToken) -> Option<Session> {
         let key = token.hash().short();
         let session = self.0.sessions.get(&key)?;
-        let now = self.now();
+        let now = self.0.clock.now();
         if session.expires_at() <= now {
             self.0.sessions.invalidate(&key);
             return None;
@@ -201,15 +201,11 @@ impl MemoryStore {
 
     /// Removes one session; returns whether it was live.
     fn remove(&self, key: ShortTokenHash) -> bool {
-        let now = self.now();
+        let now = self.0.clock.now();
         match self.0.sessions.entry(key).and_compute_with(|_| Op::Remove) {
             CompResult::Removed(entry) => entry.into_value().expires_at() > now,
             _ => false,
         }
-    }
-
-    pub fn now(&self) -> u64 {
-        self.0.clock.now()
     }
 
     /// How many sessions are held, as moka counts them once its pending housekeeping has
@@ -356,7 +352,9 @@ mod tests {
 
         clock.advance(Duration::from_secs(99));
         assert_eq!(
-            store.get(&issued.token).map(|s| s.expires_in(store.now())),
+            store
+                .get(&issued.token)
+                .map(|s| s.expires_in(store.0.clock.now())),
             Some(1)
         );
         clock.advance(Duration::from_secs(1));

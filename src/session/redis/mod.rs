@@ -81,11 +81,11 @@ return 1
 
 #[derive(Clone)]
 pub struct RedisStore {
-    redis: Redis,
+    pub(super) redis: Redis,
     scripts: Arc<Scripts>,
     lifetime: Lifetime,
     sealer: Arc<Sealer>,
-    clock: Clock,
+    pub(super) clock: Clock,
 }
 
 struct Scripts {
@@ -381,20 +381,6 @@ impl RedisStore {
             self.redis.remove::<i64>(&unindex),
         );
         Ok(removed? > 0 && record.deadlines.expires_at > self.clock.now())
-    }
-
-    pub fn now(&self) -> u64 {
-        self.clock.now()
-    }
-
-    /// Whether Redis takes writes now: one small write.
-    pub async fn probe(&self) -> Result<(), StoreError> {
-        self.redis.probe().await
-    }
-
-    /// Whether Redis took the last write (or probe), without asking it again.
-    pub fn writable(&self) -> Result<(), StoreError> {
-        self.redis.writable()
     }
 }
 
