@@ -104,10 +104,7 @@ impl FromRequestParts<AppState> for AdminUser {
             .cloned()
             .ok_or(ApiError::UnknownApp { named: true })?;
         let openid = path_param(parts, "openid").await.unwrap_or_default();
-        let openid = OpenId::parse(&openid).ok_or(ApiError::InvalidInput {
-            kind: "invalid_openid",
-            message: "The openid is not one WeChat issues: 1 to 128 characters of A-Z, a-z, 0-9, _ and -.",
-        })?;
+        let openid = OpenId::parse(&openid).ok_or(ApiError::INVALID_OPENID)?;
         Ok(Self { app, openid })
     }
 }
@@ -120,10 +117,9 @@ impl<S: Send + Sync> FromRequestParts<S> for AdminUnionId {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let raw = path_param(parts, "unionid").await.unwrap_or_default();
-        UnionId::parse(&raw).map(Self).ok_or(ApiError::InvalidInput {
-            kind: "invalid_unionid",
-            message: "The unionid is not one WeChat issues: 1 to 128 characters of A-Z, a-z, 0-9, _ and -.",
-        })
+        UnionId::parse(&raw)
+            .map(Self)
+            .ok_or(ApiError::INVALID_UNIONID)
     }
 }
 
@@ -324,21 +320,12 @@ pub(super) async fn block(
         .until
         .unix_seconds()
         .filter(|&until| until <= LATEST_UNTIL)
-        .ok_or(ApiError::InvalidInput {
-            kind: "invalid_until",
-            message: "until is neither Unix seconds nor an RFC 3339 time such as 2026-12-09T00:00:00+08:00.",
-        })?;
+        .ok_or(ApiError::UNTIL_UNREADABLE)?;
     if until <= sessions.now() {
-        return Err(ApiError::InvalidInput {
-            kind: "invalid_until",
-            message: "until is in the past: a block must end in the future.",
-        });
+        return Err(ApiError::UNTIL_PAST);
     }
     if request.reason.chars().count() > MAX_REASON_CHARS {
-        return Err(ApiError::InvalidInput {
-            kind: "reason_too_long",
-            message: "reason is longer than 200 characters.",
-        });
+        return Err(ApiError::REASON_TOO_LONG);
     }
     let reason = request.reason.trim().to_owned();
     let block = Block {

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::{ADMIN_TOKEN, Requests, TestApp, spawn_app, spawn_app_with};
 use crate::tools;
@@ -281,4 +281,46 @@ async fn each_listener_documents_the_routes_it_serves_and_admin_routes_their_404
         !admin.contains("/openid") && !admin.contains("/healthz"),
         "served on the public listener only: {admin:?}"
     );
+}
+
+/// The document's description of `status` on `method` `path`.
+fn described(doc: &Value, path: &str, method: &str, status: u16) -> String {
+    doc["paths"][path][method]["responses"][status.to_string()]["description"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn every_way_a_block_is_refused_for_its_input_is_documented() {
+    let app = spawn_app_with(&[("WXLOGIN_ADMIN_TOKEN", ADMIN_TOKEN)]).await;
+    let doc = document_at(&app.address).await;
+    let documented = described(&doc, "/admin/apps/{app}/users/{openid}/block", "put", 400);
+    let refusals = [
+        ("oA", json!({ "until": "next tuesday", "reason": "r" })),
+        ("oA", json!({ "until": 1, "reason": "r" })),
+        (
+            "oA",
+            json!({ "until": 4_000_000_000u64, "reason": "r".repeat(201) }),
+        ),
+        ("o%20A", json!({ "until": 4_000_000_000u64, "reason": "r" })),
+    ];
+    for (openid, body) in refusals {
+        let reply = app
+            .admin(
+                reqwest::Method::PUT,
+                &format!("/admin/apps/default/users/{openid}/block"),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(reply.status, 400, "{body}: {}", reply.text);
+        let message = reply.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            documented.contains(&message),
+            "{message:?} is not in the document's 400: {documented}"
+        );
+    }
 }

@@ -259,23 +259,13 @@ fn admin_auth() -> ApiError {
     ApiError::AdminUnauthorized
 }
 
-fn bad_openid() -> ApiError {
-    ApiError::InvalidInput {
-        kind: "invalid_openid",
-        message: "The openid is not one WeChat issues: 1 to 128 characters of A-Z, a-z, 0-9, _ and -.",
-    }
-}
-
 error_set!(
     /// What an admin route that names no user can answer besides its 200.
     AdminErrors = vec![
         admin_auth(),
         // The admin API is off, or served on a listener of its own.
         ApiError::NotFound,
-        ApiError::InvalidInput {
-            kind: "invalid_unionid",
-            message: "The unionid is not one WeChat issues: 1 to 128 characters of A-Z, a-z, 0-9, _ and -.",
-        },
+        ApiError::INVALID_UNIONID,
         store_down(),
     ]
 );
@@ -324,7 +314,7 @@ error_set!(
         // The admin API is off, or served on a listener of its own.
         ApiError::NotFound,
         ApiError::UnknownApp { named: true },
-        bad_openid(),
+        ApiError::INVALID_OPENID,
         store_down(),
     ]
 );
@@ -337,15 +327,10 @@ error_set!(
             // The admin API is off, or served on a listener of its own.
             ApiError::NotFound,
             ApiError::UnknownApp { named: true },
-            bad_openid(),
-            ApiError::InvalidInput {
-                kind: "invalid_until",
-                message: "until is in the past: a block must end in the future.",
-            },
-            ApiError::InvalidInput {
-                kind: "reason_too_long",
-                message: "reason is longer than 200 characters.",
-            },
+            ApiError::INVALID_OPENID,
+            ApiError::UNTIL_UNREADABLE,
+            ApiError::UNTIL_PAST,
+            ApiError::REASON_TOO_LONG,
             store_down(),
             ApiError::BlocksNotDurable,
             blocks_not_saved(),
@@ -361,7 +346,7 @@ error_set!(
         // The admin API is off, or served on a listener of its own.
         ApiError::NotFound,
         ApiError::UnknownApp { named: true },
-        bad_openid(),
+        ApiError::INVALID_OPENID,
         store_down(),
         blocks_not_saved(),
     ]

@@ -5,12 +5,15 @@
 //! error kinds and errcodes, all from small fixed sets.
 
 use std::borrow::Cow;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::{
-    Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder, SharedString, Unit,
-};
+use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder, SharedString};
+mod handles;
+mod help;
+
+use handles::{HandleCache, RouteCounters};
+use help::describe;
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
@@ -84,74 +87,6 @@ struct Inner {
     ok_logins: RouteCounters,
     /// WeChat calls answered with errcode 0, and their latency, by API and app.
     answered_calls: HandleCache<(&'static str, Box<str>), (Counter, Histogram)>,
-}
-
-/// Series' handles registered on first use and found again by their labels. The
-/// recorder's own lookup builds, hashes and copies a key on every call; the bulk of
-/// requests (the successful ones) skip that here. The labels are small fixed sets: routes
-/// are patterns, apps come from the configuration.
-struct HandleCache<K, V>(RwLock<Vec<(K, V)>>);
-
-impl<K, V> Default for HandleCache<K, V> {
-    fn default() -> Self {
-        Self(RwLock::default())
-    }
-}
-
-impl<K, V: Clone> HandleCache<K, V> {
-    /// The handle whose labels `is` accepts, or the one `register` makes (once, however
-    /// many ask at the same time).
-    fn get(&self, is: impl Fn(&K) -> bool, register: impl FnOnce() -> (K, V)) -> V {
-        let find = |entries: &[(K, V)]| {
-            entries
-                .iter()
-                .find(|(labels, _)| is(labels))
-                .map(|(_, handle)| handle.clone())
-        };
-        if let Some(handle) = find(&self.0.read().unwrap_or_else(PoisonError::into_inner)) {
-            return handle;
-        }
-        let mut entries = self.0.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(handle) = find(&entries) {
-            return handle;
-        }
-        let (labels, handle) = register();
-        entries.push((labels, handle.clone()));
-        handle
-    }
-}
-
-/// One counter's series that differ only by route (and app, where it has one).
-struct RouteCounters {
-    name: &'static str,
-    label: Label,
-    by_route: HandleCache<(Box<str>, Option<Box<str>>), Counter>,
-}
-
-impl RouteCounters {
-    fn new(name: &'static str, label: (&'static str, &'static str)) -> Self {
-        Self {
-            name,
-            label: Label::from_static_parts(label.0, label.1),
-            by_route: HandleCache::default(),
-        }
-    }
-
-    fn get(&self, recorder: &PrometheusRecorder, route: &str, app: Option<&str>) -> Counter {
-        self.by_route.get(
-            |(known, known_app)| **known == *route && known_app.as_deref() == app,
-            || {
-                let mut labels = vec![Label::new("route", route.to_owned())];
-                if let Some(app) = app {
-                    labels.push(Label::new("app", app.to_owned()));
-                }
-                labels.push(self.label.clone());
-                let key = Key::from_parts(self.name, labels);
-                let counter = recorder.register_counter(&key, &METADATA);
-                ((route.into(), app.map(Into::into)), counter)
-            },
-        )
-    }
 }
 
 impl Default for Metrics {
@@ -381,7 +316,6 @@ impl Metrics {
         self.counter(LOGINS_ABANDONED, vec![]).increment(1);
     }
 
-    /// The log writer's count of lines it dropped because its queue was full, as of now.
     /// Sealed session_keys that no configured store key opened, since start.
     pub fn store_key_mismatches(&self, total: u64) {
         self.0
@@ -390,6 +324,7 @@ impl Metrics {
             .absolute(total);
     }
 
+    /// The log writer's count of lines it dropped because its queue was full, as of now.
     pub fn log_lines_dropped(&self, total: u64) {
         self.0
             .recorder
@@ -397,7 +332,6 @@ impl Metrics {
             .absolute(total);
     }
 
-    /// A new connection was closed at once: as many as allowed were open, all busy.
     /// A connection (or, behind a proxy, a request) refused at once, for `reason` (one of
     /// [`REFUSAL_REASONS`]).
     pub fn connection_refused(&self, reason: &'static str) {
@@ -465,85 +399,6 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.decrement(1.0);
     }
-}
-
-fn describe(recorder: &PrometheusRecorder) {
-    let counters = [
-        (
-            LOGINS,
-            "Login requests, by route and outcome (ok, or the error kind answered).",
-        ),
-        (
-            HTTP_REQUESTS,
-            "HTTP requests answered, by route pattern and status.",
-        ),
-        (
-            WECHAT_CALLS,
-            "WeChat API calls, by API, outcome (answered, timeout, unreachable, bad_status, malformed) and errcode (0 on success; empty when WeChat gave no answer).",
-        ),
-        (
-            WECHAT_SHED,
-            "WeChat calls not made because the concurrency cap was reached (the request got 503 overloaded).",
-        ),
-        (
-            COALESCED,
-            "Login requests that shared the WeChat call of a concurrent request with the same code.",
-        ),
-        (
-            TOKEN_REFRESHES,
-            "access_tokens fetched from WeChat, by kind (normal, forced).",
-        ),
-        (
-            RATE_LIMITED,
-            "Requests refused by the per-client-IP rate limit, by route.",
-        ),
-        (
-            SESSIONS_EVICTED,
-            "Sessions the memory store let go, by cause (expired, size: the store was full, explicit: a logout).",
-        ),
-        (
-            LOGINS_ABANDONED,
-            "Logins whose WeChat call succeeded after every request waiting for it had gone away: the code was spent, no session was handed out.",
-        ),
-        (
-            CONNECTIONS_REFUSED,
-            "Connections closed as soon as accepted, by reason: full (WXLOGIN_MAX_CONNECTIONS were open, every one busy), client_share (the address's WXLOGIN_MAX_CONNECTIONS_PER_CLIENT were open, every one busy); and client_requests: requests behind a trusted proxy answered 429 because their forwarded address had its share in progress.",
-        ),
-        (
-            BACKEND_REQUESTS,
-            "Requests of the team's other backends for an app's access_token, by backend, app, route (access_token, refresh) and outcome (ok, refreshed: this report made wxlogin fetch a new token, error).",
-        ),
-        (
-            STORE_KEY_MISMATCHES,
-            "Sealed session_keys in Redis that no configured store key opens (WXLOGIN_STORE_KEY_FILE, WXLOGIN_STORE_OLD_KEYS_FILE): an operator's error; /readyz names the key id.",
-        ),
-        (
-            ADMIN_ACTIONS,
-            "Admin API actions, by action (lookup_user, revoke_user, revoke_unionid, block, unblock).",
-        ),
-        (
-            LOG_LINES_DROPPED,
-            "Log lines dropped because the log writer's queue was full (stderr did not keep up).",
-        ),
-    ];
-    for (name, help) in counters {
-        recorder.describe_counter(name.into(), None, help.into());
-    }
-    recorder.describe_gauge(
-        IN_FLIGHT.into(),
-        None,
-        "HTTP requests being served now.".into(),
-    );
-    recorder.describe_gauge(
-        LIVE_SESSIONS.into(),
-        None,
-        "Sessions held by this process's memory store (absent with the Redis store: count wxlogin:session:* keys there).".into(),
-    );
-    recorder.describe_histogram(
-        WECHAT_LATENCY.into(),
-        Some(Unit::Seconds),
-        "Time taken by one WeChat API call, by API.".into(),
-    );
 }
 
 #[cfg(test)]
