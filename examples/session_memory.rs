@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use wxlogin::clock::Clock;
 use wxlogin::config::{SessionSettings, StoreSettings};
 use wxlogin::domain::{AppName, OpenId, SessionKey, UnionId, WxSession};
-use wxlogin::session::{MemoryStore, SessionToken};
+use wxlogin::session::{MemoryStore, SessionToken, UserId};
 use wxlogin::telemetry::metrics::Metrics;
 
 /// The service's own allocator (see `src/main.rs`), so that the bytes counted are the ones
@@ -81,9 +81,12 @@ fn store(n: u64, users: u64, idle: Option<Duration>) {
     let per_session = (rss_bytes() - before) as f64 / live as f64;
     let lookup = time_lookups(&sampled, |token| store.get(token).is_some());
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    let openid = OpenId::parse(&format!("o{:0>27}", 0)).expect("an openid");
+    let user = UserId {
+        app: app.clone(),
+        openid: OpenId::parse(&format!("o{:0>27}", 0)).expect("an openid"),
+    };
     let started = Instant::now();
-    let revoked = runtime.block_on(store.revoke_user(&app, &openid));
+    let revoked = runtime.block_on(store.revoke_user(&user));
     let revocation = started.elapsed();
     println!(
         "store{}: {live} sessions of {users} users, {per_session:.0} B of RSS per session, \

@@ -23,9 +23,9 @@ use super::error::responses::{
     AdminErrors, AdminUserErrors, BlockErrors, BodyErrors, UnblockErrors,
 };
 use super::extract::{JsonBody, JsonShape};
-use crate::apps::{App, Apps};
+use crate::apps::Apps;
 use crate::domain::{OpenId, UnionId};
-use crate::session::{Block, SessionStore};
+use crate::session::{Block, SessionStore, UserId};
 use crate::telemetry::metrics::Metrics;
 
 /// The longest reason a block may give: it is for operators, in logs and this API.
@@ -87,10 +87,7 @@ async fn require_admin(
 }
 
 /// The `{app}` and `{openid}` of a user route: `404 unknown_app`, `400 invalid_openid`.
-pub struct AdminUser {
-    app: Arc<App>,
-    openid: OpenId,
-}
+pub struct AdminUser(UserId);
 
 impl FromRequestParts<AppState> for AdminUser {
     type Rejection = ApiError;
@@ -101,11 +98,11 @@ impl FromRequestParts<AppState> for AdminUser {
     ) -> Result<Self, Self::Rejection> {
         let app = path_param(parts, "app").await.unwrap_or_default();
         let app = Apps::find(&state.apps, &app)
-            .cloned()
+            .map(|app| app.name().clone())
             .ok_or(ApiError::UnknownApp { named: true })?;
         let openid = path_param(parts, "openid").await.unwrap_or_default();
         let openid = OpenId::parse(&openid).ok_or(ApiError::INVALID_OPENID)?;
-        Ok(Self { app, openid })
+        Ok(Self(UserId { app, openid }))
     }
 }
 
@@ -180,10 +177,10 @@ pub(super) async fn user(
     State(metrics): State<Metrics>,
     target: AdminUser,
 ) -> Result<Json<UserAnswer>, ApiError> {
-    let found = sessions.user(target.app.name(), &target.openid).await?;
+    let found = sessions.user(&target.0).await?;
     audit(&metrics, "lookup_user", &target, found.sessions);
     Ok(Json(UserAnswer {
-        openid: target.openid.as_ref().to_owned(),
+        openid: target.0.openid.as_ref().to_owned(),
         unionid: found.unionid,
         sessions: found.sessions,
         blocked_until: found.block.as_ref().map(|block| block.until),
@@ -205,9 +202,7 @@ pub(super) async fn revoke_user(
     State(metrics): State<Metrics>,
     target: AdminUser,
 ) -> Result<Json<Revoked>, ApiError> {
-    let revoked = sessions
-        .revoke_user(target.app.name(), &target.openid)
-        .await?;
+    let revoked = sessions.revoke_user(&target.0).await?;
     audit(&metrics, "revoke_user", &target, revoked);
     Ok(Json(Revoked { revoked }))
 }
@@ -332,14 +327,12 @@ pub(super) async fn block(
         until,
         reason: reason.clone(),
     };
-    let revoked = sessions
-        .block(target.app.name(), &target.openid, block)
-        .await?;
+    let revoked = sessions.block(&target.0, block).await?;
     metrics.admin_action("block");
     tracing::info!(
         action = "block",
-        app = target.app.name().as_ref(),
-        openid = target.openid.as_ref(),
+        app = target.0.app.as_ref(),
+        openid = target.0.openid.as_ref(),
         count = revoked,
         until,
         reason,
@@ -369,7 +362,7 @@ pub(super) async fn unblock(
     State(metrics): State<Metrics>,
     target: AdminUser,
 ) -> Result<Json<Unblocked>, ApiError> {
-    let unblocked = sessions.unblock(target.app.name(), &target.openid).await?;
+    let unblocked = sessions.unblock(&target.0).await?;
     audit(&metrics, "unblock", &target, u64::from(unblocked));
     Ok(Json(Unblocked { unblocked }))
 }
@@ -379,8 +372,8 @@ fn audit(metrics: &Metrics, action: &'static str, target: &AdminUser, count: u64
     metrics.admin_action(action);
     tracing::info!(
         action,
-        app = target.app.name().as_ref(),
-        openid = target.openid.as_ref(),
+        app = target.0.app.as_ref(),
+        openid = target.0.openid.as_ref(),
         count,
         "admin action"
     );

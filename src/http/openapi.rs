@@ -92,40 +92,28 @@ pub fn document(listener: Listener) -> String {
 )]
 pub struct ApiDoc;
 
-/// Declares the `bearer` scheme that the session routes name in their `security`, and the
-/// `admin` one of the admin routes.
+/// Declares the `bearer` scheme that the session routes name in their `security`, the
+/// `backend` one of the backend routes and the `admin` one of the admin routes.
 struct BearerScheme;
 
 impl Modify for BearerScheme {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("The session token from a login."))
-                    .build(),
+        let schemes = [
+            ("bearer", "The session token from a login."),
+            (
+                "backend",
+                "A backend's token (WXLOGIN_BACKEND_TOKENS_FILE).",
             ),
-        );
-        components.add_security_scheme(
-            "backend",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("A backend's token (WXLOGIN_BACKEND_TOKENS_FILE)."))
-                    .build(),
-            ),
-        );
-        components.add_security_scheme(
-            "admin",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("The admin token (WXLOGIN_ADMIN_TOKEN_FILE)."))
-                    .build(),
-            ),
-        );
+            ("admin", "The admin token (WXLOGIN_ADMIN_TOKEN_FILE)."),
+        ];
+        for (name, description) in schemes {
+            let scheme = HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(description))
+                .build();
+            components.add_security_scheme(name, SecurityScheme::Http(scheme));
+        }
     }
 }
 

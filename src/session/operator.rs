@@ -3,8 +3,8 @@
 //! while. Every replica sees it at once: Redis is shared, and the memory store has no
 //! other replica.
 
-use super::SessionStore;
-use crate::domain::{AppName, OpenId, UnionId};
+use super::{SessionStore, UserId};
+use crate::domain::UnionId;
 use crate::redis_conn::StoreError;
 
 /// An operator's block on a user's logins.
@@ -26,18 +26,18 @@ pub struct UserSummary {
 }
 
 impl SessionStore {
-    pub async fn user(&self, app: &AppName, openid: &OpenId) -> Result<UserSummary, StoreError> {
+    pub async fn user(&self, user: &UserId) -> Result<UserSummary, StoreError> {
         match self {
-            Self::Memory(store) => Ok(store.user(app, openid).await),
-            Self::Redis(store) => store.user(app, openid).await,
+            Self::Memory(store) => Ok(store.user(user).await),
+            Self::Redis(store) => store.user(user).await,
         }
     }
 
-    /// Ends every session of the user in `app`; returns how many were live.
-    pub async fn revoke_user(&self, app: &AppName, openid: &OpenId) -> Result<u64, StoreError> {
+    /// Ends every session of the user; returns how many were live.
+    pub async fn revoke_user(&self, user: &UserId) -> Result<u64, StoreError> {
         match self {
-            Self::Memory(store) => Ok(store.revoke_user(app, openid).await),
-            Self::Redis(store) => store.revoke_user(app, openid).await,
+            Self::Memory(store) => Ok(store.revoke_user(user).await),
+            Self::Redis(store) => store.revoke_user(user).await,
         }
     }
 
@@ -49,25 +49,20 @@ impl SessionStore {
         }
     }
 
-    /// Blocks the user's logins in `app` until `block.until` and ends their sessions;
+    /// Blocks the user's logins in their app until `block.until` and ends their sessions;
     /// returns how many were live. A block set again replaces the one before.
-    pub async fn block(
-        &self,
-        app: &AppName,
-        openid: &OpenId,
-        block: Block,
-    ) -> Result<u64, StoreError> {
+    pub async fn block(&self, user: &UserId, block: Block) -> Result<u64, StoreError> {
         match self {
-            Self::Memory(store) => store.block(app, openid, block).await,
-            Self::Redis(store) => store.block(app, openid, block).await,
+            Self::Memory(store) => store.block(user, block).await,
+            Self::Redis(store) => store.block(user, block).await,
         }
     }
 
     /// Lifts a block; returns whether there was one.
-    pub async fn unblock(&self, app: &AppName, openid: &OpenId) -> Result<bool, StoreError> {
+    pub async fn unblock(&self, user: &UserId) -> Result<bool, StoreError> {
         match self {
-            Self::Memory(store) => store.unblock(app, openid).await,
-            Self::Redis(store) => store.unblock(app, openid).await,
+            Self::Memory(store) => store.unblock(user).await,
+            Self::Redis(store) => store.unblock(user).await,
         }
     }
 }

@@ -8,14 +8,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::{Caches, MemoryStore};
-use crate::domain::{AppName, OpenId, UnionId};
+use crate::domain::UnionId;
 use crate::redis_conn::StoreError;
 use crate::session::token::ShortTokenHash;
 use crate::session::{Block, Session, User, UserId, UserSummary};
 
 impl MemoryStore {
-    pub async fn user(&self, app: &AppName, openid: &OpenId) -> UserSummary {
-        let user = user_id(app, openid);
+    pub async fn user(&self, user: &UserId) -> UserSummary {
         let now = self.0.clock.now();
         let sessions = self.sessions_of(user.clone()).await;
         let live: Vec<&Session> = sessions
@@ -33,12 +32,12 @@ impl MemoryStore {
         UserSummary {
             unionid,
             sessions: live.len() as u64,
-            block: self.0.block_of(&user, now),
+            block: self.0.block_of(user, now),
         }
     }
 
-    pub async fn revoke_user(&self, app: &AppName, openid: &OpenId) -> u64 {
-        let found = self.sessions_of(user_id(app, openid)).await;
+    pub async fn revoke_user(&self, user: &UserId) -> u64 {
+        let found = self.sessions_of(user.clone()).await;
         self.remove_all(found)
     }
 
@@ -61,12 +60,7 @@ impl MemoryStore {
     /// Blocks the user and ends their sessions, once the block is in the blocks file. If
     /// the file cannot be written, the block holds in this process all the same (and the
     /// sessions end), and the error says it will not outlive it.
-    pub async fn block(
-        &self,
-        app: &AppName,
-        openid: &OpenId,
-        block: Block,
-    ) -> Result<u64, StoreError> {
+    pub async fn block(&self, user: &UserId, block: Block) -> Result<u64, StoreError> {
         let file = self
             .0
             .blocks_file
@@ -77,16 +71,16 @@ impl MemoryStore {
             .save_after(|| {
                 let mut blocks = self.0.blocks_mut();
                 blocks.retain(|_, block| block.until > now);
-                blocks.insert(user_id(app, openid), block);
+                blocks.insert(user.clone(), block);
                 listed(&blocks)
             })
             .await;
-        let revoked = self.revoke_user(app, openid).await;
+        let revoked = self.revoke_user(user).await;
         saved.map_err(StoreError::BlocksNotSaved)?;
         Ok(revoked)
     }
 
-    pub async fn unblock(&self, app: &AppName, openid: &OpenId) -> Result<bool, StoreError> {
+    pub async fn unblock(&self, user: &UserId) -> Result<bool, StoreError> {
         let Some(file) = &self.0.blocks_file else {
             return Ok(false);
         };
@@ -94,9 +88,7 @@ impl MemoryStore {
         let mut lifted = false;
         file.save_after(|| {
             let mut blocks = self.0.blocks_mut();
-            lifted = blocks
-                .remove(&user_id(app, openid))
-                .is_some_and(|block| block.until > now);
+            lifted = blocks.remove(user).is_some_and(|block| block.until > now);
             listed(&blocks)
         })
         .await
@@ -143,11 +135,4 @@ fn listed(blocks: &HashMap<UserId, Block>) -> Vec<(UserId, Block)> {
         .iter()
         .map(|(user, block)| (user.clone(), block.clone()))
         .collect()
-}
-
-fn user_id(app: &AppName, openid: &OpenId) -> UserId {
-    UserId {
-        app: app.clone(),
-        openid: openid.clone(),
-    }
 }

@@ -498,7 +498,7 @@ mod tests {
         let bystander = issue(&store, &app(), login("oB")).token;
         let openid = OpenId::parse("oA").expect("openid");
 
-        let summary = store.user(&app(), &openid).await;
+        let summary = store.user(&UserId { app: app(), openid }).await;
         assert_eq!(summary.unionid.as_deref(), Some("uA"));
         assert_eq!(summary.sessions, 2);
 

@@ -5,7 +5,7 @@
 use super::RedisStore;
 use crate::domain::{AppName, OpenId, UnionId};
 use crate::redis_conn::StoreError;
-use crate::session::{Block, UserSummary};
+use crate::session::{Block, UserId, UserSummary};
 
 /// The user's unionid, block and indexed sessions. KEYS: the user, the user's sessions,
 /// the block. ARGV: now.
@@ -37,18 +37,18 @@ return sessions
 impl RedisStore {
     /// Two round trips: the user's keys (one script), then whether each indexed session is
     /// still there (an idle one may have expired, or been logged out).
-    pub async fn user(&self, app: &AppName, openid: &OpenId) -> Result<UserSummary, StoreError> {
+    pub async fn user(&self, user: &UserId) -> Result<UserSummary, StoreError> {
         let now = self.clock.now();
-        let user = self.user_keys(app, openid);
+        let keys = self.user_keys(&user.app, &user.openid);
         let mut lookup = self.scripts.user.prepare_invoke();
         lookup
-            .key(&user.record)
-            .key(&user.sessions)
-            .key(&user.block)
+            .key(&keys.record)
+            .key(&keys.sessions)
+            .key(&keys.block)
             .arg(now);
         let (unionid, until, reason, mut sessions): (String, String, String, Vec<String>) =
             self.redis.run_read_script(&lookup).await?;
-        sessions.extend(self.old_sessions(app, openid).await?);
+        sessions.extend(self.old_sessions(&user.app, &user.openid).await?);
         // A pass may have copied some from the old index and not yet taken them out.
         sessions.sort_unstable();
         sessions.dedup();
@@ -68,12 +68,12 @@ impl RedisStore {
         })
     }
 
-    pub async fn revoke_user(&self, app: &AppName, openid: &OpenId) -> Result<u64, StoreError> {
-        let user = self.user_keys(app, openid);
+    pub async fn revoke_user(&self, user: &UserId) -> Result<u64, StoreError> {
+        let keys = self.user_keys(&user.app, &user.openid);
         let mut take = self.scripts.take_sessions.prepare_invoke();
-        take.key(&user.sessions);
+        take.key(&keys.sessions);
         let mut sessions: Vec<String> = self.redis.run_removal_script(&take).await?;
-        sessions.extend(self.take_old_sessions(app, openid).await?);
+        sessions.extend(self.take_old_sessions(&user.app, &user.openid).await?);
         self.delete_sessions(&sessions).await
     }
 
@@ -91,21 +91,16 @@ impl RedisStore {
             let (Some(app), Some(openid)) = (AppName::parse(app), OpenId::parse(openid)) else {
                 continue;
             };
-            revoked += self.revoke_user(&app, &openid).await?;
+            revoked += self.revoke_user(&UserId { app, openid }).await?;
         }
         Ok(revoked)
     }
 
-    pub async fn block(
-        &self,
-        app: &AppName,
-        openid: &OpenId,
-        block: Block,
-    ) -> Result<u64, StoreError> {
-        let user = self.user_keys(app, openid);
+    pub async fn block(&self, user: &UserId, block: Block) -> Result<u64, StoreError> {
+        let keys = self.user_keys(&user.app, &user.openid);
         let mut set = self.scripts.block.prepare_invoke();
-        set.key(&user.block)
-            .key(&user.sessions)
+        set.key(&keys.block)
+            .key(&keys.sessions)
             .arg(block.until)
             .arg(&block.reason)
             .arg(block.until.saturating_sub(self.clock.now()).max(1));
@@ -113,15 +108,15 @@ impl RedisStore {
         // No login writes the old layout any more (but a replica of the previous release
         // during a rolling upgrade, which knows no blocks), so after the block is as good
         // as with it.
-        sessions.extend(self.take_old_sessions(app, openid).await?);
+        sessions.extend(self.take_old_sessions(&user.app, &user.openid).await?);
         self.delete_sessions(&sessions).await
     }
 
-    pub async fn unblock(&self, app: &AppName, openid: &OpenId) -> Result<bool, StoreError> {
-        let user = self.user_keys(app, openid);
+    pub async fn unblock(&self, user: &UserId) -> Result<bool, StoreError> {
+        let keys = self.user_keys(&user.app, &user.openid);
         let removed: i64 = self
             .redis
-            .remove(redis::cmd("DEL").arg(&user.block))
+            .remove(redis::cmd("DEL").arg(&keys.block))
             .await?;
         Ok(removed > 0)
     }
