@@ -12,7 +12,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A login service for WeChat Mini Programs: wx.login() code in, opaque session token out.
 ///
-/// Configured by config/default.toml and WXLOGIN_* environment variables (see the README).
+/// Configured by config/default.toml and WXLOGIN_* environment variables (see docs/configuration.md).
 #[derive(Parser)]
 #[command(version)]
 struct Cli {

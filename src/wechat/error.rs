@@ -132,7 +132,7 @@ impl WeChatError {
     }
 }
 
-/// The errcodes that wxlogin tells apart (the README's error table says what each answers).
+/// The errcodes that wxlogin tells apart (docs/http-api.md's error table says what each answers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrCode {
     /// -1: system busy, worth one retry.

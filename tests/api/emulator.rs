@@ -224,7 +224,7 @@ async fn the_emulators_token_apis_check_body_shape_credentials_and_token() {
 }
 
 /// `wxlogin emulator`: the emulator alone, as front-end teams and the benchmark run it,
-/// with a wxlogin pointed at it as its README line says.
+/// with a wxlogin pointed at it as docs/emulator.md says.
 #[tokio::test]
 async fn the_emulator_subcommand_serves_a_wechat_that_wxlogin_can_log_in_against() {
     use std::io::{BufRead, BufReader};

@@ -1,4 +1,4 @@
-//! wxlogin behind a real nginx, as the README shows it: `auth_request` asks `GET /auth`,
+//! wxlogin behind a real nginx, as docs/production.md shows it: `auth_request` asks `GET /auth`,
 //! and only requests it lets through reach the backend, carrying the user's openid.
 
 use std::io::{BufRead, BufReader};
@@ -69,7 +69,7 @@ impl Drop for Nginx {
     }
 }
 
-/// The README's snippet, in a whole config that needs nothing outside `dir`.
+/// The snippet of docs/production.md, in a whole config that needs nothing outside `dir`.
 fn config(dir: &std::path::Path, port: u16, wxlogin: &str, backend: &str) -> String {
     let dir = dir.display();
     format!(
