@@ -144,9 +144,34 @@ enum Access {
 }
 
 /// A command or a script, as sent.
-enum Sent<'c, 'i> {
-    Command(&'c redis::Cmd),
-    Script(&'c redis::ScriptInvocation<'i>),
+pub enum Sent<'a> {
+    Command(&'a redis::Cmd),
+    Script(&'a redis::ScriptInvocation<'a>),
+}
+
+impl<'a> From<&'a redis::Cmd> for Sent<'a> {
+    fn from(command: &'a redis::Cmd) -> Self {
+        Self::Command(command)
+    }
+}
+
+impl<'a> From<&'a redis::ScriptInvocation<'a>> for Sent<'a> {
+    fn from(invocation: &'a redis::ScriptInvocation<'a>) -> Self {
+        Self::Script(invocation)
+    }
+}
+
+/// What the builders (`redis::cmd(…).arg(…)`, `Script::key`) hand back.
+impl<'a> From<&'a mut redis::Cmd> for Sent<'a> {
+    fn from(command: &'a mut redis::Cmd) -> Self {
+        Self::Command(command)
+    }
+}
+
+impl<'a> From<&'a mut redis::ScriptInvocation<'a>> for Sent<'a> {
+    fn from(invocation: &'a mut redis::ScriptInvocation<'a>) -> Self {
+        Self::Script(invocation)
+    }
 }
 
 /// One pooled, self-reconnecting, multiplexed connection to Redis (to each node of a
@@ -209,45 +234,30 @@ impl Redis {
         format!("{}{name}", self.prefix)
     }
 
-    /// A command that only reads.
-    pub async fn query<T: FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, StoreError> {
-        self.send(Access::Read, Sent::Command(command)).await
-    }
-
-    /// A script that only reads: like [`Redis::query`], its success says nothing about
-    /// whether Redis takes writes (a read-only replica runs it).
-    pub async fn run_read_script<T: FromRedisValue>(
+    /// A command or script that only reads: its success says nothing about whether Redis
+    /// takes writes (a read-only replica runs it).
+    pub async fn query<T: FromRedisValue>(
         &self,
-        invocation: &redis::ScriptInvocation<'_>,
+        sent: impl Into<Sent<'_>>,
     ) -> Result<T, StoreError> {
-        self.send(Access::Read, Sent::Script(invocation)).await
+        self.send(Access::Read, sent.into()).await
     }
 
-    /// A command that writes something new.
-    pub async fn write<T: FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, StoreError> {
-        self.send(Access::Write, Sent::Command(command)).await
-    }
-
-    /// A script, which may write something new.
-    pub async fn run_script<T: FromRedisValue>(
+    /// A command or script that may write something new.
+    pub async fn write<T: FromRedisValue>(
         &self,
-        invocation: &redis::ScriptInvocation<'_>,
+        sent: impl Into<Sent<'_>>,
     ) -> Result<T, StoreError> {
-        self.send(Access::Write, Sent::Script(invocation)).await
+        self.send(Access::Write, sent.into()).await
     }
 
-    /// A command that only removes (DEL, ZREM): Redis takes those even when it is out of
-    /// memory, so its success does not say that Redis takes writes.
-    pub async fn remove<T: FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, StoreError> {
-        self.send(Access::Free, Sent::Command(command)).await
-    }
-
-    /// A script that only removes, as [`Redis::remove`].
-    pub async fn run_removal_script<T: FromRedisValue>(
+    /// A command or script that only removes (DEL, ZREM): Redis takes those even when it
+    /// is out of memory, so its success does not say that Redis takes writes.
+    pub async fn remove<T: FromRedisValue>(
         &self,
-        invocation: &redis::ScriptInvocation<'_>,
+        sent: impl Into<Sent<'_>>,
     ) -> Result<T, StoreError> {
-        self.send(Access::Free, Sent::Script(invocation)).await
+        self.send(Access::Free, sent.into()).await
     }
 
     /// Several commands that only remove, each standing alone, sent at once: on one
@@ -295,7 +305,7 @@ impl Redis {
     async fn send<T: FromRedisValue>(
         &self,
         access: Access,
-        sent: Sent<'_, '_>,
+        sent: Sent<'_>,
     ) -> Result<T, StoreError> {
         let mut connection = self.connection.clone();
         let result = match sent {

@@ -86,10 +86,15 @@ async fn require_admin(
     next.run(request).await
 }
 
-/// The `{app}` and `{openid}` of a user route: `404 unknown_app`, `400 invalid_openid`.
-pub struct AdminUser(UserId);
+/// What an admin route on one user acts with: the store, the metrics its audit counts in,
+/// and the user its `{app}` and `{openid}` name (`404 unknown_app`, `400 invalid_openid`).
+pub struct OnUser {
+    sessions: SessionStore,
+    metrics: Metrics,
+    user: UserId,
+}
 
-impl FromRequestParts<AppState> for AdminUser {
+impl FromRequestParts<AppState> for OnUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -102,7 +107,11 @@ impl FromRequestParts<AppState> for AdminUser {
             .ok_or(ApiError::UnknownApp { named: true })?;
         let openid = path_param(parts, "openid").await.unwrap_or_default();
         let openid = OpenId::parse(&openid).ok_or(ApiError::INVALID_OPENID)?;
-        Ok(Self(UserId { app, openid }))
+        Ok(Self {
+            sessions: state.sessions.clone(),
+            metrics: state.metrics.clone(),
+            user: UserId { app, openid },
+        })
     }
 }
 
@@ -164,23 +173,15 @@ pub struct Revoked {
 }
 
 /// A user's sessions, unionid and block.
-#[utoipa::path(
-    get,
-    path = "/admin/apps/{app}/users/{openid}",
-    tag = "admin",
-    security(("admin" = [])),
+#[utoipa::path(get, path = "/admin/apps/{app}/users/{openid}",
     params(UserPath),
     responses((status = 200, description = "The user.", body = UserAnswer), AdminUserErrors)
 )]
-pub(super) async fn user(
-    State(sessions): State<SessionStore>,
-    State(metrics): State<Metrics>,
-    target: AdminUser,
-) -> Result<Json<UserAnswer>, ApiError> {
-    let found = sessions.user(&target.0).await?;
-    audit(&metrics, "lookup_user", &target, found.sessions);
+pub(super) async fn user(on: OnUser) -> Result<Json<UserAnswer>, ApiError> {
+    let found = on.sessions.user(&on.user).await?;
+    on.audit("lookup_user", found.sessions);
     Ok(Json(UserAnswer {
-        openid: target.0.openid.as_ref().to_owned(),
+        openid: on.user.openid.as_ref().to_owned(),
         unionid: found.unionid,
         sessions: found.sessions,
         blocked_until: found.block.as_ref().map(|block| block.until),
@@ -189,30 +190,18 @@ pub(super) async fn user(
 }
 
 /// Logs the user out of the app everywhere: every session ends, on every replica.
-#[utoipa::path(
-    delete,
-    path = "/admin/apps/{app}/users/{openid}/sessions",
-    tag = "admin",
-    security(("admin" = [])),
+#[utoipa::path(delete, path = "/admin/apps/{app}/users/{openid}/sessions",
     params(UserPath),
     responses((status = 200, description = "How many sessions ended.", body = Revoked), AdminUserErrors)
 )]
-pub(super) async fn revoke_user(
-    State(sessions): State<SessionStore>,
-    State(metrics): State<Metrics>,
-    target: AdminUser,
-) -> Result<Json<Revoked>, ApiError> {
-    let revoked = sessions.revoke_user(&target.0).await?;
-    audit(&metrics, "revoke_user", &target, revoked);
+pub(super) async fn revoke_user(on: OnUser) -> Result<Json<Revoked>, ApiError> {
+    let revoked = on.sessions.revoke_user(&on.user).await?;
+    on.audit("revoke_user", revoked);
     Ok(Json(Revoked { revoked }))
 }
 
 /// Logs the person out of every app of the deployment, by their unionid.
-#[utoipa::path(
-    delete,
-    path = "/admin/unionids/{unionid}/sessions",
-    tag = "admin",
-    security(("admin" = [])),
+#[utoipa::path(delete, path = "/admin/unionids/{unionid}/sessions",
     params(("unionid" = String, Path, description = "The person's unionid.", pattern = r"^[A-Za-z0-9_-]{1,128}$")),
     responses((status = 200, description = "How many sessions ended.", body = Revoked), AdminErrors)
 )]
@@ -296,19 +285,13 @@ impl Until {
 
 /// Blocks the user's logins in the app until then, and ends their sessions. Their logins
 /// answer `403 user_blocked` with the configured public message meanwhile.
-#[utoipa::path(
-    put,
-    path = "/admin/apps/{app}/users/{openid}/block",
-    tag = "admin",
-    security(("admin" = [])),
+#[utoipa::path(put, path = "/admin/apps/{app}/users/{openid}/block",
     params(UserPath),
     request_body = BlockRequest,
     responses((status = 200, description = "Blocked; how many sessions ended.", body = Revoked), BlockErrors, BodyErrors)
 )]
 pub(super) async fn block(
-    State(sessions): State<SessionStore>,
-    State(metrics): State<Metrics>,
-    target: AdminUser,
+    on: OnUser,
     JsonBody(request): JsonBody<BlockRequest>,
 ) -> Result<Json<Revoked>, ApiError> {
     let until = request
@@ -316,7 +299,7 @@ pub(super) async fn block(
         .unix_seconds()
         .filter(|&until| until <= LATEST_UNTIL)
         .ok_or(ApiError::UNTIL_UNREADABLE)?;
-    if until <= sessions.now() {
+    if until <= on.sessions.now() {
         return Err(ApiError::UNTIL_PAST);
     }
     if request.reason.chars().count() > MAX_REASON_CHARS {
@@ -327,12 +310,12 @@ pub(super) async fn block(
         until,
         reason: reason.clone(),
     };
-    let revoked = sessions.block(&target.0, block).await?;
-    metrics.admin_action("block");
+    let revoked = on.sessions.block(&on.user, block).await?;
+    on.metrics.admin_action("block");
     tracing::info!(
         action = "block",
-        app = target.0.app.as_ref(),
-        openid = target.0.openid.as_ref(),
+        app = on.user.app.as_ref(),
+        openid = on.user.openid.as_ref(),
         count = revoked,
         until,
         reason,
@@ -349,32 +332,27 @@ pub struct Unblocked {
 }
 
 /// Lifts the user's block: they can log in again.
-#[utoipa::path(
-    delete,
-    path = "/admin/apps/{app}/users/{openid}/block",
-    tag = "admin",
-    security(("admin" = [])),
+#[utoipa::path(delete, path = "/admin/apps/{app}/users/{openid}/block",
     params(UserPath),
     responses((status = 200, description = "Whether there was a block.", body = Unblocked), UnblockErrors)
 )]
-pub(super) async fn unblock(
-    State(sessions): State<SessionStore>,
-    State(metrics): State<Metrics>,
-    target: AdminUser,
-) -> Result<Json<Unblocked>, ApiError> {
-    let unblocked = sessions.unblock(&target.0).await?;
-    audit(&metrics, "unblock", &target, u64::from(unblocked));
+pub(super) async fn unblock(on: OnUser) -> Result<Json<Unblocked>, ApiError> {
+    let unblocked = on.sessions.unblock(&on.user).await?;
+    on.audit("unblock", u64::from(unblocked));
     Ok(Json(Unblocked { unblocked }))
 }
 
-/// The audit line (in the request's span, which carries its request id) and the counter.
-fn audit(metrics: &Metrics, action: &'static str, target: &AdminUser, count: u64) {
-    metrics.admin_action(action);
-    tracing::info!(
-        action,
-        app = target.0.app.as_ref(),
-        openid = target.0.openid.as_ref(),
-        count,
-        "admin action"
-    );
+impl OnUser {
+    /// The audit line (in the request's span, which carries its request id) and the
+    /// counter.
+    fn audit(&self, action: &'static str, count: u64) {
+        self.metrics.admin_action(action);
+        tracing::info!(
+            action,
+            app = self.user.app.as_ref(),
+            openid = self.user.openid.as_ref(),
+            count,
+            "admin action"
+        );
+    }
 }

@@ -147,11 +147,7 @@ struct AppPath {
 }
 
 /// The app's access_token: the one wxlogin uses itself, shared by its replicas.
-#[utoipa::path(
-    get,
-    path = "/apps/{app}/access_token",
-    tag = "backend",
-    security(("backend" = [])),
+#[utoipa::path(get, path = "/apps/{app}/access_token",
     params(AppPath),
     responses((status = 200, description = "The token, and how long it will be handed out. Never cached (`Cache-Control: no-store`).", body = AccessTokenAnswer), AccessTokenErrors)
 )]
@@ -172,11 +168,7 @@ pub(super) async fn access_token(
 /// Reports a token an API refused (40001, 42001): if it is still the current one, wxlogin
 /// gets a new one (once, however many backends on however many replicas report it); if
 /// not, the current one comes back at once.
-#[utoipa::path(
-    post,
-    path = "/apps/{app}/access_token/refresh",
-    tag = "backend",
-    security(("backend" = [])),
+#[utoipa::path(post, path = "/apps/{app}/access_token/refresh",
     params(AppPath),
     request_body = RefreshRequest,
     responses((status = 200, description = "The token to use now.", body = RefreshAnswer), RefreshErrors, BodyErrors)

@@ -49,12 +49,8 @@ pub fn router() -> Router<AppState> {
 
 /// Who the token belongs to, as headers for the gateway to pass on. The backends behind
 /// the gateway trust `X-WxLogin-OpenId` and never see a token.
-#[utoipa::path(
-    method(get, post, put, delete, patch, head, options, trace),
-    path = "/auth",
-    tag = "gateway",
+#[utoipa::path(method(get, post, put, delete, patch, head, options, trace), path = "/auth",
     description = "Forward-auth for a gateway (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz); it answers every standard method (GET, POST, PUT, DELETE, PATCH, HEAD, OPTIONS, TRACE), so that Envoy and Traefik may ask with the method of the request they guard. The token comes from `Authorization: Bearer`, or from the cookie named by WXLOGIN_AUTH_COOKIE.",
-    security(("bearer" = [])),
     responses(
         (status = 200, description = "A live session. The body is empty.",
             headers(

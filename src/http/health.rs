@@ -26,10 +26,7 @@ pub fn metrics_router() -> Router<AppState> {
 
 /// Liveness: the process is up and serving. It checks no dependency on purpose, so a
 /// WeChat or Redis outage never gets healthy replicas restarted.
-#[utoipa::path(
-    get,
-    path = "/healthz",
-    tag = "operations",
+#[utoipa::path(get, path = "/healthz",
     responses((status = 200, description = "Alive: `{\"status\": \"ok\"}`.", body = Object))
 )]
 pub(super) async fn alive() -> Json<Value> {
@@ -39,10 +36,7 @@ pub(super) async fn alive() -> Json<Value> {
 /// Readiness: the configuration loaded (or the process would not be serving) and the
 /// session store takes writes. A load balancer stops sending logins while it does not;
 /// the answer says why (unreachable, too slow, out of memory, a read-only replica).
-#[utoipa::path(
-    get,
-    path = "/readyz",
-    tag = "operations",
+#[utoipa::path(get, path = "/readyz",
     responses(
         (status = 200, description = "Ready: `{\"status\": \"ready\"}`, with `warnings` when something needs an operator but does not stop the service (`store_key_mismatch`: sealed session_keys that the configured store keys do not open).", body = Object),
         super::error::responses::NotReady,
@@ -71,10 +65,7 @@ pub(super) async fn ready(State(sessions): State<SessionStore>) -> Response {
 }
 
 /// Prometheus metrics, in the text exposition format.
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "operations",
+#[utoipa::path(get, path = "/metrics",
     responses((status = 200, description = "The metrics.", content_type = "text/plain; version=0.0.4", body = String))
 )]
 pub(super) async fn metrics(

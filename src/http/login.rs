@@ -77,10 +77,7 @@ async fn login(State(state): State<AppState>, route: MatchedPath, request: Reque
 // documents one path per function, and these differ in path and in where the code is.
 
 /// Log in with the code from `wx.login()`.
-#[utoipa::path(
-    post,
-    path = "/openid",
-    tag = "login",
+#[utoipa::path(post, path = "/openid",
     request_body(content = CodeField, content_type = "application/json"),
     responses((status = 200, description = "Logged in.", body = LoginResponse), LoginErrors, BodyErrors, UpstreamErrors)
 )]
@@ -88,10 +85,7 @@ async fn login(State(state): State<AppState>, route: MatchedPath, request: Reque
 pub(super) fn post_openid() {}
 
 /// Log in with the code from `wx.login()`, passed as `?code=`.
-#[utoipa::path(
-    get,
-    path = "/wechat/applet_login",
-    tag = "login",
+#[utoipa::path(get, path = "/wechat/applet_login",
     params(("code" = String, Query, description = "The code from `wx.login()`: 1 to 128 printable ASCII characters, no spaces.", min_length = 1, max_length = 128, pattern = r"^[!-~]+$")),
     responses((status = 200, description = "Logged in.", body = LoginResponse), LoginErrors, UpstreamErrors)
 )]
@@ -99,10 +93,7 @@ pub(super) fn post_openid() {}
 pub(super) fn get_applet_login() {}
 
 /// Log in with the code from `wx.login()`, as JSON or as a form.
-#[utoipa::path(
-    post,
-    path = "/wechat/applet_login",
-    tag = "login",
+#[utoipa::path(post, path = "/wechat/applet_login",
     request_body(content(
         (CodeField = "application/json"),
         (CodeField = "application/x-www-form-urlencoded"),

@@ -57,11 +57,7 @@ impl JsonShape for SignedData {
 
 /// Whether rawData is what WeChat signed for this user. `raw_data` is the exact string
 /// the client sent: JSON parsing of the outer body keeps its bytes.
-#[utoipa::path(
-    post,
-    path = "/wechat/verify_signature",
-    tag = "user data",
-    security(("bearer" = [])),
+#[utoipa::path(post, path = "/wechat/verify_signature",
     request_body(content = SignedData, content_type = "application/json"),
     responses((status = 200, description = "The signature matches (a mismatch is a 400 `invalid_signature`).", body = Validity), OpenDataErrors, BodyErrors)
 )]
@@ -108,11 +104,7 @@ pub struct Decrypted {
 
 /// Opens encryptedData with the session's session_key (AES-128-CBC), and checks that its
 /// watermark names this mini-program.
-#[utoipa::path(
-    post,
-    path = "/wechat/decrypt",
-    tag = "user data",
-    security(("bearer" = [])),
+#[utoipa::path(post, path = "/wechat/decrypt",
     request_body(content = EncryptedData, content_type = "application/json"),
     responses((status = 200, description = "Decrypted.", body = Decrypted), OpenDataErrors, BodyErrors)
 )]
@@ -145,11 +137,7 @@ impl JsonShape for PhoneCodeField {
 
 /// The phone number behind a `getPhoneNumber` code. It takes a session token as well, so
 /// only logged-in users spend the mini-program's quota.
-#[utoipa::path(
-    post,
-    path = "/wechat/phone_number",
-    tag = "user data",
-    security(("bearer" = [])),
+#[utoipa::path(post, path = "/wechat/phone_number",
     request_body(content = PhoneCodeField, content_type = "application/json"),
     responses((status = 200, description = "The phone number WeChat vouches for.", body = PhoneNumber), ServerApiErrors, BodyErrors, UpstreamErrors)
 )]
@@ -171,11 +159,7 @@ pub(super) async fn phone_number(
 }
 
 /// Whether WeChat still holds this session's session_key as the user's current one.
-#[utoipa::path(
-    get,
-    path = "/wechat/check_session",
-    tag = "user data",
-    security(("bearer" = [])),
+#[utoipa::path(get, path = "/wechat/check_session",
     responses((status = 200, description = "`valid` is false when the user has logged in again elsewhere since.", body = Validity), CheckSessionErrors, UpstreamErrors)
 )]
 pub(super) async fn check_session(

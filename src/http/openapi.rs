@@ -9,9 +9,9 @@ use axum::routing::get;
 use utoipa::IntoResponses;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::Required;
-use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn, PathItem};
 use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::AppState;
@@ -79,7 +79,7 @@ pub fn document(listener: Listener) -> String {
         super::backend::refresh,
     ),
     components(schemas(ErrorBody)),
-    modifiers(&BearerScheme, &ExtraFieldsIgnored, &AppPrefixed, &OneOperationIdEach),
+    modifiers(&BearerScheme, &Groups, &ExtraFieldsIgnored, &AppPrefixed, &OneOperationIdEach),
     tags(
         (name = "login", description = "Trading a `wx.login()` code for a session token."),
         (name = "session", description = "What a session token stands for, and logging out."),
@@ -113,6 +113,57 @@ impl Modify for BearerScheme {
                 .description(Some(description))
                 .build();
             components.add_security_scheme(name, SecurityScheme::Http(scheme));
+        }
+    }
+}
+
+/// Every operation of a path, with its method.
+fn operations(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &mut Operation)> {
+    [
+        ("get", &mut item.get),
+        ("put", &mut item.put),
+        ("post", &mut item.post),
+        ("delete", &mut item.delete),
+        ("options", &mut item.options),
+        ("head", &mut item.head),
+        ("patch", &mut item.patch),
+        ("trace", &mut item.trace),
+    ]
+    .into_iter()
+    .filter_map(|(method, operation)| Some((method, operation.as_mut()?)))
+}
+
+/// Each route's tag, and the credential it takes, stated by group: the credentials are
+/// checked by layers on whole routers (the session extractor, the admin and backend
+/// guards), so the document states them where the routes are grouped, not per handler.
+struct Groups;
+
+/// The tag of `path` and the security scheme its guard asks for; `None` for a path in
+/// no group, which the tests refuse.
+fn group(path: &str) -> Option<(&'static str, Option<&'static str>)> {
+    Some(match path {
+        _ if path.starts_with("/admin/") => ("admin", Some("admin")),
+        _ if path.starts_with("/apps/{app}/access_token") => ("backend", Some("backend")),
+        "/openid" | "/wechat/applet_login" => ("login", None),
+        _ if path.starts_with("/wechat/") => ("user data", Some("bearer")),
+        "/session" => ("session", Some("bearer")),
+        "/auth" => ("gateway", Some("bearer")),
+        "/healthz" | "/readyz" | "/metrics" | "/openapi.json" => ("operations", None),
+        _ => return None,
+    })
+}
+
+impl Modify for Groups {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let Some((tag, scheme)) = group(path) else {
+                continue;
+            };
+            for (_, operation) in operations(item) {
+                operation.tags = Some(vec![tag.to_owned()]);
+                operation.security = scheme
+                    .map(|scheme| vec![SecurityRequirement::new(scheme, Vec::<String>::new())]);
+            }
         }
     }
 }
@@ -168,19 +219,7 @@ impl Modify for AppPrefixed {
                 continue;
             };
             item.parameters = Some(vec![RefOr::T(app.clone())]);
-            for operation in [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.options,
-                &mut item.head,
-                &mut item.patch,
-                &mut item.trace,
-            ]
-            .into_iter()
-            .flatten()
-            {
+            for (_, operation) in operations(&mut item) {
                 operation.operation_id = operation
                     .operation_id
                     .take()
@@ -202,18 +241,9 @@ struct OneOperationIdEach;
 impl Modify for OneOperationIdEach {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                ("put", &mut item.put),
-                ("post", &mut item.post),
-                ("delete", &mut item.delete),
-                ("options", &mut item.options),
-                ("head", &mut item.head),
-                ("patch", &mut item.patch),
-                ("trace", &mut item.trace),
-            ];
             let get_id = item.get.as_ref().and_then(|get| get.operation_id.clone());
-            for (method, operation) in operations {
-                if let Some(operation) = operation
+            for (method, operation) in operations(item) {
+                if method != "get"
                     && operation.operation_id.is_some()
                     && operation.operation_id == get_id
                 {
@@ -226,10 +256,7 @@ impl Modify for OneOperationIdEach {
 }
 
 /// This document.
-#[utoipa::path(
-    get,
-    path = "/openapi.json",
-    tag = "operations",
+#[utoipa::path(get, path = "/openapi.json",
     responses((status = 200, description = "The OpenAPI 3.1 document of this API.", content_type = "application/json", body = Object))
 )]
 async fn openapi_json(document: Bytes) -> Response {
@@ -239,4 +266,30 @@ async fn openapi_json(document: Bytes) -> Response {
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_documented_route_is_in_a_group_with_a_declared_tag() {
+        let openapi = ApiDoc::openapi();
+        let declared: Vec<String> = openapi
+            .tags
+            .iter()
+            .flatten()
+            .map(|tag| tag.name.clone())
+            .collect();
+        for (path, item) in openapi.paths.paths {
+            let mut item = item;
+            for (method, operation) in operations(&mut item) {
+                let tags = operation.tags.clone().unwrap_or_default();
+                assert!(
+                    tags.len() == 1 && declared.contains(&tags[0]),
+                    "{method} {path} is in no group: tags {tags:?}"
+                );
+            }
+        }
+    }
 }

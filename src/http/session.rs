@@ -33,11 +33,7 @@ pub struct SessionResponse<'a> {
 }
 
 /// Who the token belongs to: for the mini-program, and for backends that check tokens.
-#[utoipa::path(
-    get,
-    path = "/session",
-    tag = "session",
-    security(("bearer" = [])),
+#[utoipa::path(get, path = "/session",
     responses((status = 200, description = "A live session.", body = SessionResponse), TokenErrors)
 )]
 pub(super) async fn who_is_it(
@@ -55,11 +51,7 @@ pub(super) async fn who_is_it(
 }
 
 /// Logs out: the token is rejected from now on.
-#[utoipa::path(
-    delete,
-    path = "/session",
-    tag = "session",
-    security(("bearer" = [])),
+#[utoipa::path(delete, path = "/session",
     responses((status = 204, description = "Logged out."), TokenErrors)
 )]
 pub(super) async fn revoke(

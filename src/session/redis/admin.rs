@@ -47,7 +47,7 @@ impl RedisStore {
             .key(&keys.block)
             .arg(now);
         let (unionid, until, reason, mut sessions): (String, String, String, Vec<String>) =
-            self.redis.run_read_script(&lookup).await?;
+            self.redis.query(&lookup).await?;
         sessions.extend(self.old_sessions(&user.app, &user.openid).await?);
         // A pass may have copied some from the old index and not yet taken them out.
         sessions.sort_unstable();
@@ -72,7 +72,7 @@ impl RedisStore {
         let keys = self.user_keys(&user.app, &user.openid);
         let mut take = self.scripts.take_sessions.prepare_invoke();
         take.key(&keys.sessions);
-        let mut sessions: Vec<String> = self.redis.run_removal_script(&take).await?;
+        let mut sessions: Vec<String> = self.redis.remove(&take).await?;
         sessions.extend(self.take_old_sessions(&user.app, &user.openid).await?);
         self.delete_sessions(&sessions).await
     }
@@ -104,7 +104,7 @@ impl RedisStore {
             .arg(block.until)
             .arg(&block.reason)
             .arg(block.until.saturating_sub(self.clock.now()).max(1));
-        let mut sessions: Vec<String> = self.redis.run_script(&set).await?;
+        let mut sessions: Vec<String> = self.redis.write(&set).await?;
         // No login writes the old layout any more (but a replica of the previous release
         // during a rolling upgrade, which knows no blocks), so after the block is as good
         // as with it.

@@ -183,9 +183,9 @@ impl RedisStore {
                 .arg(ttl);
             index
         });
-        let (written, indexed) = tokio::join!(self.redis.run_script::<i64>(&write), async {
+        let (written, indexed) = tokio::join!(self.redis.write::<i64>(&write), async {
             match &index {
-                Some(index) => self.redis.run_script::<i64>(index).await.map(drop),
+                Some(index) => self.redis.write::<i64>(index).await.map(drop),
                 None => Ok(()),
             }
         });
@@ -205,7 +205,7 @@ impl RedisStore {
             .arg(&hash)
             .arg(deadlines.ends_at)
             .arg(now);
-        match self.redis.run_script::<u64>(&invocation).await {
+        match self.redis.write::<u64>(&invocation).await {
             Ok(0) => Ok(IssuedSession {
                 token,
                 session: Session::new(Arc::new(User::new(app, login)), deadlines),
@@ -264,7 +264,7 @@ impl RedisStore {
                 .key(self.session_record_key(&hash))
                 .arg(moved)
                 .arg(moved - now);
-            match self.redis.run_script::<i64>(&touch).await {
+            match self.redis.write::<i64>(&touch).await {
                 Ok(1) => record.deadlines.expires_at = moved,
                 Ok(_) => return Ok(None),
                 // The session is live; it keeps the deadline it had, and the next lookup

@@ -64,7 +64,7 @@ impl RedisStore {
         };
         let mut take = self.scripts.take_old_sessions.prepare_invoke();
         take.key(index);
-        self.redis.run_removal_script(&take).await
+        self.redis.remove(&take).await
     }
 
     /// Indexes every session of the old layout in the current one and takes it out of the
@@ -133,14 +133,14 @@ impl RedisStore {
             };
             let mut index = self.scripts.index_session.prepare_invoke();
             index.key(&sessions).arg(hash).arg(ends_at).arg(ttl);
-            self.redis.run_script::<i64>(&index).await?;
+            self.redis.write::<i64>(&index).await?;
             if let Some(unionid) = unionid.filter(|u| !u.is_empty()) {
                 let mut index = self.scripts.index_unionid.prepare_invoke();
                 index
                     .key(self.unionid_key(&unionid))
                     .arg(user_key(&user))
                     .arg(ttl);
-                self.redis.run_script::<i64>(&index).await?;
+                self.redis.write::<i64>(&index).await?;
             }
             indexed += 1;
         }

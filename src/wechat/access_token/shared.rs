@@ -87,7 +87,7 @@ impl SharedAccessTokens {
                     // Best effort: if this fails, the lock expires by itself.
                     let _ = self
                         .redis
-                        .run_script::<i64>(Script::new(UNLOCK).key(&self.lock_key).arg(&owner))
+                        .write::<i64>(Script::new(UNLOCK).key(&self.lock_key).arg(&owner))
                         .await;
                     return refreshed;
                 }
