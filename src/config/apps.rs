@@ -152,7 +152,8 @@ fn production_apps(
             )
         };
         let secret =
-            super::values::resolve_secret(app.secret, app.secret_file, &secret_var, &file_var)?;
+            super::values::resolve_secret(app.secret, app.secret_file, &secret_var, &file_var)?
+                .map(|(secret, _)| secret);
         let appid = app.appid.filter(|a| !a.trim().is_empty());
         let (appid, secret) = match (appid, secret) {
             (Some(appid), Some(secret)) => (appid, secret),

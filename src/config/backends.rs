@@ -26,15 +26,7 @@ pub(super) fn backends(
     tokens: Option<SecretString>,
     tokens_file: Option<PathBuf>,
 ) -> Result<Option<BackendSettings>, ConfigError> {
-    let from_file = tokens_file
-        .as_ref()
-        .is_some_and(|p| !p.as_os_str().is_empty());
-    let var = if from_file {
-        "WXLOGIN_BACKEND_TOKENS_FILE"
-    } else {
-        "WXLOGIN_BACKEND_TOKENS"
-    };
-    let Some(list) = super::values::resolve_secret(
+    let Some((list, var)) = super::values::resolve_secret(
         tokens,
         tokens_file,
         "WXLOGIN_BACKEND_TOKENS",

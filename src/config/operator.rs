@@ -61,21 +61,13 @@ pub(super) fn admin(
     token: Option<SecretString>,
     token_file: Option<PathBuf>,
 ) -> Result<Option<AdminSettings>, ConfigError> {
-    let from_file = token_file
-        .as_ref()
-        .is_some_and(|p| !p.as_os_str().is_empty());
-    let var = if from_file {
-        "WXLOGIN_ADMIN_TOKEN_FILE"
-    } else {
-        "WXLOGIN_ADMIN_TOKEN"
-    };
     let token = super::values::resolve_secret(
         token,
         token_file,
         "WXLOGIN_ADMIN_TOKEN",
         "WXLOGIN_ADMIN_TOKEN_FILE",
     )?;
-    let Some(token) = token else {
+    let Some((token, var)) = token else {
         return Ok(None);
     };
     if token.expose_secret().chars().count() < MIN_ADMIN_TOKEN_CHARS {
@@ -98,10 +90,10 @@ pub(super) fn store_keys(
         "WXLOGIN_STORE_KEY",
         "WXLOGIN_STORE_KEY_FILE",
     )?;
-    if let Some(key) = &current
+    if let Some((key, var)) = &current
         && !is_key(key.expose_secret())
     {
-        return Err(invalid("WXLOGIN_STORE_KEY_FILE", NOT_A_KEY));
+        return Err(invalid(var, NOT_A_KEY));
     }
     let old = match old_keys_file.filter(|p| !p.as_os_str().is_empty()) {
         None => Vec::new(),
@@ -115,7 +107,10 @@ pub(super) fn store_keys(
             old_keys(&text)?
         }
     };
-    Ok(StoreKeySettings { current, old })
+    Ok(StoreKeySettings {
+        current: current.map(|(key, _)| key),
+        old,
+    })
 }
 
 const NOT_A_KEY: &str =

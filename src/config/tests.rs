@@ -348,3 +348,23 @@ fn debug_output_never_shows_the_secret() {
     assert!(!debug.contains("hunter2-very-secret"), "{debug}");
     assert!(debug.contains("wx1"));
 }
+
+#[test]
+fn a_store_key_that_is_not_a_key_is_named_by_the_variable_that_gave_it() {
+    let given = [
+        ("WXLOGIN_APPID", "wx1"),
+        ("WXLOGIN_SECRET", "s"),
+        ("WXLOGIN_SESSION_STORE", "redis"),
+        ("WXLOGIN_REDIS_URL", "redis://127.0.0.1:6379"),
+        ("WXLOGIN_STORE_KEY", "not-a-key-but-secret"),
+    ];
+    let err = load(&given)
+        .expect_err("not 32 bytes of base64")
+        .to_string();
+    assert!(err.contains("WXLOGIN_STORE_KEY:"), "{err}");
+    assert!(!err.contains("WXLOGIN_STORE_KEY_FILE"), "{err}");
+    assert!(
+        !err.contains("not-a-key-but-secret"),
+        "never the value: {err}"
+    );
+}

@@ -9,13 +9,14 @@ use secrecy::SecretString;
 use super::{ConfigError, RedisMode, TlsSettings};
 
 /// Reads a secret from its variable (`secret_var`) or from the file its `_FILE` variable
-/// names (Docker and Kubernetes mount secrets as files, usually with a trailing newline).
-pub(super) fn resolve_secret(
+/// names (Docker and Kubernetes mount secrets as files, usually with a trailing newline),
+/// with the variable it came from, for the errors about its value.
+pub(super) fn resolve_secret<'v>(
     secret: Option<SecretString>,
     file: Option<PathBuf>,
-    secret_var: &str,
-    file_var: &str,
-) -> Result<Option<SecretString>, ConfigError> {
+    secret_var: &'v str,
+    file_var: &'v str,
+) -> Result<Option<(SecretString, &'v str)>, ConfigError> {
     use secrecy::ExposeSecret;
     let secret = secret.filter(|s| !s.expose_secret().trim().is_empty());
     let file = file.filter(|path| !path.as_os_str().is_empty());
@@ -24,7 +25,7 @@ pub(super) fn resolve_secret(
             secret_var: secret_var.to_owned(),
             file_var: file_var.to_owned(),
         }),
-        (Some(secret), None) => Ok(Some(secret)),
+        (Some(secret), None) => Ok(Some((secret, secret_var))),
         (None, None) => Ok(None),
         (None, Some(path)) => {
             let contents =
@@ -40,7 +41,7 @@ pub(super) fn resolve_secret(
                     path,
                 });
             }
-            Ok(Some(SecretString::from(trimmed)))
+            Ok(Some((SecretString::from(trimmed), file_var)))
         }
     }
 }
