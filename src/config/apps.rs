@@ -438,20 +438,17 @@ mod tests {
             Mode::Development,
         )
         .expect("settings");
-        let appids: Vec<&str> = s
-            .wechat
-            .apps
-            .iter()
-            .map(|a| a.credentials.appid.as_str())
-            .collect();
-        assert_eq!(appids, ["wx_club", "wx_shop"]);
-        let secrets: Vec<&str> = s
-            .wechat
-            .apps
-            .iter()
-            .map(|a| a.credentials.secret.expose_secret())
-            .collect();
-        assert_ne!(secrets[0], secrets[1]);
+        let [club, shop] = &s.wechat.apps[..] else {
+            panic!("two apps: {:?}", s.wechat.apps);
+        };
+        assert_eq!(
+            [club, shop].map(|app| app.credentials.appid.as_str()),
+            ["wx_club", "wx_shop"]
+        );
+        assert_ne!(
+            club.credentials.secret.expose_secret(),
+            shop.credentials.secret.expose_secret()
+        );
     }
 
     #[test]

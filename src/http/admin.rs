@@ -22,8 +22,7 @@ use super::error::ApiError;
 use super::error::responses::{
     AdminErrors, AdminUserErrors, BlockErrors, BodyErrors, UnblockErrors,
 };
-use super::extract::{JsonBody, JsonShape};
-use crate::apps::Apps;
+use super::extract::{JsonBody, JsonShape, NamedApp};
 use crate::domain::{OpenId, UnionId};
 use crate::session::{Block, SessionStore, UserId};
 use crate::telemetry::metrics::Metrics;
@@ -101,16 +100,18 @@ impl FromRequestParts<AppState> for OnUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let app = path_param(parts, "app").await.unwrap_or_default();
-        let app = Apps::find(&state.apps, &app)
-            .map(|app| app.name().clone())
-            .ok_or(ApiError::UnknownApp { named: true })?;
+        let app = NamedApp::from_request_parts(parts, state)
+            .await?
+            .required()?;
         let openid = path_param(parts, "openid").await.unwrap_or_default();
         let openid = OpenId::parse(&openid).ok_or(ApiError::INVALID_OPENID)?;
         Ok(Self {
             sessions: state.sessions.clone(),
             metrics: state.metrics.clone(),
-            user: UserId { app, openid },
+            user: UserId {
+                app: app.name().clone(),
+                openid,
+            },
         })
     }
 }
@@ -170,6 +171,13 @@ pub struct UserAnswer {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Revoked {
     revoked: u64,
+}
+
+/// Whether a block was lifted.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Unblocked {
+    /// False when there was no block to lift.
+    unblocked: bool,
 }
 
 /// A user's sessions, unionid and block.
@@ -322,13 +330,6 @@ pub(super) async fn block(
         "admin action"
     );
     Ok(Json(Revoked { revoked }))
-}
-
-/// Whether a block was lifted.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Unblocked {
-    /// False when there was no block to lift.
-    unblocked: bool,
 }
 
 /// Lifts the user's block: they can log in again.

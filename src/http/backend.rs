@@ -5,8 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::http::{HeaderMap, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -20,8 +19,8 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use super::error::ApiError;
 use super::error::responses::{AccessTokenErrors, BodyErrors, RefreshErrors};
-use super::extract::{JsonBody, JsonShape};
-use crate::apps::{App, Apps};
+use super::extract::{JsonBody, JsonShape, NamedApp};
+use crate::apps::App;
 use crate::config::BackendSettings;
 use crate::telemetry::metrics::Metrics;
 use crate::wechat::access_token::{AccessToken, HandedOut};
@@ -88,26 +87,6 @@ async fn require_backend(
     next.run(request).await
 }
 
-/// The `{app}` of a backend route, by name or appid: `404 unknown_app`.
-pub struct BackendApp(Arc<App>);
-
-impl FromRequestParts<AppState> for BackendApp {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let app = super::admin::path_param(parts, "app")
-            .await
-            .unwrap_or_default();
-        Apps::find(&state.apps, &app)
-            .cloned()
-            .map(Self)
-            .ok_or(ApiError::UnknownApp { named: true })
-    }
-}
-
 /// The app's access_token as handed to a backend.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AccessTokenAnswer {
@@ -137,7 +116,7 @@ impl JsonShape for RefreshRequest {
     const EXPECTED: &'static str = r#"{"rejected": "<the access_token an API refused>"}"#;
 }
 
-/// The path of a backend route, as the document states it; `BackendApp` reads it.
+/// The path of a backend route, as the document states it; `NamedApp` reads it.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)]
@@ -154,8 +133,9 @@ struct AppPath {
 pub(super) async fn access_token(
     State(metrics): State<Metrics>,
     Extension(backend): Extension<Backend>,
-    BackendApp(app): BackendApp,
+    named: NamedApp,
 ) -> Result<Json<AccessTokenAnswer>, ApiError> {
+    let app = named.required()?;
     let handed = app.access_tokens.hand_out(None).await;
     count(&metrics, &backend, &app, "access_token", &handed);
     let handed = handed.map_err(|err| ApiError::NoTokenForBackend(Arc::new(err)))?;
@@ -176,9 +156,10 @@ pub(super) async fn access_token(
 pub(super) async fn refresh(
     State(metrics): State<Metrics>,
     Extension(backend): Extension<Backend>,
-    BackendApp(app): BackendApp,
+    named: NamedApp,
     JsonBody(request): JsonBody<RefreshRequest>,
 ) -> Result<Json<RefreshAnswer>, ApiError> {
+    let app = named.required()?;
     let rejected = AccessToken::from(request.rejected);
     let handed = app.access_tokens.hand_out(Some(&rejected)).await;
     count(&metrics, &backend, &app, "refresh", &handed);

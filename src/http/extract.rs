@@ -182,8 +182,15 @@ where
 }
 
 /// The app an `/apps/{app}/…` route names, if any, for a route that needs no session of it
-/// (a logout checks the session itself).
+/// (a logout checks the session itself, the admin and backend routes their credentials).
 pub struct NamedApp(pub Option<Arc<App>>);
+
+impl NamedApp {
+    /// The app of a route whose path always names one (`{app}`).
+    pub fn required(self) -> Result<Arc<App>, ApiError> {
+        self.0.ok_or(ApiError::UnknownApp { named: true })
+    }
+}
 
 impl<S> FromRequestParts<S> for NamedApp
 where

@@ -257,26 +257,16 @@ impl TryFrom<Code2SessionAnswer> for WxSession {
 
     fn try_from(answer: Code2SessionAnswer) -> Result<Self, Self::Error> {
         check_errcode(answer.errcode, answer.errmsg)?;
-        let openid =
-            answer
-                .openid
-                .as_deref()
-                .and_then(OpenId::parse)
-                .ok_or(WeChatError::Malformed(
-                    "no valid openid in a success answer",
-                ))?;
-        let session_key = answer
-            .session_key
-            .as_deref()
+        let invalid = WeChatError::Malformed;
+        let openid = answer.openid.as_deref().and_then(OpenId::parse);
+        let openid = openid.ok_or(invalid("no valid openid in a success answer"))?;
+        let session_key = answer.session_key.as_deref();
+        let session_key = session_key
             .and_then(SessionKey::parse_base64)
-            .ok_or(WeChatError::Malformed(
-                "no valid session_key in a success answer",
-            ))?;
+            .ok_or(invalid("no valid session_key in a success answer"))?;
         let unionid = match answer.unionid.as_deref() {
             None | Some("") => None,
-            Some(raw) => {
-                Some(UnionId::parse(raw).ok_or(WeChatError::Malformed("an invalid unionid"))?)
-            }
+            Some(raw) => Some(UnionId::parse(raw).ok_or(invalid("an invalid unionid"))?),
         };
         Ok(Self {
             openid,

@@ -307,9 +307,9 @@ error_set!(
     ])
 );
 
-error_set!(
-    /// What an admin route on one user of one app can answer besides its 200.
-    AdminUserErrors = vec![
+/// What any admin route on one user of one app can answer before it acts.
+fn admin_user_refusals() -> Vec<ApiError> {
+    vec![
         admin_auth(),
         // The admin API is off, or served on a listener of its own.
         ApiError::NotFound,
@@ -317,21 +317,21 @@ error_set!(
         ApiError::INVALID_OPENID,
         store_down(),
     ]
+}
+
+error_set!(
+    /// What an admin route on one user of one app can answer besides its 200.
+    AdminUserErrors = admin_user_refusals()
 );
 
 error_set!(
     /// What blocking a user can answer besides its 200 and [`BodyErrors`].
     BlockErrors = all([
+        admin_user_refusals(),
         vec![
-            admin_auth(),
-            // The admin API is off, or served on a listener of its own.
-            ApiError::NotFound,
-            ApiError::UnknownApp { named: true },
-            ApiError::INVALID_OPENID,
             ApiError::UNTIL_UNREADABLE,
             ApiError::UNTIL_PAST,
             ApiError::REASON_TOO_LONG,
-            store_down(),
             ApiError::BlocksNotDurable,
             blocks_not_saved(),
         ],
@@ -341,13 +341,5 @@ error_set!(
 
 error_set!(
     /// What lifting a block can answer besides its 200.
-    UnblockErrors = vec![
-        admin_auth(),
-        // The admin API is off, or served on a listener of its own.
-        ApiError::NotFound,
-        ApiError::UnknownApp { named: true },
-        ApiError::INVALID_OPENID,
-        store_down(),
-        blocks_not_saved(),
-    ]
+    UnblockErrors = all([admin_user_refusals(), vec![blocks_not_saved()]])
 );

@@ -273,8 +273,12 @@ mod tests {
         session.user.known_session_key().expect("a key in memory")
     }
 
+    /// Two session_keys WeChat might issue, one after the other.
+    const KEY_A: &str = "AAECAwQFBgcICQoLDA0ODw==";
+    const KEY_B: &str = "EBESExQVFhcYGRobHB0eHw==";
+
     fn login(openid: &str) -> WxSession {
-        login_with_key(openid, "AAECAwQFBgcICQoLDA0ODw==")
+        login_with_key(openid, KEY_A)
     }
 
     fn login_with_key(openid: &str, key: &str) -> WxSession {
@@ -294,23 +298,11 @@ mod tests {
     #[test]
     fn a_new_login_gives_every_session_of_the_openid_the_new_session_key() {
         let (store, _) = store(10, ManualClock::starting_at(1000));
-        let first = issue(
-            &store,
-            &app(),
-            login_with_key("oA", "AAECAwQFBgcICQoLDA0ODw=="),
-        );
-        let other_user = issue(
-            &store,
-            &app(),
-            login_with_key("oB", "AAECAwQFBgcICQoLDA0ODw=="),
-        );
-        let second = issue(
-            &store,
-            &app(),
-            login_with_key("oA", "EBESExQVFhcYGRobHB0eHw=="),
-        );
+        let first = issue(&store, &app(), login_with_key("oA", KEY_A));
+        let other_user = issue(&store, &app(), login_with_key("oB", KEY_A));
+        let second = issue(&store, &app(), login_with_key("oA", KEY_B));
 
-        let rotated = SessionKey::parse_base64("EBESExQVFhcYGRobHB0eHw==").expect("key");
+        let rotated = SessionKey::parse_base64(KEY_B).expect("key");
         for token in [&first.token, &second.token] {
             let session = store.get(token).expect("live");
             assert_eq!(key_of(&store, &session), rotated);
@@ -391,7 +383,7 @@ mod tests {
     fn a_unionid_that_appears_later_is_on_the_new_session_and_the_old_one_keeps_working() {
         let (store, _) = store(10, ManualClock::starting_at(1000));
         let before = issue(&store, &app(), login("oA"));
-        let mut with_unionid = login_with_key("oA", "EBESExQVFhcYGRobHB0eHw==");
+        let mut with_unionid = login_with_key("oA", KEY_B);
         with_unionid.unionid = crate::domain::UnionId::parse("uA");
         let after = issue(&store, &app(), with_unionid);
 
@@ -411,16 +403,8 @@ mod tests {
     fn one_openid_in_two_apps_is_two_users_who_never_share_a_key() {
         let (store, _) = store(10, ManualClock::starting_at(1000));
         let club = AppName::parse("club").expect("a name");
-        let in_shop = issue(
-            &store,
-            &app(),
-            login_with_key("oSame", "AAECAwQFBgcICQoLDA0ODw=="),
-        );
-        let in_club = issue(
-            &store,
-            &club,
-            login_with_key("oSame", "EBESExQVFhcYGRobHB0eHw=="),
-        );
+        let in_shop = issue(&store, &app(), login_with_key("oSame", KEY_A));
+        let in_club = issue(&store, &club, login_with_key("oSame", KEY_B));
 
         let shop_session = store.get(&in_shop.token).expect("live");
         let club_session = store.get(&in_club.token).expect("live");
@@ -492,7 +476,7 @@ mod tests {
     async fn a_unionid_finds_and_revokes_the_sessions_from_before_it_appeared_too() {
         let (store, _) = store(10, ManualClock::starting_at(1000));
         let before = issue(&store, &app(), login("oA")).token;
-        let mut with_unionid = login_with_key("oA", "EBESExQVFhcYGRobHB0eHw==");
+        let mut with_unionid = login_with_key("oA", KEY_B);
         with_unionid.unionid = crate::domain::UnionId::parse("uA");
         let after = issue(&store, &app(), with_unionid).token;
         let bystander = issue(&store, &app(), login("oB")).token;
