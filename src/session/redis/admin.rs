@@ -68,12 +68,14 @@ impl RedisStore {
         })
     }
 
+    /// The old index first: the upgrade pass indexes a session in the new one before it
+    /// takes it out of the old, so in this order none moving meanwhile is missed.
     pub async fn revoke_user(&self, user: &UserId) -> Result<u64, StoreError> {
+        let mut sessions = self.take_old_sessions(&user.app, &user.openid).await?;
         let keys = self.user_keys(&user.app, &user.openid);
         let mut take = self.scripts.take_sessions.prepare_invoke();
         take.key(&keys.sessions);
-        let mut sessions: Vec<String> = self.redis.remove(&take).await?;
-        sessions.extend(self.take_old_sessions(&user.app, &user.openid).await?);
+        sessions.extend(self.redis.remove::<Vec<String>>(&take).await?);
         self.delete_sessions(&sessions).await
     }
 
@@ -96,7 +98,11 @@ impl RedisStore {
         Ok(revoked)
     }
 
+    /// The old index first, as in [`RedisStore::revoke_user`]. No login writes the old
+    /// layout any more (but a replica of the previous release during a rolling upgrade,
+    /// which knows no blocks), so taking it before the block is as good as after.
     pub async fn block(&self, user: &UserId, block: Block) -> Result<u64, StoreError> {
+        let mut sessions = self.take_old_sessions(&user.app, &user.openid).await?;
         let keys = self.user_keys(&user.app, &user.openid);
         let mut set = self.scripts.block.prepare_invoke();
         set.key(&keys.block)
@@ -104,11 +110,7 @@ impl RedisStore {
             .arg(block.until)
             .arg(&block.reason)
             .arg(block.until.saturating_sub(self.clock.now()).max(1));
-        let mut sessions: Vec<String> = self.redis.write(&set).await?;
-        // No login writes the old layout any more (but a replica of the previous release
-        // during a rolling upgrade, which knows no blocks), so after the block is as good
-        // as with it.
-        sessions.extend(self.take_old_sessions(&user.app, &user.openid).await?);
+        sessions.extend(self.redis.write::<Vec<String>>(&set).await?);
         self.delete_sessions(&sessions).await
     }
 
