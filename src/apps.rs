@@ -11,6 +11,8 @@ use crate::wechat::{AccessTokens, WeChatClient};
 pub struct App {
     pub wechat: WeChatClient,
     pub access_tokens: AccessTokens,
+    /// The `aud` of its JWTs.
+    pub audience: String,
 }
 
 impl App {
@@ -20,6 +22,10 @@ impl App {
 
     pub fn appid(&self) -> &str {
         self.wechat.appid()
+    }
+
+    pub fn audience(&self) -> &str {
+        &self.audience
     }
 }
 

@@ -7,6 +7,7 @@ pub mod config;
 pub mod domain;
 pub mod healthcheck;
 pub mod http;
+pub mod jwt;
 pub mod login;
 pub mod redis_conn;
 pub mod server;

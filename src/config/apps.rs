@@ -21,6 +21,8 @@ const APP_PREFIX: &str = "WXLOGIN_APP_";
 #[serde(deny_unknown_fields)]
 pub(super) struct RawApp {
     appid: Option<String>,
+    /// The `aud` of its JWTs; its appid unless given.
+    audience: Option<String>,
     secret: Option<serde::de::IgnoredAny>,
     secret_file: Option<serde::de::IgnoredAny>,
 }
@@ -42,6 +44,7 @@ pub(super) fn is_app_var(var: &str) -> bool {
 #[derive(Default)]
 struct Declared {
     appid: Option<String>,
+    audience: Option<String>,
     secret: Option<SecretString>,
     secret_file: Option<PathBuf>,
     in_file: bool,
@@ -69,19 +72,20 @@ pub(super) fn apps(
         }
         let app = declared.entry(name).or_default();
         app.appid = raw.appid;
+        app.audience = raw.audience;
         app.in_file = true;
     }
     for (variable, value) in env {
         let Some(rest) = variable.strip_prefix(APP_PREFIX) else {
             continue;
         };
-        let (upper, field) = ["_SECRET_FILE", "_SECRET", "_APPID"]
+        let (upper, field) = ["_SECRET_FILE", "_SECRET", "_APPID", "_AUDIENCE"]
             .iter()
             .find_map(|suffix| rest.strip_suffix(suffix).map(|name| (name, *suffix)))
             .ok_or_else(|| ConfigError::Invalid {
                 key: "WXLOGIN_APP_*",
                 reason: format!(
-                    "{variable} is none of WXLOGIN_APP_<NAME>_APPID, _SECRET and _SECRET_FILE"
+                    "{variable} is none of WXLOGIN_APP_<NAME>_APPID, _SECRET, _SECRET_FILE and _AUDIENCE"
                 ),
             })?;
         let name = upper
@@ -93,6 +97,7 @@ pub(super) fn apps(
         let app = declared.entry(name).or_default();
         match field {
             "_APPID" => app.appid = Some(value.clone()),
+            "_AUDIENCE" => app.audience = Some(value.clone()),
             "_SECRET" => app.secret = Some(SecretString::from(value.clone())),
             _ => app.secret_file = Some(PathBuf::from(value)),
         }
@@ -111,6 +116,7 @@ pub(super) fn apps(
             default,
             Declared {
                 appid: legacy.appid,
+                audience: None,
                 secret: legacy.secret,
                 secret_file: legacy.secret_file,
                 in_file: false,
@@ -183,6 +189,7 @@ fn production_apps(
         };
         apps.push(ConfiguredApp {
             name,
+            audience: audience_or(app.audience, &appid),
             credentials: Credentials { appid, secret },
         });
     }
@@ -193,7 +200,7 @@ fn production_apps(
 /// emulator checks as WeChat would; with none declared, the `default` app has
 /// [`DEV_APPID`]. An app declared without an appid gets one made from its name.
 fn development_apps(declared: BTreeMap<AppName, Declared>) -> Vec<ConfiguredApp> {
-    let made_up = |name: AppName, appid: Option<String>| {
+    let made_up = |name: AppName, appid: Option<String>, audience: Option<String>| {
         let appid = appid
             .filter(|a| !a.trim().is_empty())
             .unwrap_or_else(|| match name.as_ref() {
@@ -202,6 +209,7 @@ fn development_apps(declared: BTreeMap<AppName, Declared>) -> Vec<ConfiguredApp>
             });
         ConfiguredApp {
             name,
+            audience: audience_or(audience, &appid),
             credentials: Credentials {
                 appid,
                 secret: made_up_secret(),
@@ -209,12 +217,20 @@ fn development_apps(declared: BTreeMap<AppName, Declared>) -> Vec<ConfiguredApp>
         }
     };
     if declared.is_empty() {
-        return vec![made_up(AppName::default_app(), None)];
+        return vec![made_up(AppName::default_app(), None, None)];
     }
     declared
         .into_iter()
-        .map(|(name, app)| made_up(name, app.appid))
+        .map(|(name, app)| made_up(name, app.appid, app.audience))
         .collect()
+}
+
+/// The `aud` of an app's JWTs: as configured, else its appid.
+fn audience_or(audience: Option<String>, appid: &str) -> String {
+    audience
+        .map(|audience| audience.trim().to_owned())
+        .filter(|audience| !audience.is_empty())
+        .unwrap_or_else(|| appid.to_owned())
 }
 
 fn made_up_secret() -> SecretString {

@@ -14,7 +14,7 @@ use super::values::{
 };
 use super::{
     ConfigError, LimitSettings, LogFormat, Mode, RedisMode, RedisSettings, ServerSettings,
-    SessionSettings, Settings, StoreSettings, WeChatSettings, apps, backends, operator,
+    SessionSettings, Settings, StoreSettings, WeChatSettings, apps, backends, jwt, operator,
 };
 
 /// The defaults ship inside the binary, so it starts from any working directory
@@ -65,6 +65,10 @@ struct RawSettings {
     admin_listen: String,
     backend_tokens: Option<SecretString>,
     backend_tokens_file: Option<PathBuf>,
+    jwt_issuer: String,
+    jwt_key_file: Option<PathBuf>,
+    jwt_old_keys_file: Option<PathBuf>,
+    jwt_ttl_secs: u64,
     blocked_message: String,
     log_format: LogFormat,
     shutdown_timeout_secs: u64,
@@ -162,6 +166,12 @@ impl RawSettings {
         let server = self.server()?;
         let admin = operator::admin(self.admin_token, self.admin_token_file)?;
         let backends = backends::backends(self.backend_tokens, self.backend_tokens_file)?;
+        let jwt = jwt::jwt(
+            &self.jwt_issuer,
+            self.jwt_key_file,
+            self.jwt_old_keys_file,
+            self.jwt_ttl_secs,
+        )?;
         let private_listen =
             operator::private_listen(&self.admin_listen, admin.is_some(), backends.is_some())?;
         Ok(Settings {
@@ -178,6 +188,7 @@ impl RawSettings {
             auth_cookie: Some(self.auth_cookie.trim().to_owned()).filter(|c| !c.is_empty()),
             admin,
             backends,
+            jwt,
             private_listen,
             blocked_message: match self.blocked_message.trim() {
                 "" => return Err(invalid("blocked_message", "must not be empty")),
@@ -200,6 +211,14 @@ impl RawSettings {
         {
             ineffective.push(
                 "WXLOGIN_STORE_KEY_FILE (and WXLOGIN_STORE_KEY, WXLOGIN_STORE_OLD_KEYS_FILE) seal session_keys in Redis; the memory store never writes them anywhere"
+                    .to_owned(),
+            );
+        }
+        if self.jwt_issuer.trim().is_empty()
+            && (given(&self.jwt_key_file) || given(&self.jwt_old_keys_file))
+        {
+            ineffective.push(
+                "WXLOGIN_JWT_KEY_FILE (and WXLOGIN_JWT_OLD_KEYS_FILE) sign JWTs, which are off without WXLOGIN_JWT_ISSUER"
                     .to_owned(),
             );
         }

@@ -5,6 +5,7 @@
 
 mod apps;
 mod backends;
+mod jwt;
 mod loading;
 mod operator;
 mod settings;
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 
 pub use apps::describe as describe_apps;
 pub use backends::{BackendCredential, BackendSettings};
+pub use jwt::{JwtSettings, KeyFile, MAX_JWT_TTL_SECS};
 pub use loading::listen_addr;
 pub use operator::{AdminSettings, MIN_ADMIN_TOKEN_CHARS, StoreKeySettings};
 pub use settings::{

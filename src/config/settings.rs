@@ -7,7 +7,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{AdminSettings, BackendSettings, ConfiguredApp, StoreKeySettings};
+use super::{AdminSettings, BackendSettings, ConfiguredApp, JwtSettings, StoreKeySettings};
 
 /// Whether WeChat is the real one or the built-in emulator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +35,8 @@ pub struct Settings {
     pub admin: Option<AdminSettings>,
     /// The other backends' credentials; `None`: off, and every backend route answers 404.
     pub backends: Option<BackendSettings>,
+    /// Short-lived JWTs in exchange for a session; `None`: off, and their routes answer 404.
+    pub jwt: Option<JwtSettings>,
     /// Where the admin API, the backend routes and `/metrics` are served instead of the
     /// public listener (`WXLOGIN_ADMIN_LISTEN`).
     pub private_listen: Option<SocketAddr>,

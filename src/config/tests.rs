@@ -368,3 +368,30 @@ fn a_store_key_that_is_not_a_key_is_named_by_the_variable_that_gave_it() {
         "never the value: {err}"
     );
 }
+
+#[test]
+fn jwts_are_off_without_an_issuer_and_a_key_file_alone_is_reported_as_doing_nothing() {
+    let base = [("WXLOGIN_APPID", "wx1"), ("WXLOGIN_SECRET", "s")];
+    let s = load(&base).expect("settings");
+    assert!(s.jwt.is_none());
+    let (_dir, key) = temp_file("jwt.pem", "-----BEGIN PRIVATE KEY-----\n");
+    let key = key.display().to_string();
+    let keyed = [base.as_slice(), &[("WXLOGIN_JWT_KEY_FILE", key.as_str())]].concat();
+    let s = load(&keyed).expect("settings");
+    assert!(s.jwt.is_none());
+    assert!(
+        s.ineffective
+            .iter()
+            .any(|line| line.contains("WXLOGIN_JWT_ISSUER")),
+        "{:?}",
+        s.ineffective
+    );
+    let on = [
+        keyed.as_slice(),
+        &[("WXLOGIN_JWT_ISSUER", "https://login.example.com/")],
+    ]
+    .concat();
+    let jwt = load(&on).expect("settings").jwt.expect("on");
+    assert_eq!(jwt.issuer, "https://login.example.com", "no trailing slash");
+    assert_eq!(jwt.ttl, Duration::from_secs(300));
+}

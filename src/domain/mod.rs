@@ -35,5 +35,7 @@ pub struct Credentials {
 #[derive(Debug, Clone)]
 pub struct ConfiguredApp {
     pub name: AppName,
+    /// The `aud` of the app's JWTs: its appid unless configured.
+    pub audience: String,
     pub credentials: Credentials,
 }

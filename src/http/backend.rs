@@ -45,7 +45,7 @@ impl BackendTokens {
 
     /// The backend whose token `headers` carry. Every credential is compared, whichever
     /// matches, so the time taken tells nothing.
-    fn identify(&self, headers: &HeaderMap) -> Option<Backend> {
+    pub(super) fn identify(&self, headers: &HeaderMap) -> Option<Backend> {
         let presented = super::extract::bearer(headers).ok()?;
         let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = None;

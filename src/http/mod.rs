@@ -10,6 +10,7 @@ mod extract;
 pub mod forward_auth;
 mod health;
 mod login;
+pub mod oauth;
 mod open_data;
 pub mod openapi;
 mod rate_limit;
@@ -40,6 +41,7 @@ pub use rate_limit::{ClientLimiter, PRUNE_EVERY};
 
 use crate::apps::Apps;
 use crate::config::ServerSettings;
+use crate::jwt::JwtIssuer;
 use crate::login::LoginService;
 use crate::session::SessionStore;
 use crate::telemetry::metrics::Metrics;
@@ -116,18 +118,30 @@ pub struct Routers {
 
 /// The whole HTTP surface, with its middleware: the public listener's routes and, if the
 /// admin API has a listener of its own, that one's. Tests drive exactly these.
-pub fn routers(state: AppState, server: &ServerSettings, private: PrivateApis) -> Routers {
-    let public = Router::new()
+pub fn routers(
+    state: AppState,
+    server: &ServerSettings,
+    private: PrivateApis,
+    jwt: Option<Arc<JwtIssuer>>,
+) -> Routers {
+    let mut public = Router::new()
         .merge(login::router().route_layer(reads_body(server)))
         .merge(session::router())
         .merge(open_data::router().route_layer(reads_body(server)))
         .merge(health::router())
         .merge(forward_auth::router());
     let mut apis = health::metrics_router();
+    if let Some(issuer) = &jwt {
+        public = public.merge(oauth::router(Arc::clone(issuer)).route_layer(reads_body(server)));
+    }
     if let Some(token) = private.admin {
         apis = apis.merge(admin::router(token).route_layer(reads_body(server)));
     }
     if let Some(tokens) = private.backends {
+        if let Some(issuer) = jwt {
+            let introspection = oauth::introspection_router(issuer, tokens.clone());
+            apis = apis.merge(introspection.route_layer(reads_body(server)));
+        }
         apis = apis.merge(backend::router(tokens).route_layer(reads_body(server)));
     }
     let public = public.merge(openapi::router(Listener::Public {

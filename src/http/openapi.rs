@@ -15,7 +15,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::{Modify, OpenApi};
 
 use super::AppState;
-use super::error::ErrorBody;
+use super::error::{ErrorBody, OAuthErrorBody};
 
 /// What a listener serves, and so what its document lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,7 @@ pub fn document(listener: Listener) -> String {
     openapi.paths.paths.retain(|path, _| {
         let private = path.starts_with("/admin/")
             || path.starts_with("/apps/{app}/access_token")
+            || path == "/oauth/introspect"
             || path == "/metrics";
         match listener {
             Listener::Public { private_elsewhere } => !(private && private_elsewhere),
@@ -77,8 +78,13 @@ pub fn document(listener: Listener) -> String {
         super::admin::unblock,
         super::backend::access_token,
         super::backend::refresh,
+        super::oauth::exchange::exchange,
+        super::oauth::introspect::introspect,
+        super::oauth::jwks,
+        super::oauth::authorization_server_metadata,
+        super::oauth::openid_configuration,
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, OAuthErrorBody)),
     modifiers(&BearerScheme, &Groups, &ExtraFieldsIgnored, &AppPrefixed, &OneOperationIdEach),
     tags(
         (name = "login", description = "Trading a `wx.login()` code for a session token."),
@@ -87,6 +93,7 @@ pub fn document(listener: Listener) -> String {
         (name = "gateway", description = "Forward-auth for API gateways."),
         (name = "operations", description = "Health, readiness, metrics and this document. Each listener's document lists what that listener serves: with WXLOGIN_ADMIN_LISTEN set, /metrics is served, and documented, on the admin listener only."),
         (name = "backend", description = "The apps' access_token for the team's other backends, from the one holder WeChat asks for, with a passive refresh for a token an API refused. Off (every route 404, as documented) unless WXLOGIN_BACKEND_TOKENS_FILE is set; with WXLOGIN_ADMIN_LISTEN set, served and documented on that listener only."),
+        (name = "oauth", description = "Short-lived signed JWTs for gateways that only trust JWTs: an RFC 8693 exchange of a session token, the JWKS and the RFC 8414 metadata to verify them, and RFC 7662 introspection (with a backend token) that knows about revocation. Off (every route 404, as documented) unless WXLOGIN_JWT_ISSUER is set; introspection also needs WXLOGIN_BACKEND_TOKENS_FILE, and with WXLOGIN_ADMIN_LISTEN set it is served and documented on that listener only. Errors are in RFC 6749's shape: `{\"error\", \"error_description\"}`."),
         (name = "admin", description = "Operator controls: look a user up, revoke their sessions, block their logins. Off (every route 404, as documented) unless WXLOGIN_ADMIN_TOKEN_FILE is set; with WXLOGIN_ADMIN_LISTEN set, served and documented on the admin listener only. Without the admin token, every method of every route answers 401."),
     )
 )]
@@ -143,6 +150,8 @@ struct Groups;
 fn group(path: &str) -> Option<(&'static str, Option<&'static str>)> {
     Some(match path {
         _ if path.starts_with("/admin/") => ("admin", Some("admin")),
+        "/oauth/introspect" => ("oauth", Some("backend")),
+        _ if path.starts_with("/oauth/") || path.starts_with("/.well-known/") => ("oauth", None),
         _ if path.starts_with("/apps/{app}/access_token") => ("backend", Some("backend")),
         "/openid" | "/wechat/applet_login" => ("login", None),
         _ if path.starts_with("/wechat/") => ("user data", Some("bearer")),

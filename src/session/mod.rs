@@ -251,6 +251,23 @@ impl SessionStore {
         }
     }
 
+    /// When the session's user logged in: its end, less the TTL.
+    pub fn logged_in_at(&self, session: &Session) -> u64 {
+        let lifetime = match self {
+            Self::Memory(store) => &store.0.lifetime,
+            Self::Redis(store) => &store.lifetime,
+        };
+        session.ends_at().saturating_sub(lifetime.ttl_secs())
+    }
+
+    /// The live session a JWT's `sid` names ([`TokenHash::session_id`]), as [`Self::get`].
+    pub async fn find(&self, hash: &TokenHash) -> Result<Option<Session>, StoreError> {
+        match self {
+            Self::Memory(store) => Ok(store.find(hash)),
+            Self::Redis(store) => store.find(hash).await,
+        }
+    }
+
     /// Ends the session behind `token`. Returns whether there was a live one.
     pub async fn revoke(&self, token: &SessionToken) -> Result<bool, StoreError> {
         match self {

@@ -67,6 +67,19 @@ impl TokenHash {
         ShortTokenHash(short)
     }
 
+    /// The session's id as a JWT's `sid` names it: this hash in base64url. It names the
+    /// session without giving away its token, which no one can work out from it.
+    pub fn session_id(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    /// The hash a [`TokenHash::session_id`] spells; `None` for any other text.
+    pub fn from_session_id(sid: &str) -> Option<Self> {
+        let mut hash = [0u8; 32];
+        let decoded = URL_SAFE_NO_PAD.decode_slice(sid, &mut hash).ok()?;
+        (decoded == hash.len() && sid.len() == TOKEN_CHARS).then_some(Self(hash))
+    }
+
     /// Lower-case hex, as store keys spell it.
     pub fn to_hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()

@@ -16,6 +16,7 @@ use crate::http::{
     AdminToken, AppState, AuthCookie, BackendTokens, ClientLimiter, PRUNE_EVERY, PrivateApis,
     Shared, register_known_series, routers,
 };
+use crate::jwt::JwtIssuer;
 use crate::login::LoginService;
 use crate::server::{ServeOptions, reloading_acceptor, serve};
 use crate::tasks::Tasks;
@@ -92,7 +93,11 @@ impl Application {
             let apps: Vec<&str> = state.apps.iter().map(|app| app.name().as_ref()).collect();
             metrics.register_backend_series(&names, &apps);
         }
-        let routers = routers(state, &server, private);
+        let jwt = match &settings.jwt {
+            None => None,
+            Some(jwt) => Some(Arc::new(JwtIssuer::new(jwt)?)),
+        };
+        let routers = routers(state, &server, private, jwt);
         Ok(Self {
             listener,
             router: routers.public,

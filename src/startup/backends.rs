@@ -7,6 +7,7 @@ use super::StartupError;
 use crate::apps::App;
 use crate::clock::Clock;
 use crate::config::{RedisSettings, Settings, StoreSettings};
+use crate::domain::AppName;
 use crate::redis_conn::{PROBE_EVERY, Redis};
 use crate::session::{BlocksFile, Lifetime, MemoryStore, RedisStore, Sealer, SessionStore};
 use crate::tasks::Tasks;
@@ -43,6 +44,7 @@ pub(super) async fn backends(
     let apps = clients
         .into_iter()
         .map(|wechat| App {
+            audience: audience_of(settings, wechat.app()),
             access_tokens: match &redis {
                 None => AccessTokens::local(wechat.clone(), clock.clone(), token_wait_limit),
                 Some(redis) => {
@@ -135,4 +137,15 @@ async fn index_pre_upgrade_sessions(store: RedisStore) {
         }
         tokio::time::sleep(UPGRADE_PASS_EVERY).await;
     }
+}
+
+/// The audience the configuration gives the app `name`; its appid by default.
+fn audience_of(settings: &Settings, name: &AppName) -> String {
+    settings
+        .wechat
+        .apps
+        .iter()
+        .find(|app| app.name == *name)
+        .map(|app| app.audience.clone())
+        .unwrap_or_default()
 }

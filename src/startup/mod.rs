@@ -35,6 +35,8 @@ pub enum StartupError {
     Redis(#[from] StoreError),
     #[error(transparent)]
     Blocks(#[from] BlocksFileError),
+    #[error("cannot sign JWTs: {0}")]
+    Jwt(#[from] crate::jwt::KeyError),
     #[error("cannot serve HTTPS: {0}")]
     Tls(#[from] TlsError),
 }

@@ -24,6 +24,21 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdefghij";
 /// The manual clock's starting time; any fixed instant will do.
 pub const CLOCK_START: u64 = 1_800_000_000;
 
+/// The issuer of the JWTs in the tests that turn them on.
+pub const JWT_ISSUER: &str = "https://login.example.test";
+
+/// A fresh P-256 private key in PKCS#8 PEM, written to a file of its own; its path.
+pub fn jwt_key_file() -> String {
+    let pem = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .expect("a key")
+        .serialize_pem();
+    let dir = std::env::temp_dir().join(format!("wxlogin-jwt-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("a key directory");
+    let path = dir.join("key.pem");
+    std::fs::write(&path, pem).expect("the key file");
+    path.display().to_string()
+}
+
 pub struct TestApp {
     pub address: String,
     pub wechat: MockServer,

@@ -6,7 +6,9 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, Requests, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{
+    ADMIN_TOKEN, JWT_ISSUER, Requests, TestApp, jwt_key_file, spawn_app, spawn_app_with,
+};
 use crate::tools;
 
 async fn document() -> Value {
@@ -57,10 +59,21 @@ fn documented(doc: &Value) -> BTreeSet<(String, String)> {
 /// Every `.route("/path", …)` in `src/http`, read from the source: a route added there
 /// without documentation is found, whatever the document says.
 fn paths_in_source() -> BTreeSet<String> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
     let mut paths = BTreeSet::new();
-    for entry in std::fs::read_dir(dir).expect("src/http") {
+    routes_in(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http"),
+        &mut paths,
+    );
+    paths
+}
+
+fn routes_in(dir: &std::path::Path, paths: &mut BTreeSet<String>) {
+    for entry in std::fs::read_dir(dir).expect("a source folder") {
         let path = entry.expect("entry").path();
+        if path.is_dir() {
+            routes_in(&path, paths);
+            continue;
+        }
         if path.extension().is_none_or(|ext| ext != "rs") {
             continue;
         }
@@ -69,7 +82,6 @@ fn paths_in_source() -> BTreeSet<String> {
             paths.insert(call.split('"').nth(1).expect("a literal path").to_owned());
         }
     }
-    paths
 }
 
 /// The path as a request would name it: `{app}` is the test's one app.
@@ -81,12 +93,14 @@ fn concrete(path: &str) -> String {
 
 const BACKEND_TOKEN: &str = "openapi-backend-token-0123456789abcdef";
 
-/// An app with every route mounted: the admin API and the backend routes are on.
+/// An app with every route mounted: the admin API, the backend routes and JWTs are on.
 async fn spawn_app_with_every_route() -> TestApp {
     let backends = format!("probe={BACKEND_TOKEN}");
     spawn_app_with(&[
         ("WXLOGIN_ADMIN_TOKEN", ADMIN_TOKEN),
         ("WXLOGIN_BACKEND_TOKENS", &backends),
+        ("WXLOGIN_JWT_ISSUER", JWT_ISSUER),
+        ("WXLOGIN_JWT_KEY_FILE", &jwt_key_file()),
     ])
     .await
 }
@@ -94,7 +108,7 @@ async fn spawn_app_with_every_route() -> TestApp {
 /// The credential a path's guard admits: without it, a guard answers 401 whatever the
 /// method, which would hide what the path serves.
 fn credential_for(path: &str) -> &'static str {
-    if path.starts_with("/apps/{app}/access_token") {
+    if path.starts_with("/apps/{app}/access_token") || path == "/oauth/introspect" {
         BACKEND_TOKEN
     } else {
         ADMIN_TOKEN

@@ -1,5 +1,5 @@
-//! The admin API's refusals of a malformed path or body, written once: the handlers
-//! answer them and the OpenAPI response sets list them.
+//! The refusals of a malformed path or body on the admin and OAuth routes, written once:
+//! the handlers answer them and the OpenAPI response sets list them.
 
 use super::ApiError;
 
@@ -23,5 +23,21 @@ impl ApiError {
     pub const REASON_TOO_LONG: Self = Self::InvalidInput {
         kind: "reason_too_long",
         message: "reason is longer than 200 characters.",
+    };
+    pub const UNSUPPORTED_GRANT_TYPE: Self = Self::InvalidInput {
+        kind: "unsupported_grant_type",
+        message: "grant_type must be urn:ietf:params:oauth:grant-type:token-exchange.",
+    };
+    pub const UNSUPPORTED_SUBJECT_TOKEN_TYPE: Self = Self::InvalidInput {
+        kind: "invalid_request",
+        message: "subject_token_type must be urn:ietf:params:oauth:token-type:access_token.",
+    };
+    pub const NOT_A_LIVE_SESSION: Self = Self::InvalidInput {
+        kind: "invalid_request",
+        message: "subject_token is not a live session: it is missing, unknown, expired or revoked. Log in again.",
+    };
+    pub const NO_TOKEN_TO_INTROSPECT: Self = Self::InvalidInput {
+        kind: "invalid_request",
+        message: "token is missing: send the token to introspect.",
     };
 }

@@ -19,9 +19,25 @@ use crate::wechat::open_data::DecryptError;
 /// The responses for `errors`, one per status; each lists its kinds with their messages
 /// (a kind twice where it has two: `invalid_token` for no token and for a dead one).
 fn responses_of(errors: Vec<ApiError>) -> BTreeMap<String, RefOr<Response>> {
+    shaped(errors, "ErrorBody", |answer| answer)
+}
+
+/// [`responses_of`], as the OAuth routes answer them: RFC 6749's codes and shape.
+fn oauth_responses_of(errors: Vec<ApiError>) -> BTreeMap<String, RefOr<Response>> {
+    shaped(errors, "OAuthErrorBody", |mut answer| {
+        answer.kind = answer.oauth_error();
+        answer
+    })
+}
+
+fn shaped(
+    errors: Vec<ApiError>,
+    body: &str,
+    as_answered: fn(Answer) -> Answer,
+) -> BTreeMap<String, RefOr<Response>> {
     let mut by_status: BTreeMap<StatusCode, Vec<Answer>> = BTreeMap::new();
     for error in &errors {
-        let answer = error.answer();
+        let answer = as_answered(error.answer());
         let answers = by_status.entry(answer.status).or_default();
         let known = |known: &Answer| known.kind == answer.kind && known.message == answer.message;
         if !answers.iter().any(known) {
@@ -30,18 +46,21 @@ fn responses_of(errors: Vec<ApiError>) -> BTreeMap<String, RefOr<Response>> {
     }
     by_status
         .into_iter()
-        .map(|(status, answers)| (status.as_u16().to_string(), response(&answers).into()))
+        .map(|(status, answers)| {
+            let response = response(&answers, body);
+            (status.as_u16().to_string(), response.into())
+        })
         .collect()
 }
 
-fn response(answers: &[Answer]) -> Response {
+fn response(answers: &[Answer], body: &str) -> Response {
     let description = answers
         .iter()
         .map(|answer| format!("`{}`: {}", answer.kind, answer.message))
         .collect::<Vec<_>>()
         .join(" ");
     let body = ContentBuilder::new()
-        .schema(Some(Ref::from_schema_name("ErrorBody")))
+        .schema(Some(Ref::from_schema_name(body)))
         .build();
     let mut response = ResponseBuilder::new()
         .description(description)
@@ -141,15 +160,21 @@ fn spent_codes() -> Vec<ApiError> {
 }
 
 macro_rules! error_set {
-    ($(#[$doc:meta])* $name:ident = $errors:expr) => {
+    (@as $shape:ident $(#[$doc:meta])* $name:ident = $errors:expr) => {
         $(#[$doc])*
         pub struct $name;
 
         impl IntoResponses for $name {
             fn responses() -> BTreeMap<String, RefOr<Response>> {
-                responses_of($errors)
+                $shape($errors)
             }
         }
+    };
+    (oauth: $(#[$doc:meta])* $name:ident = $errors:expr) => {
+        error_set!(@as oauth_responses_of $(#[$doc])* $name = $errors);
+    };
+    ($(#[$doc:meta])* $name:ident = $errors:expr) => {
+        error_set!(@as responses_of $(#[$doc])* $name = $errors);
     };
 }
 
@@ -342,4 +367,48 @@ error_set!(
 error_set!(
     /// What lifting a block can answer besides its 200.
     UnblockErrors = all([admin_user_refusals(), vec![blocks_not_saved()]])
+);
+
+/// What any OAuth route that reads a form can answer before its own checks.
+fn bad_forms() -> Vec<ApiError> {
+    vec![
+        ApiError::invalid_body(String::new()),
+        ApiError::BodyTimeout,
+        ApiError::PayloadTooLarge,
+        ApiError::UnsupportedMediaType,
+    ]
+}
+
+error_set!(
+    oauth:
+    /// What the token exchange can answer besides its 200.
+    OAuthTokenErrors = all([
+        vec![
+            ApiError::UNSUPPORTED_GRANT_TYPE,
+            ApiError::UNSUPPORTED_SUBJECT_TOKEN_TYPE,
+            ApiError::NOT_A_LIVE_SESSION,
+            store_down(),
+        ],
+        bad_forms(),
+    ])
+);
+
+error_set!(
+    oauth:
+    /// What introspection can answer besides its 200.
+    OAuthIntrospectionErrors = all([
+        vec![
+            ApiError::BackendUnauthorized,
+            ApiError::NO_TOKEN_TO_INTROSPECT,
+            store_down(),
+        ],
+        bad_forms(),
+    ])
+);
+
+error_set!(
+    /// What a route answers while the feature it belongs to is off, or served on a
+    /// listener of its own: the OAuth routes without `WXLOGIN_JWT_ISSUER`, introspection
+    /// without backend tokens too.
+    OffErrors = vec![ApiError::NotFound]
 );

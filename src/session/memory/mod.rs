@@ -15,7 +15,9 @@ use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
 use super::token::ShortTokenHash;
-use super::{Block, CreateError, IssuedSession, Lifetime, Session, SessionToken, UserId};
+use super::{
+    Block, CreateError, IssuedSession, Lifetime, Session, SessionToken, TokenHash, UserId,
+};
 use crate::clock::Clock;
 use crate::config::SessionSettings;
 use crate::domain::{AppName, WxSession};
@@ -40,7 +42,7 @@ pub(super) struct Caches {
     blocks: RwLock<HashMap<UserId, Block>>,
     /// Where the blocks outlive the process; without it, blocks are refused.
     blocks_file: Option<BlocksFile>,
-    lifetime: Lifetime,
+    pub(super) lifetime: Lifetime,
     pub(super) clock: Clock,
 }
 
@@ -167,7 +169,12 @@ impl MemoryStore {
     }
 
     pub fn get(&self, token: &SessionToken) -> Option<Session> {
-        let key = token.hash().short();
+        self.find(&token.hash())
+    }
+
+    /// The live session stored under `hash`, as [`MemoryStore::get`].
+    pub fn find(&self, hash: &TokenHash) -> Option<Session> {
+        let key = hash.short();
         let session = self.0.sessions.get(&key)?;
         let now = self.0.clock.now();
         if session.expires_at() <= now {

@@ -26,7 +26,7 @@ use redis::Script;
 
 use super::{
     CreateError, Deadlines, IssuedSession, KeyMismatches, Lifetime, Sealer, Session, SessionToken,
-    User, UserId,
+    TokenHash, User, UserId,
 };
 use crate::clock::Clock;
 use crate::domain::{AppName, OpenId, SessionKey, UnionId, WxSession};
@@ -83,7 +83,7 @@ return 1
 pub struct RedisStore {
     pub(super) redis: Redis,
     scripts: Arc<Scripts>,
-    lifetime: Lifetime,
+    pub(super) lifetime: Lifetime,
     sealer: Arc<Sealer>,
     pub(super) clock: Clock,
 }
@@ -249,7 +249,12 @@ impl RedisStore {
     /// One command: the session's own record; with sliding expiry, one more (at most once
     /// per quarter idle window of the session) to push its deadline on.
     pub async fn get(&self, token: &SessionToken) -> Result<Option<Session>, StoreError> {
-        let hash = token.hash().to_hex();
+        self.find(&token.hash()).await
+    }
+
+    /// The live session stored under `hash`, as [`RedisStore::get`].
+    pub async fn find(&self, hash: &TokenHash) -> Result<Option<Session>, StoreError> {
+        let hash = hash.to_hex();
         let Some(mut record) = self.record(&hash).await? else {
             return Ok(None);
         };
