@@ -184,7 +184,10 @@ fn every_kind_the_errors_table_lists_is_one_the_server_sends() {
         .nth(1)
         .expect("docs/http-api.md has an Errors section");
     let mut kinds = 0;
-    for row in table.lines().filter(|line| line.starts_with("| ")) {
+    for row in table
+        .lines()
+        .filter(|line| line.starts_with("| ") && !line.starts_with("| status"))
+    {
         let Some(column) = row.split('|').nth(2) else {
             continue;
         };
@@ -197,4 +200,30 @@ fn every_kind_the_errors_table_lists_is_one_the_server_sends() {
         }
     }
     assert!(kinds >= 30, "the table lists every kind: {kinds}");
+}
+
+#[test]
+fn the_client_librarys_error_kinds_are_every_kind_the_errors_table_lists() {
+    let client = read(&root().join("clients/miniprogram/src/index.ts"));
+    let union = client
+        .split("export type ServerErrorKind =")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .expect("the ServerErrorKind union");
+    let api = read(&root().join("docs/http-api.md"));
+    let table = api.split("## Errors").nth(1).expect("an Errors section");
+    for row in table
+        .lines()
+        .filter(|line| line.starts_with("| ") && !line.starts_with("| status"))
+    {
+        let Some(column) = row.split('|').nth(2) else {
+            continue;
+        };
+        for kind in column.split('`').skip(1).step_by(2) {
+            assert!(
+                union.contains(&format!("'{kind}'")),
+                "the client's ServerErrorKind lacks {kind}"
+            );
+        }
+    }
 }

@@ -7,7 +7,17 @@ import { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 
 import { Client, createClient, WxLike, WxLoginError } from '../src/index';
-import { Backend, freePort, serverLogins, startBackend, startWxlogin, Wxlogin, WxShim } from './harness';
+import {
+  Backend,
+  freePort,
+  jwtSettings,
+  serverLogins,
+  startBackend,
+  startWxlogin,
+  verifiedJwt,
+  Wxlogin,
+  WxShim,
+} from './harness';
 
 // The global `wx` of a mini-program fits what the client takes.
 const fits: (platform: WechatMiniprogram.Wx) => WxLike = (platform) => platform;
@@ -17,7 +27,7 @@ let wxlogin: Wxlogin;
 let backend: Backend;
 
 before(async () => {
-  wxlogin = await startWxlogin();
+  wxlogin = await startWxlogin(jwtSettings());
   backend = await startBackend(wxlogin);
 });
 
@@ -26,8 +36,25 @@ after(async () => {
   await wxlogin.stop();
 });
 
-function client(shim: WxShim, options: { app?: string; baseUrl?: string } = {}): Client {
-  return createClient({ baseUrl: options.baseUrl ?? wxlogin.url, app: options.app, wx: shim });
+function client(shim: WxShim, options: { app?: string; baseUrl?: string; now?: () => number } = {}): Client {
+  return createClient({ baseUrl: options.baseUrl ?? wxlogin.url, app: options.app, wx: shim, now: options.now });
+}
+
+/** How many requests `shim` sent to `path` at wxlogin. */
+function sent(shim: WxShim, method: string, path: string): number {
+  return shim.requested.filter((line) => line === `${method} ${wxlogin.url}${path}`).length;
+}
+
+/** Ends `token`'s session at wxlogin, behind the client's back (as an operator would). */
+async function revokeAtServer(token: string): Promise<void> {
+  const answer = await fetch(`${wxlogin.url}/session`, { method: 'DELETE', headers: { Authorization: `Bearer ${token}` } });
+  assert.equal(answer.status, 204);
+}
+
+/** The session token a shim's client keeps. */
+function keptToken(shim: WxShim): string {
+  const [kept] = [...shim.storage.values()] as { token: string }[];
+  return kept.token;
 }
 
 const orders = () => ({ url: `${backend.url}/orders`, method: 'GET' as const });
@@ -312,3 +339,121 @@ describe('user data', () => {
     assert.match(header.Authorization, /^Bearer [A-Za-z0-9_-]{43}$/);
   });
 });
+
+describe('JWTs for gateways that only trust JWTs', () => {
+  test('jwt() hands out a JWT that jose verifies with the JWKS it fetches over HTTP', async () => {
+    const shim = new WxShim('jwt-verified');
+    const auth = client(shim);
+    const { openid } = await auth.login();
+
+    const claims = await verifiedJwt(wxlogin, await auth.jwt());
+
+    assert.equal(claims.sub, openid);
+    assert.equal(claims.app, 'default');
+    assert.equal(typeof claims.sid, 'string');
+  });
+
+  test('ten callers at once share one exchange, and later callers the JWT kept', async () => {
+    const shim = new WxShim('jwt-shared');
+    const auth = client(shim);
+
+    const jwts = await Promise.all(Array.from({ length: 10 }, () => auth.jwt()));
+    const again = await auth.jwt();
+
+    assert.equal(new Set([...jwts, again]).size, 1);
+    assert.equal(sent(shim, 'POST', '/oauth/token'), 1);
+    assert.equal(shim.logins, 1);
+  });
+
+  test('a JWT near its end is exchanged again, one well within its life is not', async () => {
+    const shim = new WxShim('jwt-renewed');
+    let now = Date.now();
+    const auth = client(shim, { now: () => now });
+    const first = await auth.jwt();
+
+    now += 200_000;
+    assert.equal(await auth.jwt(), first, 'a JWT of 300 s is kept for 270 s');
+    now += 71_000;
+    const renewed = await auth.jwt();
+
+    assert.notEqual(renewed, first);
+    assert.equal(sent(shim, 'POST', '/oauth/token'), 2);
+  });
+
+  test('request({auth: "jwt"}) sends the JWT; a 401 gets a new JWT and one retry', async () => {
+    const shim = new WxShim('jwt-request');
+    const auth = client(shim);
+    const url = `${backend.url}/jwt/orders`;
+
+    const first = await auth.request<{ for: string }>({ url, method: 'GET', auth: 'jwt' });
+    assert.equal(first.statusCode, 200);
+    assert.equal(first.data.for, (await auth.login()).openid);
+    assert.equal(backend.jwts.at(-1), await auth.jwt());
+
+    backend.refuseJwts = 1;
+    const before = backend.jwts.length;
+    const retried = await auth.request({ url, method: 'GET', auth: 'jwt' });
+    assert.equal(retried.statusCode, 200);
+    const [refused, retry] = backend.jwts.slice(before);
+    assert.notEqual(retry, refused, 'the retry carries a new JWT');
+    assert.equal(sent(shim, 'POST', '/oauth/token'), 2);
+  });
+
+  test('a session that ended is logged into again before its JWT is exchanged', async () => {
+    const shim = new WxShim('jwt-relogin');
+    await client(shim).login();
+    await revokeAtServer(keptToken(shim));
+
+    // A restart: the token is in storage, no JWT is kept.
+    const jwt = await client(shim).jwt();
+
+    assert.equal(shim.logins, 2);
+    assert.equal((await verifiedJwt(wxlogin, jwt)).sub, (await client(shim).login()).openid);
+  });
+});
+
+describe('consistency', () => {
+  test('decrypt logs in again on a 401, like phoneNumber', async () => {
+    const shim = new WxShim('decrypt-relogin');
+    const auth = client(shim);
+    await auth.login();
+    await revokeAtServer(keptToken(shim));
+
+    // The data was sealed under the ended session's key: after the re-login it no longer
+    // opens, and the caller is told to fetch it again.
+    const error = await rejection(auth.decrypt({ encryptedData: 'AAAAAAAAAAAAAAAAAAAAAA==', iv: 'AAAAAAAAAAAAAAAAAAAAAA==' }));
+
+    assert.equal(shim.logins, 2);
+    assert.equal(error.kind, 'decryption_failed');
+  });
+
+  test('logout ends the session on the app\'s own routes', async () => {
+    const shim = new WxShim('logout-app');
+    const auth = client(shim, { app: 'default' });
+    await auth.login();
+    const token = keptToken(shim);
+
+    await auth.logout();
+
+    assert.equal(sent(shim, 'DELETE', '/apps/default/session'), 1);
+    assert.equal(sent(shim, 'DELETE', '/session'), 0);
+    const after = await fetch(`${wxlogin.url}/session`, { headers: { Authorization: `Bearer ${token}` } });
+    assert.equal(after.status, 401);
+  });
+
+  test('an answer of another shape is unexpected_response, never a cast', async () => {
+    const server = createServer((_request, response) => {
+      response.writeHead(200, { 'Content-Type': 'application/json' });
+      response.end(JSON.stringify({ token: 42, openid: 'oX', expires_in: 'soon' }));
+    });
+    const port = await freePort();
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    try {
+      const error = await rejection(client(new WxShim('shapeless'), { baseUrl: `http://127.0.0.1:${port}` }).login());
+      assert.equal(error.kind, 'unexpected_response');
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
+

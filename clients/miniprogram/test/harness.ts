@@ -3,11 +3,40 @@
 // `request` does real HTTP.
 
 import { ChildProcess, spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 
+import { createRemoteJWKSet, jwtVerify } from 'jose';
+
 import type { WxLike } from '../src/index';
+
+/** The issuer of the JWTs of the wxlogin the tests run. */
+export const JWT_ISSUER = 'https://login.example.test';
+/** The appid of `wxlogin --dev`'s one app: its JWTs' audience. */
+export const DEV_APPID = 'wx0000000000000dev';
+
+/** What `wxlogin --dev` needs to sign JWTs: a fresh P-256 key in a file of its own. */
+export function jwtSettings(): Record<string, string> {
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'wxlogin-jwt-')), 'key.pem');
+  writeFileSync(file, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  return { WXLOGIN_JWT_ISSUER: JWT_ISSUER, WXLOGIN_JWT_KEY_FILE: file };
+}
+
+/** A JWT's claims, once jose (not wxlogin) has checked it against the JWKS over HTTP. */
+export async function verifiedJwt(wxlogin: Wxlogin, jwt: string): Promise<Record<string, unknown>> {
+  const keys = createRemoteJWKSet(new URL(`${wxlogin.url}/.well-known/jwks.json`));
+  const { payload } = await jwtVerify(jwt, keys, {
+    issuer: JWT_ISSUER,
+    audience: DEV_APPID,
+    algorithms: ['ES256'],
+  });
+  return payload;
+}
 
 /** A free loopback port, as the OS hands one out. */
 export async function freePort(): Promise<number> {
@@ -84,17 +113,24 @@ export async function serverLogins(wxlogin: Wxlogin, app = 'default'): Promise<n
   return total;
 }
 
-/** A business backend behind a gateway-like check: every request is asked of wxlogin's /auth. */
+/**
+ * A business backend behind a gateway-like check: every request is asked of wxlogin's
+ * /auth; under `/jwt/`, the bearer is a JWT, verified with the JWKS as Envoy would.
+ */
 export interface Backend {
   url: string;
   /** Answer 401 invalid_token to everything, whatever wxlogin says. */
   refuseAll: boolean;
+  /** Answer 401 to this many JWTs, however good, before checking them. */
+  refuseJwts: number;
   requests: number;
+  /** The JWTs the `/jwt/` routes were sent, in order. */
+  jwts: string[];
   stop(): Promise<void>;
 }
 
 export async function startBackend(wxlogin: Wxlogin): Promise<Backend> {
-  const backend: Backend = { url: '', refuseAll: false, requests: 0, stop: async () => undefined };
+  const backend: Backend = { url: '', refuseAll: false, refuseJwts: 0, requests: 0, jwts: [], stop: async () => undefined };
   const server: Server = createServer((request: IncomingMessage, response: ServerResponse) => {
     backend.requests += 1;
     const refuse = () => {
@@ -102,6 +138,25 @@ export async function startBackend(wxlogin: Wxlogin): Promise<Backend> {
       response.end(JSON.stringify({ error: 'invalid_token', message: 'log in again' }));
     };
     if (backend.refuseAll) return refuse();
+    if (request.url?.startsWith('/jwt/')) {
+      const jwt = (request.headers.authorization ?? '').replace(/^Bearer /, '');
+      backend.jwts.push(jwt);
+      if (backend.refuseJwts > 0) {
+        backend.refuseJwts -= 1;
+        response.writeHead(401, { 'WWW-Authenticate': 'Bearer error="invalid_token"' });
+        return response.end('Jwt is expired');
+      }
+      verifiedJwt(wxlogin, jwt)
+        .then((claims) => {
+          response.writeHead(200, { 'Content-Type': 'application/json' });
+          response.end(JSON.stringify({ orders: [], for: claims.sub }));
+        })
+        .catch(() => {
+          response.writeHead(401);
+          response.end('Jwt verification fails');
+        });
+      return;
+    }
     fetch(`${wxlogin.url}/auth`, { headers: { Authorization: request.headers.authorization ?? '' } })
       .then((auth) => {
         if (auth.status !== 200) return refuse();
@@ -124,6 +179,8 @@ export async function startBackend(wxlogin: Wxlogin): Promise<Backend> {
 export class WxShim implements WxLike {
   logins = 0;
   storage = new Map<string, unknown>();
+  /** Every request's method and URL, in order. */
+  requested: string[] = [];
   /** Codes `login` hands out next, before it makes up fresh ones. */
   codes: string[] = [];
   /** A hook that may hold a request before its answer reaches the caller. */
@@ -139,6 +196,7 @@ export class WxShim implements WxLike {
   }
 
   request(option: WechatMiniprogram.RequestOption): void {
+    this.requested.push(`${option.method ?? 'GET'} ${option.url}`);
     const headers: Record<string, string> = { ...(option.header as Record<string, string> | undefined) };
     let body: string | undefined;
     if (option.data !== undefined && option.method !== 'GET') {
