@@ -6,11 +6,12 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, Request};
+use axum::http::{HeaderMap, Request, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use base64::Engine;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -43,10 +44,39 @@ impl BackendTokens {
         )
     }
 
-    /// The backend whose token `headers` carry. Every credential is compared, whichever
-    /// matches, so the time taken tells nothing.
+    /// The backend whose token `headers` carry as a bearer token.
     pub(super) fn identify(&self, headers: &HeaderMap) -> Option<Backend> {
-        let presented = super::extract::bearer(headers).ok()?;
+        self.admit(super::extract::bearer(headers).ok()?, None)
+    }
+
+    /// As [`BackendTokens::identify`], or from `client_secret_basic` (RFC 6749 §2.3.1): the
+    /// backend's name as client id and its token as secret, as OAuth clients send them
+    /// (APISIX's `openid-connect`).
+    pub(super) fn identify_client(&self, headers: &HeaderMap) -> Option<Backend> {
+        if let Some(backend) = self.identify(headers) {
+            return Some(backend);
+        }
+        let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        let (scheme, encoded) = value.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return None;
+        }
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()?;
+        let colon = decoded.iter().position(|&b| b == b':')?;
+        let (id, secret) = (&decoded[..colon], &decoded[colon + 1..]);
+        let text = |bytes: &[u8]| {
+            form_urlencoded::parse(&[b"x=", bytes].concat())
+                .next()
+                .map(|(_, value)| value.into_owned())
+        };
+        self.admit(&text(secret)?, Some(&text(id)?))
+    }
+
+    /// The backend whose token is `presented` (and whose name is `named`, if given). Every
+    /// credential is compared, whichever matches, so the time taken tells nothing.
+    fn admit(&self, presented: &str, named: Option<&str>) -> Option<Backend> {
         let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = None;
         for (name, digest) in self.0.iter() {
@@ -54,7 +84,7 @@ impl BackendTokens {
                 found = Some(Backend(Arc::clone(name)));
             }
         }
-        found
+        found.filter(|backend| named.is_none_or(|named| *backend.0 == *named))
     }
 }
 

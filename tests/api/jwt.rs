@@ -601,3 +601,44 @@ fn bad_jwt_settings_stop_start_up_naming_the_setting_or_the_file_never_the_key()
         }
     }
 }
+
+/// `client_secret_basic` (RFC 6749 §2.3.1), as APISIX's `openid-connect` sends it: the
+/// backend's name and token, each form-encoded, then base64.
+fn client_secret_basic(name: &str, token: &str) -> String {
+    let encode = |text: &str| form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
+    let pair = format!("{}:{}", encode(name), encode(token));
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+#[tokio::test]
+async fn introspection_takes_the_backend_token_as_client_secret_basic_too() {
+    let token = "jwt-test+backend/token=0123456789abcdef";
+    let mut settings = jwt_settings(&jwt_key_file());
+    settings.retain(|(name, _)| *name != "WXLOGIN_BACKEND_TOKENS");
+    settings.push(("WXLOGIN_BACKEND_TOKENS", format!("apisix={token}")));
+    let app = spawn_with(&settings).await;
+    let session = app.login_as("c1", "oBasic").await;
+    let introspect_as = |authorization: String| {
+        let request = app
+            .http
+            .post(format!("{}/oauth/introspect", app.address))
+            .header("authorization", authorization)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={session}"));
+        app.send(request)
+    };
+
+    let admitted = introspect_as(client_secret_basic("apisix", token)).await;
+    assert_eq!(admitted.status, 200, "{}", admitted.text);
+    assert_eq!(admitted.json()["active"], true);
+    for refused in [
+        client_secret_basic("someone-else", token),
+        client_secret_basic("apisix", "wrong"),
+        "Basic not-base64".to_owned(),
+    ] {
+        assert_oauth_error(&introspect_as(refused).await, 401, "invalid_client");
+    }
+}

@@ -121,13 +121,14 @@ pub(in crate::http) async fn introspect(
     }))
 }
 
-/// Admits a request with a backend token; the others get RFC 6749's `invalid_client`.
+/// Admits a request with a backend token, as a bearer token or as `client_secret_basic`;
+/// the others get RFC 6749's `invalid_client`.
 pub(super) async fn require_backend(
     State(tokens): State<BackendTokens>,
     request: Request,
     next: Next,
 ) -> Response {
-    if tokens.identify(request.headers()).is_none() {
+    if tokens.identify_client(request.headers()).is_none() {
         return OAuthError(ApiError::BackendUnauthorized).into_response();
     }
     next.run(request).await

@@ -121,7 +121,7 @@ fn metadata(issuer: &JwtIssuer, openid: bool) -> serde_json::Value {
         "grant_types_supported": [TOKEN_EXCHANGE],
         "response_types_supported": [],
         "token_endpoint_auth_methods_supported": ["none"],
-        "introspection_endpoint_auth_methods_supported": ["bearer"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
     });
     if openid {
         metadata["subject_types_supported"] = json!(["public"]);
