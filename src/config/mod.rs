@@ -75,6 +75,14 @@ mod testing {
         Settings::load(vars.iter().map(|(k, v)| (*k, *v)), Mode::Production)
     }
 
+    /// `base` with `more` after it: a test's variables on top of another's.
+    pub(super) fn with<'a>(
+        base: &[(&'a str, &'a str)],
+        more: &[(&'a str, &'a str)],
+    ) -> Vec<(&'a str, &'a str)> {
+        [base, more].concat()
+    }
+
     /// Writes `contents` to a file in a fresh directory of its own; returns both paths.
     pub(super) fn temp_file(name: &str, contents: &str) -> (PathBuf, PathBuf) {
         let dir =

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 
-use super::testing::{load, temp_file};
+use super::testing::{load, temp_file, with};
 use super::values::trusted_proxies;
 use super::*;
 
@@ -27,26 +27,16 @@ fn defaults_apply_when_only_credentials_are_set() {
 #[test]
 fn the_redis_store_needs_a_url_and_never_echoes_it() {
     let base = [("WXLOGIN_APPID", "wx1"), ("WXLOGIN_SECRET", "s")];
-    let redis = [base.as_slice(), &[("WXLOGIN_SESSION_STORE", "redis")]].concat();
+    let redis = with(&base, &[("WXLOGIN_SESSION_STORE", "redis")]);
     let err = load(&redis).expect_err("no URL");
     assert!(err.to_string().contains("WXLOGIN_REDIS_URL"), "{err}");
 
-    let bad = [
-        redis.as_slice(),
-        &[("WXLOGIN_REDIS_URL", "http://user:hunter2@x")],
-    ]
-    .concat();
+    let bad = with(&redis, &[("WXLOGIN_REDIS_URL", "http://user:hunter2@x")]);
     let err = load(&bad).expect_err("not a Redis URL");
     assert!(!err.to_string().contains("hunter2"), "{err}");
 
-    let good = [
-        redis.as_slice(),
-        &[(
-            "WXLOGIN_REDIS_URL",
-            "rediss://user:hunter2@redis.internal:6380/2",
-        )],
-    ]
-    .concat();
+    let url = "rediss://user:hunter2@redis.internal:6380/2";
+    let good = with(&redis, &[("WXLOGIN_REDIS_URL", url)]);
     let s = load(&good).expect("settings");
     let StoreSettings::Redis(settings) = &s.sessions.store else {
         panic!("a Redis store");
@@ -68,19 +58,16 @@ fn a_blocks_file_is_kept_for_the_memory_store_and_reported_as_doing_nothing_with
         Some(std::path::Path::new("/var/lib/wxlogin/blocks.json"))
     );
     assert!(s.ineffective.is_empty(), "{:?}", s.ineffective);
-    let redis = [
-        memory.as_slice(),
+    let redis = with(
+        &memory,
         &[
             ("WXLOGIN_SESSION_STORE", "redis"),
             ("WXLOGIN_REDIS_URL", "redis://127.0.0.1:6379"),
         ],
-    ]
-    .concat();
+    );
     let s = load(&redis).expect("settings");
     assert!(
-        s.ineffective
-            .iter()
-            .any(|line| line.contains("WXLOGIN_BLOCKS_FILE")),
+        names(&s.ineffective, "WXLOGIN_BLOCKS_FILE"),
         "{:?}",
         s.ineffective
     );
@@ -90,14 +77,8 @@ fn a_blocks_file_is_kept_for_the_memory_store_and_reported_as_doing_nothing_with
 fn a_store_key_with_the_memory_store_is_reported_as_doing_nothing() {
     let base = [("WXLOGIN_APPID", "wx1"), ("WXLOGIN_SECRET", "s")];
     assert!(load(&base).expect("settings").ineffective.is_empty());
-    let keyed = [
-        base.as_slice(),
-        &[(
-            "WXLOGIN_STORE_KEY",
-            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
-        )],
-    ]
-    .concat();
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let keyed = with(&base, &[("WXLOGIN_STORE_KEY", key)]);
     let s = load(&keyed).expect("settings");
     assert_eq!(s.ineffective.len(), 1);
     assert!(
@@ -112,19 +93,18 @@ fn a_store_key_with_the_memory_store_is_reported_as_doing_nothing() {
 fn sliding_expiry_is_off_by_default_and_never_longer_than_the_ttl() {
     let base = [("WXLOGIN_APPID", "wx1"), ("WXLOGIN_SECRET", "s")];
     assert_eq!(load(&base).expect("settings").sessions.idle, None);
-    let on = [base.as_slice(), &[("WXLOGIN_SESSION_IDLE_SECS", "1800")]].concat();
+    let on = with(&base, &[("WXLOGIN_SESSION_IDLE_SECS", "1800")]);
     assert_eq!(
         load(&on).expect("settings").sessions.idle,
         Some(Duration::from_secs(1800))
     );
-    let longer = [
-        base.as_slice(),
+    let longer = with(
+        &base,
         &[
             ("WXLOGIN_SESSION_IDLE_SECS", "7200"),
             ("WXLOGIN_SESSION_TTL_SECS", "3600"),
         ],
-    ]
-    .concat();
+    );
     let err = load(&longer).expect_err("idle past the TTL");
     assert!(err.to_string().contains("session_idle_secs"), "{err}");
 }
@@ -137,7 +117,7 @@ fn cluster_mode_takes_a_seed_list_and_standalone_mode_says_when_it_got_one() {
         ("WXLOGIN_SESSION_STORE", "redis"),
     ];
     let seeds = "redis://:hunter2@10.0.0.1:6379, redis://:hunter2@10.0.0.2:6379";
-    let listed = [redis.as_slice(), &[("WXLOGIN_REDIS_URL", seeds)]].concat();
+    let listed = with(&redis, &[("WXLOGIN_REDIS_URL", seeds)]);
     let err = load(&listed).expect_err("standalone takes one URL");
     assert!(
         err.to_string().contains("WXLOGIN_REDIS_MODE=cluster"),
@@ -145,7 +125,7 @@ fn cluster_mode_takes_a_seed_list_and_standalone_mode_says_when_it_got_one() {
     );
     assert!(!err.to_string().contains("hunter2"), "{err}");
 
-    let cluster = [listed.as_slice(), &[("WXLOGIN_REDIS_MODE", "cluster")]].concat();
+    let cluster = with(&listed, &[("WXLOGIN_REDIS_MODE", "cluster")]);
     let s = load(&cluster).expect("settings");
     let StoreSettings::Redis(settings) = &s.sessions.store else {
         panic!("a Redis store");
@@ -153,8 +133,8 @@ fn cluster_mode_takes_a_seed_list_and_standalone_mode_says_when_it_got_one() {
     assert_eq!(settings.mode, RedisMode::Cluster);
     assert_eq!(cluster_seeds(&settings.url).len(), 2);
 
-    let one_bad = [
-        redis.as_slice(),
+    let one_bad = with(
+        &redis,
         &[
             ("WXLOGIN_REDIS_MODE", "cluster"),
             (
@@ -162,8 +142,7 @@ fn cluster_mode_takes_a_seed_list_and_standalone_mode_says_when_it_got_one() {
                 "redis://10.0.0.1:6379,http://:hunter2@x",
             ),
         ],
-    ]
-    .concat();
+    );
     let err = load(&one_bad).expect_err("a seed that is not a node URL");
     assert!(err.to_string().contains("seed 2"), "{err}");
     assert!(!err.to_string().contains("hunter2"), "{err}");
@@ -376,22 +355,24 @@ fn jwts_are_off_without_an_issuer_and_a_key_file_alone_is_reported_as_doing_noth
     assert!(s.jwt.is_none());
     let (_dir, key) = temp_file("jwt.pem", "-----BEGIN PRIVATE KEY-----\n");
     let key = key.display().to_string();
-    let keyed = [base.as_slice(), &[("WXLOGIN_JWT_KEY_FILE", key.as_str())]].concat();
+    let keyed = with(&base, &[("WXLOGIN_JWT_KEY_FILE", key.as_str())]);
     let s = load(&keyed).expect("settings");
     assert!(s.jwt.is_none());
     assert!(
-        s.ineffective
-            .iter()
-            .any(|line| line.contains("WXLOGIN_JWT_ISSUER")),
+        names(&s.ineffective, "WXLOGIN_JWT_ISSUER"),
         "{:?}",
         s.ineffective
     );
-    let on = [
-        keyed.as_slice(),
+    let on = with(
+        &keyed,
         &[("WXLOGIN_JWT_ISSUER", "https://login.example.com/")],
-    ]
-    .concat();
+    );
     let jwt = load(&on).expect("settings").jwt.expect("on");
     assert_eq!(jwt.issuer, "https://login.example.com", "no trailing slash");
     assert_eq!(jwt.ttl, Duration::from_secs(300));
+}
+
+/// Whether one of `lines` names `setting`.
+fn names(lines: &[String], setting: &str) -> bool {
+    lines.iter().any(|line| line.contains(setting))
 }

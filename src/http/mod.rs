@@ -122,7 +122,7 @@ pub fn routers(
     state: AppState,
     server: &ServerSettings,
     private: PrivateApis,
-    jwt: Option<Arc<JwtIssuer>>,
+    jwt: Option<JwtIssuer>,
 ) -> Routers {
     let mut public = Router::new()
         .merge(login::router().route_layer(reads_body(server)))
@@ -131,15 +131,23 @@ pub fn routers(
         .merge(health::router())
         .merge(forward_auth::router());
     let mut apis = health::metrics_router();
-    if let Some(issuer) = &jwt {
-        public = public.merge(oauth::router(Arc::clone(issuer)).route_layer(reads_body(server)));
+    let authority = jwt.map(|issuer| {
+        Arc::new(oauth::Authority {
+            sessions: state.sessions.clone(),
+            apps: state.apps.clone(),
+            issuer,
+        })
+    });
+    if let Some(authority) = &authority {
+        let exchange = oauth::router(Arc::clone(authority));
+        public = public.merge(exchange.route_layer(reads_body(server)));
     }
     if let Some(token) = private.admin {
         apis = apis.merge(admin::router(token).route_layer(reads_body(server)));
     }
     if let Some(tokens) = private.backends {
-        if let Some(issuer) = jwt {
-            let introspection = oauth::introspection_router(issuer, tokens.clone());
+        if let Some(authority) = authority {
+            let introspection = oauth::introspection_router(authority, tokens.clone());
             apis = apis.merge(introspection.route_layer(reads_body(server)));
         }
         apis = apis.merge(backend::router(tokens).route_layer(reads_body(server)));

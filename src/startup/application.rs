@@ -95,7 +95,7 @@ impl Application {
         }
         let jwt = match &settings.jwt {
             None => None,
-            Some(jwt) => Some(Arc::new(JwtIssuer::new(jwt)?)),
+            Some(jwt) => Some(JwtIssuer::new(jwt)?),
         };
         let routers = routers(state, &server, private, jwt);
         Ok(Self {

@@ -17,6 +17,7 @@ mod healthcheck;
 mod held_wechat;
 mod helpers;
 mod https;
+mod introspection;
 mod jwt;
 mod load_shedding;
 mod login;

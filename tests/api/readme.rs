@@ -178,28 +178,40 @@ fn every_error_answer_the_documents_show_is_one_the_server_sends() {
 #[test]
 fn every_kind_the_errors_table_lists_is_one_the_server_sends() {
     let source = source();
+    let kinds = errors_table_kinds();
+    assert!(
+        kinds.len() >= 30,
+        "the table lists every kind: {}",
+        kinds.len()
+    );
+    for kind in kinds {
+        assert!(
+            source.contains(&format!("\"{kind}\"")),
+            "the errors table lists {kind}, which the server does not send"
+        );
+    }
+}
+
+/// Every kind the errors tables of `docs/http-api.md` list.
+fn errors_table_kinds() -> Vec<String> {
     let api = read(&root().join("docs/http-api.md"));
     let table = api
         .split("## Errors")
         .nth(1)
         .expect("docs/http-api.md has an Errors section");
-    let mut kinds = 0;
-    for row in table
+    table
         .lines()
         .filter(|line| line.starts_with("| ") && !line.starts_with("| status"))
-    {
-        let Some(column) = row.split('|').nth(2) else {
-            continue;
-        };
-        for kind in column.split('`').skip(1).step_by(2) {
-            assert!(
-                source.contains(&format!("\"{kind}\"")),
-                "the errors table lists {kind}, which the server does not send"
-            );
-            kinds += 1;
-        }
-    }
-    assert!(kinds >= 30, "the table lists every kind: {kinds}");
+        .filter_map(|row| row.split('|').nth(2))
+        .flat_map(|column| {
+            column
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 #[test]
@@ -210,20 +222,10 @@ fn the_client_librarys_error_kinds_are_every_kind_the_errors_table_lists() {
         .nth(1)
         .and_then(|rest| rest.split(';').next())
         .expect("the ServerErrorKind union");
-    let api = read(&root().join("docs/http-api.md"));
-    let table = api.split("## Errors").nth(1).expect("an Errors section");
-    for row in table
-        .lines()
-        .filter(|line| line.starts_with("| ") && !line.starts_with("| status"))
-    {
-        let Some(column) = row.split('|').nth(2) else {
-            continue;
-        };
-        for kind in column.split('`').skip(1).step_by(2) {
-            assert!(
-                union.contains(&format!("'{kind}'")),
-                "the client's ServerErrorKind lacks {kind}"
-            );
-        }
+    for kind in errors_table_kinds() {
+        assert!(
+            union.contains(&format!("'{kind}'")),
+            "the client's ServerErrorKind lacks {kind}"
+        );
     }
 }

@@ -4,16 +4,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
-use super::{OAuthError, OAuthForm};
-use crate::apps::Apps;
+use super::{Authority, OAuthError, OAuthForm};
 use crate::http::error::ApiError;
 use crate::http::error::responses::{OAuthTokenErrors, OffErrors};
-use crate::jwt::{JwtIssuer, Subject};
-use crate::session::{SessionStore, SessionToken};
+use crate::jwt::Subject;
+use crate::session::SessionToken;
 
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
@@ -60,11 +58,14 @@ pub struct TokenAnswer {
     responses((status = 200, description = "A JWT. Never cached (`Cache-Control: no-store`).", body = TokenAnswer), OAuthTokenErrors, OffErrors)
 )]
 pub(in crate::http) async fn exchange(
-    State(sessions): State<SessionStore>,
-    State(apps): State<Apps>,
-    Extension(issuer): Extension<Arc<JwtIssuer>>,
+    Extension(authority): Extension<Arc<Authority>>,
     OAuthForm(request): OAuthForm<TokenRequest>,
 ) -> Result<Json<TokenAnswer>, OAuthError> {
+    let Authority {
+        sessions,
+        apps,
+        issuer,
+    } = &*authority;
     if request.grant_type.as_deref() != Some(TOKEN_EXCHANGE) {
         return Err(ApiError::UNSUPPORTED_GRANT_TYPE.into());
     }

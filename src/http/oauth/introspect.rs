@@ -11,13 +11,12 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
-use super::{OAuthError, OAuthForm};
-use crate::apps::Apps;
+use super::{Authority, OAuthError, OAuthForm};
 use crate::http::backend::BackendTokens;
 use crate::http::error::ApiError;
 use crate::http::error::responses::{OAuthIntrospectionErrors, OffErrors};
-use crate::jwt::{Claims, JwtIssuer};
-use crate::session::{SessionStore, SessionToken, TokenHash};
+use crate::jwt::Claims;
+use crate::session::{SessionToken, TokenHash};
 
 /// The introspection form (RFC 7662 §2.1). `token_type_hint` is read and ignored: both
 /// kinds are told apart by their shape.
@@ -69,11 +68,14 @@ pub struct Introspection {
     responses((status = 200, description = "`{\"active\": false}` for any token that stands for no live session; else what it stands for. Never cached.", body = Introspection), OAuthIntrospectionErrors, OffErrors)
 )]
 pub(in crate::http) async fn introspect(
-    State(sessions): State<SessionStore>,
-    State(apps): State<Apps>,
-    Extension(issuer): Extension<Arc<JwtIssuer>>,
+    Extension(authority): Extension<Arc<Authority>>,
     OAuthForm(request): OAuthForm<IntrospectionRequest>,
 ) -> Result<Json<Introspection>, OAuthError> {
+    let Authority {
+        sessions,
+        apps,
+        issuer,
+    } = &*authority;
     let token = request.token.ok_or(ApiError::NO_TOKEN_TO_INTROSPECT)?;
     let now = sessions.now();
     let found = if let Some(token) = SessionToken::parse(&token) {

@@ -22,8 +22,10 @@ use super::AppState;
 use super::backend::BackendTokens;
 use super::error::ApiError;
 use super::error::responses::OffErrors;
+use crate::apps::Apps;
 use crate::jwt::{ALGORITHM, JwtIssuer};
 use crate::redis_conn::StoreError;
+use crate::session::SessionStore;
 
 pub use exchange::{TOKEN_EXCHANGE, TokenAnswer, TokenRequest};
 pub use introspect::{Introspection, IntrospectionRequest};
@@ -32,12 +34,21 @@ pub use introspect::{Introspection, IntrospectionRequest};
 /// key beside the old one for longer than this.
 const DISCOVERY_MAX_AGE: &str = "public, max-age=300";
 
+/// What the exchange and introspection work with: the sessions, the apps, and the JWTs'
+/// issuer.
+pub struct Authority {
+    pub sessions: SessionStore,
+    pub apps: Apps,
+    pub issuer: JwtIssuer,
+}
+
 /// The exchange and the discovery documents, for anyone.
-pub fn router(issuer: Arc<JwtIssuer>) -> Router<AppState> {
+pub fn router(authority: Arc<Authority>) -> Router<AppState> {
+    let issuer = &authority.issuer;
     let documents = Discovery {
         jwks: document(&serde_json::to_value(issuer.jwks()).unwrap_or_default()),
-        oauth: document(&metadata(&issuer, false)),
-        openid: document(&metadata(&issuer, true)),
+        oauth: document(&metadata(issuer, false)),
+        openid: document(&metadata(issuer, true)),
     };
     Router::new()
         .route(
@@ -55,7 +66,7 @@ pub fn router(issuer: Arc<JwtIssuer>) -> Router<AppState> {
         )
         .method_not_allowed_fallback(|| async { OAuthError(ApiError::MethodNotAllowed) })
         .layer(Extension(documents))
-        .layer(Extension(issuer))
+        .layer(Extension(authority))
 }
 
 /// The discovery documents, built once: each answer shares their bytes.
@@ -97,7 +108,7 @@ pub(in crate::http) async fn openid_configuration(
 }
 
 /// Introspection, for the holders of a backend token.
-pub fn introspection_router(issuer: Arc<JwtIssuer>, tokens: BackendTokens) -> Router<AppState> {
+pub fn introspection_router(authority: Arc<Authority>, tokens: BackendTokens) -> Router<AppState> {
     Router::new()
         .route("/oauth/introspect", post(introspect::introspect))
         .route_layer(super::no_store())
@@ -106,7 +117,7 @@ pub fn introspection_router(issuer: Arc<JwtIssuer>, tokens: BackendTokens) -> Ro
             tokens,
             introspect::require_backend,
         ))
-        .layer(Extension(issuer))
+        .layer(Extension(authority))
 }
 
 /// RFC 8414's metadata, or (`openid`) the fields of OpenID Connect Discovery that apply:
