@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the work a request does besides I/O: token generation and hashing,
-//! the memory store, and the open-data crypto. Inputs are WeChat's documented examples.
+//! the memory store, the open-data crypto (on WeChat's documented examples), and signing
+//! and verifying a JWT.
 //!
 //! cargo bench --bench micro
 
@@ -8,8 +9,10 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use wxlogin::clock::Clock;
+use wxlogin::config::{JwtSettings, KeyFile};
 use wxlogin::config::{SessionSettings, StoreSettings};
 use wxlogin::domain::{AppName, OpenId, SessionKey, WxSession};
+use wxlogin::jwt::{JwtIssuer, Subject};
 use wxlogin::session::{MemoryStore, SessionToken};
 use wxlogin::telemetry::metrics::Metrics;
 use wxlogin::wechat::open_data::documented_examples::*;
@@ -71,5 +74,41 @@ fn open_data(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, tokens, memory_store, open_data);
+fn jwts(c: &mut Criterion) {
+    const NOW: u64 = 1_800_000_000;
+    let pem = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .expect("a key")
+        .serialize_pem();
+    let issuer = JwtIssuer::new(&JwtSettings {
+        issuer: "https://login.example.com".to_owned(),
+        key: KeyFile {
+            var: "WXLOGIN_JWT_KEY_FILE",
+            path: "bench.pem".into(),
+            pem: pem.into(),
+        },
+        old_keys: None,
+        ttl: Duration::from_secs(300),
+    })
+    .expect("the key");
+    let subject = || Subject {
+        openid: "oKx7d0Fs5aBcDeFgHiJkLmNoPqRs",
+        unionid: Some("uQ8a9b0c1d2e3f4g5h6i7j8k9l0m"),
+        app: "default",
+        appid: "wx1234567890abcdef",
+        audience: "wx1234567890abcdef",
+        sid: "q5mPz3vW8yXn2kLr7tJh4gFd6sAa1bCc9eEo0iUuYy".to_owned(),
+    };
+    c.bench_function("jwt/issue", |b| {
+        b.iter(|| issuer.issue(subject(), NOW, NOW + 3600).expect("signed"))
+    });
+    let token = issuer
+        .issue(subject(), NOW, NOW + 3600)
+        .expect("signed")
+        .token;
+    c.bench_function("jwt/verify", |b| {
+        b.iter(|| issuer.verify(black_box(&token), NOW + 1).expect("valid"))
+    });
+}
+
+criterion_group!(benches, tokens, memory_store, open_data, jwts);
 criterion_main!(benches);
