@@ -1,11 +1,15 @@
 //! Every way a request can fail, and the one place that says how each is answered: its
 //! status, kind, message and headers ([`ApiError::answer`]), and what the log line adds
-//! ([`ErrorReport`]). The response, the request log line, the login metrics and the
-//! OpenAPI response sets ([`responses`]) all read from there.
+//! ([`ErrorReport`]). The response (in RFC 6749's shape on the OAuth routes: `oauth`), the
+//! request log line, the login metrics and the OpenAPI response sets ([`responses`]) all
+//! read from there.
 
 mod conversions;
 mod inputs;
+mod oauth;
 pub mod responses;
+
+pub use oauth::OAuthErrorBody;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -184,44 +188,7 @@ pub struct ErrorBody<'a> {
     wechat_errcode: Option<i64>,
 }
 
-/// Every error answer's body on the OAuth routes: RFC 6749 §5.2's shape.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct OAuthErrorBody<'a> {
-    /// RFC 6749's error code: `invalid_request`, `unsupported_grant_type`,
-    /// `invalid_client`, `temporarily_unavailable` or `server_error`.
-    #[schema(example = "invalid_request")]
-    error: &'static str,
-    /// What went wrong, for people.
-    error_description: &'a str,
-}
-
-impl Answer {
-    /// The RFC 6749 error code this answer has on the OAuth routes: the kind, where it is
-    /// one of RFC 6749's, else the code for its status.
-    pub fn oauth_error(&self) -> &'static str {
-        match (self.kind, self.status) {
-            (kind @ ("invalid_request" | "unsupported_grant_type"), _) => kind,
-            (_, StatusCode::UNAUTHORIZED) => "invalid_client",
-            (_, status) if status.is_client_error() => "invalid_request",
-            (_, StatusCode::SERVICE_UNAVAILABLE) => "temporarily_unavailable",
-            _ => "server_error",
-        }
-    }
-}
-
 impl ApiError {
-    /// The answer in RFC 6749 §5.2's shape, for the OAuth routes: the same status and
-    /// headers, `{"error", "error_description"}` for a body.
-    pub fn into_oauth_response(self) -> Response {
-        let answer = self.answer();
-        let body = OAuthErrorBody {
-            error: answer.oauth_error(),
-            error_description: &answer.message,
-        };
-        let response = (answer.status, Json(body)).into_response();
-        self.finish(&answer, response)
-    }
-
     /// A body of the wrong shape, before the route has said what it expects.
     fn invalid_body(detail: String) -> Self {
         Self::InvalidBody {
