@@ -33,7 +33,8 @@ const SETTLE_PER_CHANGE: usize = 4;
 struct Table {
     users: HashTable<Arc<User>>,
     /// Users one of whose sessions has gone. moka may still hold its copy of the session for
-    /// a while (until its housekeeping runs again), and the user may have other sessions, so
+    /// a while (until its housekeeping runs again, and its hash table's epoch-deferred drop
+    /// after that), and the user may have other sessions, so
     /// whether the user has any left is looked at later, a few at each change.
     leaving: VecDeque<Arc<User>>,
 }
