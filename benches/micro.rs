@@ -42,7 +42,8 @@ fn memory_store(c: &mut Criterion) {
     let store = MemoryStore::new(&settings, Clock::System, Metrics::new());
     let login = || WxSession {
         openid: OpenId::parse("oBenchUser0000000000000000000").expect("an openid"),
-        session_key: key(DEMO_KEY),
+        session_key: Some(key(DEMO_KEY)),
+        profile: None,
         unionid: None,
     };
     c.bench_function("memory_store/create", |b| {

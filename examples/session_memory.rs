@@ -68,7 +68,8 @@ fn store(n: u64, users: u64, idle: Option<Duration>) {
         let user = i % users;
         let login = WxSession {
             openid: OpenId::parse(&format!("o{user:0>27}")).expect("an openid"),
-            session_key: key,
+            session_key: Some(key),
+            profile: None,
             unionid: UnionId::parse(&format!("u{user:0>28}")),
         };
         let issued = store.create(&app, login).expect("no block");

@@ -1,10 +1,10 @@
-//! The mini-programs one deployment serves, each with its own WeChat client (its appid and
+//! The apps one deployment serves (mini-programs, official accounts, websites, mobile apps), each with its own WeChat client (its appid and
 //! secret) and its own access_token. Fixed at start-up, and shared read-only: no request
 //! ever switches a "current app", so nothing leaks from one app's request into another's.
 
 use std::sync::Arc;
 
-use crate::domain::{AppName, DEFAULT_APP};
+use crate::domain::{AppKind, AppName, DEFAULT_APP};
 use crate::wechat::{AccessTokens, WeChatClient};
 
 /// One app: the client that speaks for it, and its access_token.
@@ -22,6 +22,10 @@ impl App {
 
     pub fn appid(&self) -> &str {
         self.wechat.appid()
+    }
+
+    pub fn kind(&self) -> AppKind {
+        self.wechat.kind()
     }
 
     pub fn audience(&self) -> &str {

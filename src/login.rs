@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use tokio::sync::watch;
 
 use crate::apps::App;
-use crate::domain::{AppName, JsCode, WxSession};
+use crate::domain::{AppName, JsCode, Profile, WxSession};
 use crate::redis_conn::StoreError;
 use crate::session::{CreateError, IssuedSession, SessionStore};
 use crate::telemetry::metrics::Metrics;
@@ -35,6 +35,13 @@ pub enum LoginError {
     /// The task making the WeChat call ended without an answer: a bug (it panicked).
     #[error("the login task ended without an answer")]
     Interrupted,
+}
+
+/// A login's new session, and the profile WeChat told of the user, if it told one (it is
+/// not stored: only this answer carries it).
+pub struct LoggedIn {
+    pub session: IssuedSession,
+    pub profile: Option<Profile>,
 }
 
 /// What WeChat answered for one code, shared by every request that sent it meanwhile.
@@ -77,15 +84,17 @@ impl LoginService {
     /// WeChat call and its answer (an error included), and each gets a session of its own.
     /// WeChat is asked only if the store took its last write: a user's one-time code is
     /// not spent on an outage of ours.
-    pub async fn login(&self, app: &App, code: JsCode) -> Result<IssuedSession, LoginError> {
+    pub async fn login(&self, app: &App, code: JsCode) -> Result<LoggedIn, LoginError> {
         self.sessions
             .writable()
             .map_err(LoginError::StoreUnavailable)?;
-        let login = self.answer_for(&app.wechat, code).await?;
+        let mut login = self.answer_for(&app.wechat, code).await?;
+        let profile = login.profile.take();
         // A block is checked here, after WeChat: only its answer names the user.
         self.sessions
             .create(app.name(), login)
             .await
+            .map(|session| LoggedIn { session, profile })
             .map_err(|err| match err {
                 CreateError::Store(err) => LoginError::NotStored(err),
                 CreateError::Blocked { until } => LoginError::Blocked {
@@ -149,7 +158,7 @@ impl LoginService {
             key,
         };
         async move {
-            let answer = wechat.code2session(&landing.key.1).await.map_err(Arc::new);
+            let answer = wechat.login(&landing.key.1).await.map_err(Arc::new);
             let spent = answer.is_ok();
             // Coalesce only requests that overlap: a later request with a spent code must
             // reach WeChat and be told 40163, never be handed somebody's earlier answer.

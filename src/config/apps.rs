@@ -10,11 +10,21 @@ use std::path::PathBuf;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{ConfigError, DEV_APPID, Mode};
+use super::{ConfigError, DEV_APPID, Mode, web};
 use crate::domain::{AppName, ConfiguredApp, Credentials, DEFAULT_APP};
 
 /// The prefix of the variables that declare apps by the environment.
 const APP_PREFIX: &str = "WXLOGIN_APP_";
+
+/// What may follow `WXLOGIN_APP_<NAME>`; a longer suffix before any it ends with.
+const SUFFIXES: [&str; 6] = [
+    "_SECRET_FILE",
+    "_SECRET",
+    "_APPID",
+    "_AUDIENCE",
+    "_KIND",
+    "_REDIRECT_URIS",
+];
 
 /// An app as a config file may declare it. A secret there is refused, not ignored.
 #[derive(Deserialize, Default, Clone)]
@@ -23,6 +33,9 @@ pub(super) struct RawApp {
     appid: Option<String>,
     /// The `aud` of its JWTs; its appid unless given.
     audience: Option<String>,
+    /// `miniprogram` unless given.
+    kind: Option<String>,
+    redirect_uris: Option<Vec<String>>,
     secret: Option<serde::de::IgnoredAny>,
     secret_file: Option<serde::de::IgnoredAny>,
 }
@@ -45,6 +58,8 @@ pub(super) fn is_app_var(var: &str) -> bool {
 struct Declared {
     appid: Option<String>,
     audience: Option<String>,
+    kind: Option<String>,
+    redirect_uris: Option<Vec<String>>,
     secret: Option<SecretString>,
     secret_file: Option<PathBuf>,
     in_file: bool,
@@ -73,19 +88,21 @@ pub(super) fn apps(
         let app = declared.entry(name).or_default();
         app.appid = raw.appid;
         app.audience = raw.audience;
+        app.kind = raw.kind;
+        app.redirect_uris = raw.redirect_uris;
         app.in_file = true;
     }
     for (variable, value) in env {
         let Some(rest) = variable.strip_prefix(APP_PREFIX) else {
             continue;
         };
-        let (upper, field) = ["_SECRET_FILE", "_SECRET", "_APPID", "_AUDIENCE"]
+        let (upper, field) = SUFFIXES
             .iter()
             .find_map(|suffix| rest.strip_suffix(suffix).map(|name| (name, *suffix)))
             .ok_or_else(|| ConfigError::Invalid {
                 key: "WXLOGIN_APP_*",
                 reason: format!(
-                    "{variable} is none of WXLOGIN_APP_<NAME>_APPID, _SECRET, _SECRET_FILE and _AUDIENCE"
+                    "{variable} is none of WXLOGIN_APP_<NAME>_APPID, _SECRET, _SECRET_FILE, _AUDIENCE, _KIND and _REDIRECT_URIS"
                 ),
             })?;
         let name = upper
@@ -98,6 +115,10 @@ pub(super) fn apps(
         match field {
             "_APPID" => app.appid = Some(value.clone()),
             "_AUDIENCE" => app.audience = Some(value.clone()),
+            "_KIND" => app.kind = Some(value.clone()),
+            "_REDIRECT_URIS" => {
+                app.redirect_uris = Some(value.split(',').map(str::to_owned).collect());
+            }
             "_SECRET" => app.secret = Some(SecretString::from(value.clone())),
             _ => app.secret_file = Some(PathBuf::from(value)),
         }
@@ -117,6 +138,8 @@ pub(super) fn apps(
             Declared {
                 appid: legacy.appid,
                 audience: None,
+                kind: None,
+                redirect_uris: None,
                 secret: legacy.secret,
                 secret_file: legacy.secret_file,
                 in_file: false,
@@ -125,7 +148,7 @@ pub(super) fn apps(
     }
     let apps = match mode {
         Mode::Production => production_apps(declared, legacy_given)?,
-        Mode::Development => development_apps(declared),
+        Mode::Development => development_apps(declared)?,
     };
     refuse_ambiguous_apps(&apps)?;
     Ok(apps)
@@ -187,8 +210,11 @@ fn production_apps(
                 ));
             }
         };
+        let (kind, redirect_uris) = web::kind_and_redirects(&name, app.kind, app.redirect_uris)?;
         apps.push(ConfiguredApp {
             name,
+            kind,
+            redirect_uris,
             audience: audience_or(app.audience, &appid),
             credentials: Credentials { appid, secret },
         });
@@ -199,29 +225,35 @@ fn production_apps(
 /// In development mode every app declared gets a secret made up for the run, which the
 /// emulator checks as WeChat would; with none declared, the `default` app has
 /// [`DEV_APPID`]. An app declared without an appid gets one made from its name.
-fn development_apps(declared: BTreeMap<AppName, Declared>) -> Vec<ConfiguredApp> {
-    let made_up = |name: AppName, appid: Option<String>, audience: Option<String>| {
-        let appid = appid
+fn development_apps(
+    declared: BTreeMap<AppName, Declared>,
+) -> Result<Vec<ConfiguredApp>, ConfigError> {
+    let made_up = |name: AppName, app: Declared| {
+        let appid = app
+            .appid
             .filter(|a| !a.trim().is_empty())
             .unwrap_or_else(|| match name.as_ref() {
                 DEFAULT_APP => DEV_APPID.to_owned(),
                 other => format!("wxdev_{other}"),
             });
-        ConfiguredApp {
+        let (kind, redirect_uris) = web::kind_and_redirects(&name, app.kind, app.redirect_uris)?;
+        Ok(ConfiguredApp {
             name,
-            audience: audience_or(audience, &appid),
+            kind,
+            redirect_uris,
+            audience: audience_or(app.audience, &appid),
             credentials: Credentials {
                 appid,
                 secret: made_up_secret(),
             },
-        }
+        })
     };
     if declared.is_empty() {
-        return vec![made_up(AppName::default_app(), None, None)];
+        return Ok(vec![made_up(AppName::default_app(), Declared::default())?]);
     }
     declared
         .into_iter()
-        .map(|(name, app)| made_up(name, app.appid, app.audience))
+        .map(|(name, app)| made_up(name, app))
         .collect()
 }
 
@@ -279,7 +311,7 @@ fn refuse_ambiguous_apps(apps: &[ConfiguredApp]) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn var(name: &AppName, field: &str) -> String {
+pub(super) fn var(name: &AppName, field: &str) -> String {
     format!("{APP_PREFIX}{}_{field}", name.as_ref().to_ascii_uppercase())
 }
 
@@ -290,7 +322,7 @@ fn bad_name(declared_by: &str) -> ConfigError {
     }
 }
 
-fn app_error(name: &AppName, reason: &str) -> ConfigError {
+pub(super) fn app_error(name: &AppName, reason: &str) -> ConfigError {
     ConfigError::InvalidApp {
         app: name.to_string(),
         reason: reason.to_owned(),

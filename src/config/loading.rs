@@ -14,7 +14,7 @@ use super::values::{
 };
 use super::{
     ConfigError, LimitSettings, LogFormat, Mode, RedisMode, RedisSettings, ServerSettings,
-    SessionSettings, Settings, StoreSettings, WeChatSettings, apps, backends, jwt, operator,
+    SessionSettings, Settings, StoreSettings, WeChatSettings, apps, backends, jwt, operator, web,
 };
 
 /// The defaults ship inside the binary, so it starts from any working directory
@@ -45,6 +45,8 @@ struct RawSettings {
     #[serde(default)]
     apps: std::collections::BTreeMap<String, apps::RawApp>,
     wechat_base_url: String,
+    wechat_open_base_url: String,
+    public_url: String,
     wechat_connect_timeout_ms: u64,
     wechat_timeout_ms: u64,
     wechat_busy_retry_ms: u64,
@@ -174,6 +176,9 @@ impl RawSettings {
         )?;
         let private_listen =
             operator::private_listen(&self.admin_listen, admin.is_some(), backends.is_some())?;
+        let auth_cookie = Some(self.auth_cookie.trim().to_owned()).filter(|c| !c.is_empty());
+        let public_url =
+            web::public_url(&self.public_url, &wechat.apps, auth_cookie.as_deref(), mode)?;
         Ok(Settings {
             listen: self.listen,
             wechat,
@@ -185,7 +190,8 @@ impl RawSettings {
                 trusted_proxies: server.trusted_proxies.clone(),
             },
             server,
-            auth_cookie: Some(self.auth_cookie.trim().to_owned()).filter(|c| !c.is_empty()),
+            auth_cookie,
+            public_url,
             admin,
             backends,
             jwt,
@@ -243,7 +249,8 @@ impl RawSettings {
         };
         Ok(WeChatSettings {
             apps: apps::apps(legacy, self.apps.clone(), env, mode)?,
-            base_url: parse_base_url(&self.wechat_base_url)?,
+            base_url: parse_base_url("wechat_base_url", &self.wechat_base_url)?,
+            open_base_url: parse_base_url("wechat_open_base_url", &self.wechat_open_base_url)?,
             connect_timeout: positive_ms(
                 "wechat_connect_timeout_ms",
                 self.wechat_connect_timeout_ms,

@@ -10,6 +10,7 @@ mod loading;
 mod operator;
 mod settings;
 mod values;
+mod web;
 
 use std::path::PathBuf;
 

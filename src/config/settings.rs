@@ -31,6 +31,10 @@ pub struct Settings {
     /// The cookie `GET /auth` also reads the session token from, for gateways in front of
     /// browsers (web views); `None` means the bearer header only.
     pub auth_cookie: Option<String>,
+    /// wxlogin's own base URL as browsers reach it (`WXLOGIN_PUBLIC_URL`), without a
+    /// trailing slash: where WeChat's consent page sends them back. Set whenever an app
+    /// has redirect URIs (in development mode, once the server is bound).
+    pub public_url: Option<String>,
     /// The admin API; `None`: off, and every `/admin` route answers 404.
     pub admin: Option<AdminSettings>,
     /// The other backends' credentials; `None`: off, and every backend route answers 404.
@@ -54,6 +58,9 @@ pub struct Settings {
 pub struct WeChatSettings {
     /// Without a trailing slash: `https://api.weixin.qq.com`.
     pub base_url: String,
+    /// Where WeChat's consent pages are, without a trailing slash:
+    /// `https://open.weixin.qq.com`.
+    pub open_base_url: String,
     /// The mini-programs served, in name order; at least one.
     pub apps: Vec<ConfiguredApp>,
     pub connect_timeout: Duration,

@@ -131,18 +131,15 @@ pub(super) fn trusted_proxies(list: &str) -> Result<Vec<ipnet::IpNet>, ConfigErr
         .collect()
 }
 
-pub(super) fn parse_base_url(raw: &str) -> Result<String, ConfigError> {
+pub(super) fn parse_base_url(key: &'static str, raw: &str) -> Result<String, ConfigError> {
     let url = reqwest::Url::parse(raw).map_err(|e| {
         invalid(
-            "wechat_base_url",
+            key,
             &format!("{e} (expected e.g. https://api.weixin.qq.com)"),
         )
     })?;
     if !matches!(url.scheme(), "http" | "https") || url.query().is_some() {
-        return Err(invalid(
-            "wechat_base_url",
-            "must be an http(s) URL without a query",
-        ));
+        return Err(invalid(key, "must be an http(s) URL without a query"));
     }
     Ok(raw.trim_end_matches('/').to_owned())
 }

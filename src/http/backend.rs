@@ -165,7 +165,7 @@ pub(super) async fn access_token(
     Extension(backend): Extension<Backend>,
     named: NamedApp,
 ) -> Result<Json<AccessTokenAnswer>, ApiError> {
-    let app = named.required()?;
+    let app = with_access_token(named)?;
     let handed = app.access_tokens.hand_out(None).await;
     count(&metrics, &backend, &app, "access_token", &handed);
     let handed = handed.map_err(|err| ApiError::NoTokenForBackend(Arc::new(err)))?;
@@ -189,7 +189,7 @@ pub(super) async fn refresh(
     named: NamedApp,
     JsonBody(request): JsonBody<RefreshRequest>,
 ) -> Result<Json<RefreshAnswer>, ApiError> {
-    let app = named.required()?;
+    let app = with_access_token(named)?;
     let rejected = AccessToken::from(request.rejected);
     let handed = app.access_tokens.hand_out(Some(&rejected)).await;
     count(&metrics, &backend, &app, "refresh", &handed);
@@ -206,6 +206,15 @@ pub(super) async fn refresh(
         expires_in: handed.expires_in,
         refreshed: handed.refreshed,
     }))
+}
+
+/// The route's app, if WeChat gives it an access_token: a website or a mobile app has none.
+fn with_access_token(named: NamedApp) -> Result<Arc<App>, ApiError> {
+    let app = named.required()?;
+    match app.kind().has_access_token() {
+        true => Ok(app),
+        false => Err(ApiError::needs_access_token(app.name(), app.kind())),
+    }
 }
 
 fn count<E>(

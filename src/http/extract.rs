@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use crate::apps::{App, Apps};
-use crate::domain::JsCode;
+use crate::domain::{AppKind, JsCode};
 use crate::session::{Session, SessionStore, SessionToken};
 
 const LOGIN_SHAPE: &str =
@@ -178,6 +178,28 @@ where
             bearer_token(&parts.headers)
         })
         .await
+    }
+}
+
+/// A [`UserSession`] of a mini-program: what the user-data routes act for, since only a
+/// mini-program's login gives a session_key, and only a mini-program has the user data
+/// WeChat seals with it. Another kind's session is `400 wrong_app_kind`.
+pub struct MiniProgramSession(pub UserSession);
+
+impl<S> FromRequestParts<S> for MiniProgramSession
+where
+    S: Send + Sync,
+    SessionStore: FromRef<S>,
+    Apps: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let user = UserSession::from_request_parts(parts, state).await?;
+        match user.app.kind() {
+            AppKind::MiniProgram => Ok(Self(user)),
+            kind => Err(ApiError::needs_mini_program(user.app.name(), kind)),
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use super::error::responses::{BodyErrors, LoginErrors, UpstreamErrors};
 use super::error::{ApiError, ErrorReport};
 use super::extract::{CodeField, LoginCode, target_app};
 use super::rate_limit::within_rate_limit;
+use crate::login::LoggedIn;
 
 /// The login routes of the default app; each is also under `/apps/{app}/`.
 pub const ROUTES: [&str; 2] = ["/openid", "/wechat/applet_login"];
@@ -33,11 +34,40 @@ pub struct LoginResponse<'a> {
     /// The opaque session token: send it as `Authorization: Bearer <token>`.
     token: &'a str,
     openid: &'a str,
-    /// Present when the mini-program is bound to a WeChat Open Platform account.
+    /// Present when the app is bound to a WeChat Open Platform account (for an official
+    /// account, only with the `snsapi_userinfo` scope).
     #[serde(skip_serializing_if = "Option::is_none")]
     unionid: Option<&'a str>,
     /// Seconds until the token expires.
     expires_in: u64,
+    /// The user's nickname and avatar: only from an official account's `snsapi_userinfo`
+    /// login, a website's, or a mobile app's, and only when WeChat told them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<ProfileBody<'a>>,
+}
+
+/// What WeChat's `sns/userinfo` told of the user.
+#[derive(Serialize, ToSchema)]
+pub struct ProfileBody<'a> {
+    nickname: &'a str,
+    /// Empty when the user has no avatar.
+    avatar_url: &'a str,
+}
+
+impl<'a> LoginResponse<'a> {
+    pub(super) fn new(logged_in: &'a LoggedIn) -> Self {
+        let issued = &logged_in.session;
+        Self {
+            token: issued.token.expose(),
+            openid: issued.session.openid().as_ref(),
+            unionid: issued.session.unionid().map(AsRef::as_ref),
+            expires_in: issued.expires_in,
+            profile: logged_in.profile.as_ref().map(|profile| ProfileBody {
+                nickname: &profile.nickname,
+                avatar_url: &profile.avatar_url,
+            }),
+        }
+    }
 }
 
 /// Trades the request's `wx.login()` code for a new session of its app, on every login
@@ -54,14 +84,8 @@ async fn login(State(state): State<AppState>, route: MatchedPath, request: Reque
         within_rate_limit(&parts, &state.limiter, &state.metrics)?;
         let request = Request::from_parts(parts, body);
         let LoginCode(code) = LoginCode::from_request(request, &()).await?;
-        let issued = state.logins.login(&app, code).await?;
-        let body = LoginResponse {
-            token: issued.token.expose(),
-            openid: issued.session.openid().as_ref(),
-            unionid: issued.session.unionid().map(AsRef::as_ref),
-            expires_in: issued.expires_in,
-        };
-        Ok::<_, ApiError>(Json(body).into_response())
+        let logged_in = state.logins.login(&app, code).await?;
+        Ok::<_, ApiError>(Json(LoginResponse::new(&logged_in)).into_response())
     };
     let response = answer.await.unwrap_or_else(IntoResponse::into_response);
     let outcome = response

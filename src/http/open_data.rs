@@ -13,7 +13,7 @@ use super::error::ApiError;
 use super::error::responses::{
     BodyErrors, CheckSessionErrors, OpenDataErrors, ServerApiErrors, UpstreamErrors,
 };
-use super::extract::{JsonBody, JsonShape, UserSession};
+use super::extract::{JsonBody, JsonShape, MiniProgramSession, UserSession};
 use super::rate_limit::WithinRateLimit;
 use crate::domain::PhoneCode;
 use crate::session::SessionStore;
@@ -63,7 +63,7 @@ impl JsonShape for SignedData {
 )]
 pub(super) async fn verify_signature(
     State(sessions): State<SessionStore>,
-    user: UserSession,
+    MiniProgramSession(user): MiniProgramSession,
     JsonBody(body): JsonBody<SignedData>,
 ) -> Result<Json<Validity>, ApiError> {
     let key = sessions.session_key(&user.session).await?;
@@ -110,7 +110,7 @@ pub struct Decrypted {
 )]
 pub(super) async fn decrypt_data(
     State(sessions): State<SessionStore>,
-    user: UserSession,
+    MiniProgramSession(user): MiniProgramSession,
     JsonBody(body): JsonBody<EncryptedData>,
 ) -> Result<Json<Decrypted>, ApiError> {
     let key = sessions.session_key(&user.session).await?;
@@ -143,7 +143,7 @@ impl JsonShape for PhoneCodeField {
 )]
 pub(super) async fn phone_number(
     _: WithinRateLimit,
-    UserSession { app, .. }: UserSession,
+    MiniProgramSession(UserSession { app, .. }): MiniProgramSession,
     JsonBody(body): JsonBody<PhoneCodeField>,
 ) -> Result<Json<PhoneNumber>, ApiError> {
     let code = PhoneCode::parse(body.code.as_deref())?;
@@ -164,7 +164,7 @@ pub(super) async fn phone_number(
 )]
 pub(super) async fn check_session(
     State(sessions): State<SessionStore>,
-    UserSession { session, app }: UserSession,
+    MiniProgramSession(UserSession { session, app }): MiniProgramSession,
 ) -> Result<Json<Validity>, ApiError> {
     let key = sessions.session_key(&session).await?;
     let (wechat, session) = (&app.wechat, &session);

@@ -54,7 +54,7 @@ impl User {
                 openid: login.openid,
             },
             login.unionid,
-            Some(login.session_key),
+            login.session_key,
         )
     }
 

@@ -8,21 +8,25 @@ use serde::de::DeserializeOwned;
 
 use super::error::{ErrCode, WeChatError};
 use crate::config::WeChatSettings;
-use crate::domain::{AppName, JsCode, OpenId, SessionKey, UnionId, WxSession};
+use crate::domain::{AppKind, AppName, JsCode, OpenId, SessionKey, UnionId, WxSession};
 use crate::telemetry::metrics::Metrics;
 
 /// Which WeChat API a call went to, as the `api` label of the call metrics.
 #[derive(Debug, Clone, Copy)]
 pub enum WeChatApi {
     Code2Session,
+    OAuthAccessToken,
+    UserInfo,
     StableToken,
     PhoneNumber,
     CheckSession,
 }
 
 impl WeChatApi {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 6] = [
         Self::Code2Session,
+        Self::OAuthAccessToken,
+        Self::UserInfo,
         Self::StableToken,
         Self::PhoneNumber,
         Self::CheckSession,
@@ -32,6 +36,8 @@ impl WeChatApi {
     pub fn label(self) -> &'static str {
         match self {
             Self::Code2Session => "code2session",
+            Self::OAuthAccessToken => "sns_access_token",
+            Self::UserInfo => "sns_userinfo",
             Self::StableToken => "stable_token",
             Self::PhoneNumber => "phone_number",
             Self::CheckSession => "check_session",
@@ -63,6 +69,7 @@ pub struct WeChatClient(pub(super) Arc<Shared>);
 pub(super) struct Shared {
     upstream: Arc<Upstream>,
     pub(super) app: AppName,
+    pub(super) kind: AppKind,
     pub(super) appid: String,
     pub(super) secret: SecretString,
 }
@@ -96,6 +103,7 @@ impl WeChatClient {
                 Self(Arc::new(Shared {
                     upstream: Arc::clone(&upstream),
                     app: app.name.clone(),
+                    kind: app.kind,
                     appid: app.credentials.appid.clone(),
                     secret: app.credentials.secret.clone(),
                 }))
@@ -103,14 +111,28 @@ impl WeChatClient {
             .collect())
     }
 
-    /// The mini-program this client speaks for: its appid.
+    /// The app this client speaks for: its appid.
     pub fn appid(&self) -> &str {
         &self.0.appid
     }
 
-    /// The mini-program this client speaks for: its name in the configuration.
+    /// The app this client speaks for: its name in the configuration.
     pub fn app(&self) -> &AppName {
         &self.0.app
+    }
+
+    /// What the app is to WeChat, which decides how its login codes are traded.
+    pub fn kind(&self) -> AppKind {
+        self.0.kind
+    }
+
+    /// Trades a login code of the app's kind for the user WeChat names: `code2Session` for
+    /// a mini-program, `sns/oauth2/access_token` (and maybe `sns/userinfo`) for the others.
+    pub async fn login(&self, code: &JsCode) -> Result<WxSession, WeChatError> {
+        match self.kind() {
+            AppKind::MiniProgram => self.code2session(code).await,
+            _ => self.oauth_login(code).await,
+        }
     }
 
     pub(super) fn http(&self) -> &reqwest::Client {
@@ -241,6 +263,16 @@ pub(super) fn check_errcode(
     }
 }
 
+/// A unionid as WeChat sent it: none when absent or empty, an error when malformed.
+pub(super) fn unionid(raw: Option<&str>) -> Result<Option<UnionId>, WeChatError> {
+    match raw {
+        None | Some("") => Ok(None),
+        Some(raw) => UnionId::parse(raw)
+            .map(Some)
+            .ok_or(WeChatError::Malformed("an invalid unionid")),
+    }
+}
+
 /// The wire form of a `code2Session` answer. Unknown fields come and go, so they are ignored.
 #[derive(Deserialize)]
 struct Code2SessionAnswer {
@@ -264,14 +296,11 @@ impl TryFrom<Code2SessionAnswer> for WxSession {
         let session_key = session_key
             .and_then(SessionKey::parse_base64)
             .ok_or(invalid("no valid session_key in a success answer"))?;
-        let unionid = match answer.unionid.as_deref() {
-            None | Some("") => None,
-            Some(raw) => Some(UnionId::parse(raw).ok_or(invalid("an invalid unionid"))?),
-        };
         Ok(Self {
             openid,
-            session_key,
-            unionid,
+            session_key: Some(session_key),
+            unionid: unionid(answer.unionid.as_deref())?,
+            profile: None,
         })
     }
 }
@@ -294,8 +323,8 @@ mod tests {
                 // A session is only what the answer said, well-formed.
                 let answer: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
                 prop_assert_eq!(answer["openid"].as_str(), Some(session.openid.as_ref()));
-                let key = session.session_key.to_base64();
-                prop_assert_eq!(answer["session_key"].as_str(), Some(key.as_str()));
+                let key = session.session_key.map(|k| k.to_base64());
+                prop_assert_eq!(answer["session_key"].as_str(), key.as_deref());
             }
         }
 
@@ -318,7 +347,7 @@ mod tests {
                 .and_then(WxSession::try_from)
                 .expect("a session");
             prop_assert_eq!(session.openid.as_ref(), openid.as_str());
-            prop_assert_eq!(session.session_key.bytes(), &key);
+            prop_assert_eq!(session.session_key.map(|k| *k.bytes()), Some(key));
             prop_assert_eq!(session.unionid.as_ref().map(AsRef::as_ref), unionid.as_deref());
         }
 

@@ -24,6 +24,10 @@ pub enum WeChatError {
     /// A 200 whose body is not the JSON WeChat documents (an HTML page, garbage…).
     #[error("WeChat sent an unreadable answer: {0}")]
     Malformed(&'static str),
+    /// WeChat named a snapshot user (`is_snapshotuser: 1`): an official-account page opened
+    /// in WeChat's preview mode, by a virtual account that is nobody.
+    #[error("WeChat named a snapshot (preview-mode) user")]
+    SnapshotUser,
     /// Not attempted: as many WeChat calls as allowed are in flight already.
     #[error("too many WeChat calls in flight; this one was not made")]
     Overloaded,
@@ -99,7 +103,7 @@ impl WeChatError {
     /// What came of a call, as the `outcome` label of the call metrics.
     pub fn outcome_label(&self) -> &'static str {
         match self {
-            Self::Api { .. } => "answered",
+            Self::Api { .. } | Self::SnapshotUser => "answered",
             Self::Timeout => "timeout",
             Self::Unreachable(_) => "unreachable",
             Self::Status(_) => "bad_status",

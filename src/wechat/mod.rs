@@ -7,6 +7,7 @@ pub mod emulator;
 mod error;
 pub mod open_data;
 mod server_api;
+mod sns;
 
 pub use access_token::{AccessToken, AccessTokens};
 pub use client::{WeChatApi, WeChatClient};
@@ -36,6 +37,10 @@ pub(crate) mod arbitrary_answers {
         "watermark",
         "appid",
         "timestamp",
+        "scope",
+        "is_snapshotuser",
+        "nickname",
+        "headimgurl",
     ];
 
     fn leaf() -> impl Strategy<Value = Value> {

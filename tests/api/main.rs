@@ -25,6 +25,7 @@ mod metrics;
 mod nginx;
 mod open_data;
 mod openapi;
+mod other_logins;
 mod rate_limit;
 mod readme;
 mod redis_cluster;

@@ -2,8 +2,27 @@
 //! the handlers answer them and the OpenAPI response sets list them.
 
 use super::ApiError;
+use crate::domain::{AppKind, AppName};
 
 impl ApiError {
+    /// A user-data route, for a session of an app that is no mini-program.
+    pub fn needs_mini_program(app: &AppName, kind: AppKind) -> Self {
+        Self::WrongAppKind {
+            needs: "a mini-program's session",
+            app: app.clone(),
+            kind,
+        }
+    }
+
+    /// The access_token routes, for an app that WeChat gives none.
+    pub fn needs_access_token(app: &AppName, kind: AppKind) -> Self {
+        Self::WrongAppKind {
+            needs: "a mini-program or an official account, which WeChat gives an access_token",
+            app: app.clone(),
+            kind,
+        }
+    }
+
     pub const INVALID_OPENID: Self = Self::InvalidInput {
         kind: "invalid_openid",
         message: "The openid is not one WeChat issues: 1 to 128 characters of A-Z, a-z, 0-9, _ and -.",

@@ -19,7 +19,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::domain::InvalidCode;
+use crate::domain::{AppKind, AppName, InvalidCode};
 use crate::redis_conn::StoreError;
 use crate::telemetry::error_chain;
 use crate::wechat::open_data::DecryptError;
@@ -121,6 +121,14 @@ pub enum ApiError {
     InvalidInput {
         kind: &'static str,
         message: &'static str,
+    },
+    /// 400 `wrong_app_kind`: the route does what the app's kind cannot (user data of an
+    /// official account's session, a web login for a mini-program).
+    WrongAppKind {
+        /// What the route needs, as in "needs a mini-program".
+        needs: &'static str,
+        app: AppName,
+        kind: AppKind,
     },
     /// 500 `internal_error`: a bug (a caught panic).
     Internal,
@@ -348,6 +356,11 @@ impl ApiError {
             .challenge(BACKEND_CHALLENGE),
             Self::NoTokenForBackend(err) => no_token_for_backend(err),
             Self::InvalidInput { kind, message } => Answer::new(S::BAD_REQUEST, kind, *message),
+            Self::WrongAppKind { needs, app, kind } => Answer::new(
+                S::BAD_REQUEST,
+                "wrong_app_kind",
+                format!("This route needs {needs}; app {app} is of kind {kind}."),
+            ),
             Self::Internal => Answer::new(
                 S::INTERNAL_SERVER_ERROR,
                 "internal_error",
@@ -430,6 +443,11 @@ fn wechat_answer(err: &WeChatError) -> Answer {
     }
     let Some(errcode) = err.errcode() else {
         return match err {
+            WeChatError::SnapshotUser => Answer::new(
+                S::FORBIDDEN,
+                "snapshot_user",
+                "This page was opened in WeChat's preview mode, where nobody is logged in. Open the page fully (tap \"use full service\") and try again.",
+            ),
             WeChatError::Timeout => Answer::new(
                 S::GATEWAY_TIMEOUT,
                 "upstream_timeout",

@@ -11,7 +11,7 @@ use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, Response, ResponseBuilder};
 
 use super::{Answer, ApiError};
-use crate::domain::InvalidCode;
+use crate::domain::{AppKind, AppName, InvalidCode};
 use crate::redis_conn::{StoreError, Unavailable};
 use crate::wechat::WeChatError;
 use crate::wechat::open_data::DecryptError;
@@ -144,6 +144,16 @@ fn key_mismatch() -> ApiError {
     })
 }
 
+/// A session of an app of another kind than the route serves.
+fn wrong_kind() -> ApiError {
+    ApiError::needs_mini_program(&AppName::default_app(), AppKind::OfficialAccount)
+}
+
+/// An access_token asked for an app that WeChat gives none.
+fn tokenless_kind() -> ApiError {
+    ApiError::needs_access_token(&AppName::default_app(), AppKind::Website)
+}
+
 /// What a one-time code spent at WeChat can come back as.
 fn spent_codes() -> Vec<ApiError> {
     vec![
@@ -204,6 +214,7 @@ error_set!(
         spent_codes(),
         vec![
             wechat(40226),
+            wechat_error(WeChatError::SnapshotUser),
             ApiError::UserBlocked(
                 "This account cannot sign in at the moment. Contact the mini-program's support."
                     .into(),
@@ -232,7 +243,7 @@ error_set!(
         ],
         bad_bodies(),
         bad_tokens(),
-        vec![store_down(), key_mismatch()],
+        vec![store_down(), key_mismatch(), wrong_kind()],
     ])
 );
 
@@ -247,6 +258,7 @@ error_set!(
         vec![
             wechat_error(WeChatError::AccessToken(Box::new(WeChatError::Timeout))),
             store_down(),
+            wrong_kind(),
         ],
     ])
 );
@@ -263,6 +275,7 @@ error_set!(
             wechat_error(WeChatError::AccessToken(Box::new(WeChatError::Timeout))),
             store_down(),
             key_mismatch(),
+            wrong_kind(),
         ],
     ])
 );
@@ -319,7 +332,11 @@ fn backend_route_refusals() -> Vec<ApiError> {
 
 error_set!(
     /// What `GET /apps/{app}/access_token` can answer besides its 200.
-    AccessTokenErrors = all([backend_route_refusals(), no_token_for_backend()])
+    AccessTokenErrors = all([
+        backend_route_refusals(),
+        no_token_for_backend(),
+        vec![tokenless_kind()],
+    ])
 );
 
 error_set!(
@@ -329,6 +346,7 @@ error_set!(
         backend_route_refusals(),
         bad_bodies(),
         no_token_for_backend(),
+        vec![tokenless_kind()],
     ])
 );
 

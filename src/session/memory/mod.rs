@@ -291,7 +291,8 @@ mod tests {
     fn login_with_key(openid: &str, key: &str) -> WxSession {
         WxSession {
             openid: OpenId::parse(openid).expect("openid"),
-            session_key: SessionKey::parse_base64(key).expect("key"),
+            session_key: Some(SessionKey::parse_base64(key).expect("key")),
+            profile: None,
             unionid: None,
         }
     }

@@ -96,18 +96,20 @@ impl UserIndex {
         match entry {
             Entry::Occupied(mut entry) => {
                 let user = entry.get();
-                user.replace_session_key(login.session_key);
+                if let Some(key) = login.session_key {
+                    user.replace_session_key(key);
+                }
                 // A unionid can appear once the user follows a linked account: then a new
                 // record takes over, and the old one's sessions keep the key just set.
                 if user.unionid() == login.unionid.as_ref() {
                     return Arc::clone(user);
                 }
-                let user = Arc::new(User::with_key(id, login.unionid, Some(login.session_key)));
+                let user = Arc::new(User::with_key(id, login.unionid, login.session_key));
                 *entry.get_mut() = Arc::clone(&user);
                 user
             }
             Entry::Vacant(entry) => {
-                let user = Arc::new(User::with_key(id, login.unionid, Some(login.session_key)));
+                let user = Arc::new(User::with_key(id, login.unionid, login.session_key));
                 entry.insert(Arc::clone(&user));
                 user
             }

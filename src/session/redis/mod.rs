@@ -39,13 +39,15 @@ pub use upgrade::UpgradePass;
 
 /// Unless an operator blocked the user, gives the user WeChat's newest session_key and
 /// adds a session to the user's index, whose expired members it drops. KEYS: the user,
-/// the user's sessions, the user's block. ARGV: session_key, unionid ("" for none), ttl
+/// the user's sessions, the user's block. ARGV: session_key ("" for a login of a kind
+/// that has none, which leaves the record's as it is), unionid ("" for none), ttl
 /// seconds, the session hash, its end, now. Returns 0, or the end of the block.
 const LOGIN: &str = r"
 if redis.call('EXISTS', KEYS[3]) == 1 then
   return tonumber(redis.call('HGET', KEYS[3], 'until')) or 1
 end
-redis.call('HSET', KEYS[1], 'session_key', ARGV[1], 'unionid', ARGV[2])
+if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'session_key', ARGV[1]) end
+redis.call('HSET', KEYS[1], 'unionid', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[6])
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
@@ -199,7 +201,12 @@ impl RedisStore {
             .key(&user.record)
             .key(&user.sessions)
             .key(&user.block)
-            .arg(self.sealer.seal(&login.session_key, &user.record))
+            .arg(
+                login
+                    .session_key
+                    .as_ref()
+                    .map_or_else(String::new, |key| self.sealer.seal(key, &user.record)),
+            )
             .arg(unionid)
             .arg(ttl)
             .arg(&hash)
