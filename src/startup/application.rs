@@ -130,6 +130,8 @@ impl Application {
             .await
             .map_err(StartupError::Emulator)?;
         settings.wechat.base_url = emulator.base_url().to_owned();
+        // Its consent pages too: a browser on this machine reaches them.
+        settings.wechat.open_base_url = emulator.base_url().to_owned();
         let mut app = Self::build(settings, clock).await?;
         app.emulator = Some(emulator);
         Ok(app)

@@ -12,6 +12,7 @@ mod client_library;
 mod coalescing;
 mod emulator;
 mod emulator_open_data;
+mod emulator_other_logins;
 mod forward_auth;
 mod healthcheck;
 mod held_wechat;

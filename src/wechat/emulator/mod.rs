@@ -12,6 +12,9 @@
 //! - The magic codes in [`MAGIC_CODES`] answer a fixed failure every time.
 //! - Answers are JSON labelled `text/plain`, as WeChat's are.
 //!
+//! The other logins (`/sns/oauth2/access_token`, `/sns/userinfo` and the consent pages)
+//! are in `sns.rs`: one emulated person has the same unionid in every app.
+//!
 //! The APIs behind an access_token (`/cgi-bin/stable_token`, `getuserphonenumber`,
 //! `checksession`) are in `server_api.rs`, and the routes that only a developer needs
 //! (`/dev/user_info` for encryptedData, `/dev/stats`) in `dev.rs`.
@@ -19,6 +22,7 @@
 mod code2session;
 mod dev;
 mod server_api;
+mod sns;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -131,6 +135,10 @@ struct EmulatorState {
     /// Each app's stable access_token, while it lasts, by appid.
     access_tokens: Mutex<HashMap<String, server_api::IssuedToken>>,
     stable_token_requests: AtomicU64,
+    /// The scope each consent-page code was issued for.
+    consented: Cache<Box<str>, &'static str>,
+    /// The users' own access_tokens, for `sns/userinfo`.
+    user_tokens: Cache<Box<str>, sns::Grant>,
 }
 
 #[derive(Clone)]
@@ -190,12 +198,12 @@ impl EmulatorState {
 }
 
 pub fn router(apps: Vec<Credentials>) -> Router {
-    let remembered = || {
+    fn remembered<V: Clone + Send + Sync + 'static>() -> Cache<Box<str>, V> {
         Cache::builder()
             .max_capacity(1_000_000)
             .time_to_live(USED_CODE_MEMORY)
             .build()
-    };
+    }
     let state = EmulatorState {
         apps: apps
             .into_iter()
@@ -206,6 +214,8 @@ pub fn router(apps: Vec<Credentials>) -> Router {
         users: Cache::builder().max_capacity(1_000_000).build(),
         access_tokens: Mutex::new(HashMap::new()),
         stable_token_requests: AtomicU64::new(0),
+        consented: remembered(),
+        user_tokens: remembered(),
     };
     Router::new()
         .route("/sns/jscode2session", any(code2session::jscode2session))
@@ -215,6 +225,10 @@ pub fn router(apps: Vec<Credentials>) -> Router {
             post(server_api::phone_number),
         )
         .route("/wxa/checksession", get(server_api::check_session))
+        .route("/sns/oauth2/access_token", get(sns::access_token))
+        .route("/sns/userinfo", get(sns::user_info))
+        .route("/connect/oauth2/authorize", get(sns::consent))
+        .route("/connect/qrconnect", get(sns::consent))
         .route("/dev/login_code", get(dev::login_code))
         .route("/dev/user_info", get(dev::user_info))
         .route("/dev/stats", get(dev::stats))
