@@ -13,6 +13,8 @@ pub struct App {
     pub access_tokens: AccessTokens,
     /// The `aud` of its JWTs.
     pub audience: String,
+    /// Where its web login may send a browser back to, exactly as configured.
+    pub redirect_uris: Vec<String>,
 }
 
 impl App {

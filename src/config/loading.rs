@@ -179,8 +179,6 @@ impl RawSettings {
         let auth_cookie = Some(self.auth_cookie.trim().to_owned()).filter(|c| !c.is_empty());
         let public_url =
             web::public_url(&self.public_url, &wechat.apps, auth_cookie.as_deref(), mode)?;
-        let mut ineffective = ineffective;
-        ineffective.extend(web::not_yet_served(&wechat.apps, public_url.as_deref()));
         Ok(Settings {
             listen: self.listen,
             wechat,

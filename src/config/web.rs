@@ -123,17 +123,6 @@ pub(super) fn public_url(
     Ok(Some(raw.trim_end_matches('/').to_owned()))
 }
 
-/// The web-login helper's settings are read and checked, but the helper's routes
-/// (`/apps/{app}/oauth/authorize` and `/callback`) are not served yet: said at start-up
-/// rather than left to be found out.
-pub(super) fn not_yet_served(apps: &[ConfiguredApp], public_url: Option<&str>) -> Option<String> {
-    let given = public_url.is_some() || apps.iter().any(|app| !app.redirect_uris.is_empty());
-    given.then(|| {
-        "WXLOGIN_PUBLIC_URL and WXLOGIN_APP_<NAME>_REDIRECT_URIS are for the web-login helper, which this release does not serve yet: the page trades its code with POST /apps/{app}/openid"
-            .to_owned()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use crate::config::testing::{load, with};

@@ -104,7 +104,7 @@ fn token(headers: &HeaderMap, cookie: &AuthCookie) -> Result<SessionToken, ApiEr
     SessionToken::parse(value).ok_or(ApiError::InvalidToken)
 }
 
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(super) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()

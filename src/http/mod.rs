@@ -15,6 +15,7 @@ mod open_data;
 pub mod openapi;
 mod rate_limit;
 mod session;
+pub mod web_login;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +62,8 @@ pub struct Shared {
     pub metrics: Metrics,
     pub limiter: ClientLimiter,
     pub auth_cookie: AuthCookie,
+    /// The links the web-login helper makes.
+    pub web_login: Arc<web_login::WebLogin>,
 }
 
 impl AppState {
@@ -129,7 +132,8 @@ pub fn routers(
         .merge(session::router())
         .merge(open_data::router().route_layer(reads_body(server)))
         .merge(health::router())
-        .merge(forward_auth::router());
+        .merge(forward_auth::router())
+        .merge(web_login::router());
     let mut apis = health::metrics_router();
     let authority = jwt.map(|issuer| {
         Arc::new(oauth::Authority {

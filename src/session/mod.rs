@@ -4,6 +4,7 @@
 mod lifetime;
 mod memory;
 mod operator;
+mod pending;
 pub mod redis;
 mod sealing;
 mod token;
@@ -14,6 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 pub use lifetime::{Deadlines, Lifetime};
 pub use memory::{BlocksFile, BlocksFileError, MemoryStore};
 pub use operator::{Block, UserSummary};
+pub use pending::PENDING_LOGIN_TTL;
 pub use redis::RedisStore;
 pub use sealing::{KeyMismatches, Sealer};
 pub use token::{SessionToken, TokenHash};

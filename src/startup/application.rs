@@ -12,6 +12,7 @@ use crate::apps::Apps;
 use crate::clock::Clock;
 use crate::config::{Settings, describe_apps};
 use crate::domain::AppName;
+use crate::http::web_login::WebLogin;
 use crate::http::{
     AdminToken, AppState, AuthCookie, BackendTokens, ClientLimiter, PRUNE_EVERY, PrivateApis,
     Shared, register_known_series, routers,
@@ -52,6 +53,22 @@ impl Application {
         }
         let apps = Apps::new(apps);
         let app_list = app_list(&apps);
+        let listener = bind(settings.listen).await?;
+        // Without a public URL (development mode), the address bound stands in.
+        let public_url = match &settings.public_url {
+            Some(url) => url.clone(),
+            None => {
+                let addr = listener.local_addr().map_err(|source| StartupError::Bind {
+                    addr: settings.listen,
+                    source,
+                })?;
+                format!("http://{addr}")
+            }
+        };
+        let web_login = Arc::new(WebLogin {
+            public_url,
+            open_base_url: settings.wechat.open_base_url.clone(),
+        });
         let state = AppState::new(Shared {
             apps,
             logins: Arc::new(LoginService::new(
@@ -63,8 +80,8 @@ impl Application {
             metrics: metrics.clone(),
             limiter,
             auth_cookie: AuthCookie(settings.auth_cookie.as_deref().map(Into::into)),
+            web_login,
         });
-        let listener = bind(settings.listen).await?;
         let private_listener = match settings.private_listen {
             None => None,
             Some(addr) => Some(bind(addr).await?),

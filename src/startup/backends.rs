@@ -44,7 +44,10 @@ pub(super) async fn backends(
     let apps = clients
         .into_iter()
         .map(|wechat| App {
-            audience: audience_of(settings, wechat.app()),
+            audience: configured(settings, wechat.app())
+                .map_or_else(String::new, |app| app.audience.clone()),
+            redirect_uris: configured(settings, wechat.app())
+                .map_or_else(Vec::new, |app| app.redirect_uris.clone()),
             access_tokens: match &redis {
                 None => AccessTokens::local(wechat.clone(), clock.clone(), token_wait_limit),
                 Some(redis) => {
@@ -140,12 +143,9 @@ async fn index_pre_upgrade_sessions(store: RedisStore) {
 }
 
 /// The audience the configuration gives the app `name`; its appid by default.
-fn audience_of(settings: &Settings, name: &AppName) -> String {
-    settings
-        .wechat
-        .apps
-        .iter()
-        .find(|app| app.name == *name)
-        .map(|app| app.audience.clone())
-        .unwrap_or_default()
+fn configured<'a>(
+    settings: &'a Settings,
+    name: &AppName,
+) -> Option<&'a crate::config::ConfiguredApp> {
+    settings.wechat.apps.iter().find(|app| app.name == *name)
 }

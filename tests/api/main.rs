@@ -44,3 +44,4 @@ mod startup;
 mod store_outage;
 mod tools;
 mod upstream_errors;
+mod web_login;

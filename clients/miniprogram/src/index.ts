@@ -88,6 +88,9 @@ export type ServerErrorKind =
   | 'invalid_until'
   | 'reason_too_long'
   | 'wrong_app_kind'
+  | 'invalid_redirect_uri'
+  | 'invalid_scope'
+  | 'invalid_state'
   | 'ambiguous_request'
   | 'invalid_token'
   | 'invalid_backend_token'
@@ -132,7 +135,8 @@ export type ErrorKind = ServerErrorKind | 'network' | 'wx_login_failed' | 'unexp
 const SERVER_ERROR_KINDS: ReadonlySet<string> = new Set<ServerErrorKind>([
   'missing_code', 'malformed_code', 'malformed_json', 'invalid_body', 'invalid_signature',
   'malformed_base64', 'invalid_length', 'decryption_failed', 'watermark_mismatch',
-  'invalid_openid', 'invalid_unionid', 'invalid_until', 'reason_too_long', 'wrong_app_kind', 'ambiguous_request',
+  'invalid_openid', 'invalid_unionid', 'invalid_until', 'reason_too_long', 'wrong_app_kind', 'invalid_redirect_uri', 'invalid_scope',
+  'invalid_state', 'ambiguous_request',
   'invalid_token', 'invalid_backend_token', 'invalid_admin_token', 'invalid_code',
   'user_blocked', 'snapshot_user', 'not_found', 'unknown_app', 'method_not_allowed', 'request_timeout',
   'code_used', 'blocks_not_durable', 'payload_too_large', 'unsupported_media_type',

@@ -14,6 +14,28 @@ impl ApiError {
         }
     }
 
+    /// The web-login helper, for an app whose users WeChat sends to no consent page.
+    pub fn needs_consent_page(app: &AppName, kind: AppKind) -> Self {
+        Self::WrongAppKind {
+            needs: "an official account or a website, whose users log in on WeChat's consent page",
+            app: app.clone(),
+            kind,
+        }
+    }
+
+    pub const INVALID_REDIRECT_URI: Self = Self::InvalidInput {
+        kind: "invalid_redirect_uri",
+        message: "redirect_uri is not one of the app's WXLOGIN_APP_<NAME>_REDIRECT_URIS, exactly as written there.",
+    };
+    pub const INVALID_SCOPE: Self = Self::InvalidInput {
+        kind: "invalid_scope",
+        message: "scope is snsapi_base (the default) or snsapi_userinfo for an official account, and snsapi_login for a website.",
+    };
+    pub const INVALID_STATE: Self = Self::InvalidInput {
+        kind: "invalid_state",
+        message: "This login link is not valid in this browser: it expired, was used already, or was started in another browser. Start the login again.",
+    };
+
     /// The access_token routes, for an app that WeChat gives none.
     pub fn needs_access_token(app: &AppName, kind: AppKind) -> Self {
         Self::WrongAppKind {

@@ -289,6 +289,22 @@ error_set!(
 );
 
 error_set!(
+    /// What the web-login helper answers instead of a redirect: the redirect_uri, scope or
+    /// state refused, an app of a kind without a consent page, the store down.
+    WebLoginErrors = vec![
+        ApiError::INVALID_REDIRECT_URI,
+        ApiError::INVALID_SCOPE,
+        ApiError::INVALID_STATE,
+        ApiError::needs_consent_page(&AppName::default_app(), AppKind::MiniProgram),
+        ApiError::invalid_body(String::new()),
+        ApiError::RateLimited {
+            retry_after_secs: 60
+        },
+        store_down(),
+    ]
+);
+
+error_set!(
     /// What a route under `/apps/{app}/` answers when `{app}` is none of ours.
     UnknownAppErrors = vec![ApiError::UnknownApp { named: true }]
 );

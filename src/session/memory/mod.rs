@@ -35,6 +35,8 @@ pub struct MemoryStore(pub(super) Arc<Caches>);
 
 pub(super) struct Caches {
     sessions: Cache<ShortTokenHash, Session>,
+    /// Web logins under way, by the hash of their state (see `pending`).
+    pub(super) pending: Cache<Box<str>, std::sync::Arc<str>>,
     /// The user records the live sessions hold, by app and openid; a user leaves it with
     /// their last session.
     users: Arc<UserIndex>,
@@ -137,8 +139,13 @@ impl MemoryStore {
         let (blocks_file, blocks) = blocks.map_or((None, HashMap::new()), |(file, blocks)| {
             (Some(file), blocks)
         });
+        let pending = Cache::builder()
+            .max_capacity(super::pending::MAX_PENDING_LOGINS)
+            .time_to_live(super::PENDING_LOGIN_TTL)
+            .build();
         Self(Arc::new(Caches {
             sessions,
+            pending,
             users,
             blocks: RwLock::new(blocks),
             blocks_file,

@@ -84,14 +84,15 @@ return 1
 #[derive(Clone)]
 pub struct RedisStore {
     pub(super) redis: Redis,
-    scripts: Arc<Scripts>,
+    pub(super) scripts: Arc<Scripts>,
     pub(super) lifetime: Lifetime,
     sealer: Arc<Sealer>,
     pub(super) clock: Clock,
 }
 
-struct Scripts {
+pub(super) struct Scripts {
     login: Script,
+    pub(super) take_pending: Script,
     write_session: Script,
     touch: Script,
     index_unionid: Script,
@@ -115,6 +116,7 @@ impl RedisStore {
             redis,
             scripts: Arc::new(Scripts {
                 login: Script::new(LOGIN),
+                take_pending: Script::new(super::pending::TAKE),
                 write_session: Script::new(WRITE_SESSION),
                 touch: Script::new(TOUCH),
                 index_unionid: Script::new(INDEX_UNIONID),
@@ -128,6 +130,11 @@ impl RedisStore {
             sealer: Arc::new(sealer),
             clock,
         }
+    }
+
+    /// The name of the key that holds the web login under way whose state hashes to `hash`.
+    pub(super) fn pending_key(&self, hash: &str) -> String {
+        self.redis.key(&format!("pending_login:{hash}"))
     }
 
     /// The name of the key that holds the session whose token hashes to `hash`.
