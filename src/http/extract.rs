@@ -139,6 +139,16 @@ pub struct UserSession {
 }
 
 impl UserSession {
+    /// This session, if it is a mini-program's: only a mini-program's login gives a
+    /// session_key, and only a mini-program has the user data WeChat seals with it. Another
+    /// kind's session is `400 wrong_app_kind`.
+    pub fn of_mini_program(self) -> Result<Self, ApiError> {
+        match self.app.kind() {
+            AppKind::MiniProgram => Ok(self),
+            kind => Err(ApiError::needs_mini_program(self.app.name(), kind)),
+        }
+    }
+
     /// The session behind the token that `token` reads from the request, for the app the
     /// route names: an unknown app is 404 before the token is read, an unknown token 401.
     pub async fn find(
@@ -178,28 +188,6 @@ where
             bearer_token(&parts.headers)
         })
         .await
-    }
-}
-
-/// A [`UserSession`] of a mini-program: what the user-data routes act for, since only a
-/// mini-program's login gives a session_key, and only a mini-program has the user data
-/// WeChat seals with it. Another kind's session is `400 wrong_app_kind`.
-pub struct MiniProgramSession(pub UserSession);
-
-impl<S> FromRequestParts<S> for MiniProgramSession
-where
-    S: Send + Sync,
-    SessionStore: FromRef<S>,
-    Apps: FromRef<S>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let user = UserSession::from_request_parts(parts, state).await?;
-        match user.app.kind() {
-            AppKind::MiniProgram => Ok(Self(user)),
-            kind => Err(ApiError::needs_mini_program(user.app.name(), kind)),
-        }
     }
 }
 

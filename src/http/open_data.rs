@@ -13,7 +13,7 @@ use super::error::ApiError;
 use super::error::responses::{
     BodyErrors, CheckSessionErrors, OpenDataErrors, ServerApiErrors, UpstreamErrors,
 };
-use super::extract::{JsonBody, JsonShape, MiniProgramSession, UserSession};
+use super::extract::{JsonBody, JsonShape, UserSession};
 use super::rate_limit::WithinRateLimit;
 use crate::domain::PhoneCode;
 use crate::session::SessionStore;
@@ -63,9 +63,10 @@ impl JsonShape for SignedData {
 )]
 pub(super) async fn verify_signature(
     State(sessions): State<SessionStore>,
-    MiniProgramSession(user): MiniProgramSession,
+    user: UserSession,
     JsonBody(body): JsonBody<SignedData>,
 ) -> Result<Json<Validity>, ApiError> {
+    let user = user.of_mini_program()?;
     let key = sessions.session_key(&user.session).await?;
     if signature_matches(&body.raw_data, &body.signature, &key) {
         Ok(Json(Validity { valid: true }))
@@ -110,9 +111,10 @@ pub struct Decrypted {
 )]
 pub(super) async fn decrypt_data(
     State(sessions): State<SessionStore>,
-    MiniProgramSession(user): MiniProgramSession,
+    user: UserSession,
     JsonBody(body): JsonBody<EncryptedData>,
 ) -> Result<Json<Decrypted>, ApiError> {
+    let user = user.of_mini_program()?;
     let key = sessions.session_key(&user.session).await?;
     let data = decrypt(
         &body.encrypted_data,
@@ -143,9 +145,10 @@ impl JsonShape for PhoneCodeField {
 )]
 pub(super) async fn phone_number(
     _: WithinRateLimit,
-    MiniProgramSession(UserSession { app, .. }): MiniProgramSession,
+    user: UserSession,
     JsonBody(body): JsonBody<PhoneCodeField>,
 ) -> Result<Json<PhoneNumber>, ApiError> {
+    let UserSession { app, .. } = user.of_mini_program()?;
     let code = PhoneCode::parse(body.code.as_deref())?;
     let wechat = &app.wechat;
     let phone = app
@@ -164,8 +167,9 @@ pub(super) async fn phone_number(
 )]
 pub(super) async fn check_session(
     State(sessions): State<SessionStore>,
-    MiniProgramSession(UserSession { session, app }): MiniProgramSession,
+    user: UserSession,
 ) -> Result<Json<Validity>, ApiError> {
+    let UserSession { session, app } = user.of_mini_program()?;
     let key = sessions.session_key(&session).await?;
     let (wechat, session) = (&app.wechat, &session);
     let valid = app

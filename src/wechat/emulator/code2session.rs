@@ -8,42 +8,23 @@ use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rand::Rng;
-use serde::Deserialize;
 use serde_json::json;
 
-use super::{EmulatorState, IssuedUser, derived_id, failure, text_plain};
+use super::{CodeQuery, EmulatorState, IssuedUser, derived_id, failure, text_plain};
 use crate::domain::SessionKey;
-
-#[derive(Deserialize)]
-pub(super) struct Code2SessionQuery {
-    appid: Option<String>,
-    secret: Option<String>,
-    js_code: Option<String>,
-    grant_type: Option<String>,
-}
 
 pub(super) async fn jscode2session(
     method: Method,
     State(state): State<Arc<EmulatorState>>,
-    Query(query): Query<Code2SessionQuery>,
+    Query(query): Query<CodeQuery>,
 ) -> Response {
     if method != Method::GET {
         return failure(43001, "require GET method");
     }
-    if let Some(refused) = state.refuse_credentials(query.appid.as_deref(), query.secret.as_deref())
-    {
-        return refused;
-    }
-    if query.grant_type.as_deref() != Some("authorization_code") {
-        return failure(40002, "invalid grant_type");
-    }
-    let Some(code) = query.js_code.filter(|c| !c.is_empty()) else {
-        return failure(41008, "missing code");
+    let (appid, code) = match state.code_to_trade("login", query).await {
+        Ok(traded) => traded,
+        Err(refused) => return refused,
     };
-    let appid = query.appid.unwrap_or_default();
-    if let Some(refused) = state.refuse_code("login", &code, &appid).await {
-        return refused;
-    }
     let user = code.split('@').next().unwrap_or(&code);
     let mut session_key = [0u8; 16];
     rand::rng().fill_bytes(&mut session_key);

@@ -49,6 +49,17 @@ use crate::domain::SessionKey;
 /// How long the emulator remembers a used code; WeChat's codes expire after 5 minutes.
 const USED_CODE_MEMORY: Duration = Duration::from_secs(10 * 60);
 
+/// The query of a call that trades a login code: `js_code` for `code2Session`, `code` for
+/// the other logins.
+#[derive(serde::Deserialize)]
+struct CodeQuery {
+    appid: Option<String>,
+    secret: Option<String>,
+    #[serde(alias = "js_code")]
+    code: Option<String>,
+    grant_type: Option<String>,
+}
+
 /// What a magic code makes the emulator answer, every time it is used.
 #[derive(Debug, Clone, Copy)]
 pub enum MagicAnswer {
@@ -165,6 +176,33 @@ impl EmulatorState {
             return Some(failure(40125, "invalid appsecret"));
         }
         None
+    }
+
+    /// The appid and the code of a call that trades a login code for `api`, or WeChat's
+    /// answer to its missing or wrong credentials, grant_type or code, checked in WeChat's
+    /// order; the code is then spent.
+    async fn code_to_trade(
+        &self,
+        api: &str,
+        query: CodeQuery,
+    ) -> Result<(String, String), Response> {
+        if let Some(refused) =
+            self.refuse_credentials(query.appid.as_deref(), query.secret.as_deref())
+        {
+            return Err(refused);
+        }
+        if query.grant_type.as_deref() != Some("authorization_code") {
+            return Err(failure(40002, "invalid grant_type"));
+        }
+        let code = query
+            .code
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| failure(41008, "missing code"))?;
+        let appid = query.appid.unwrap_or_default();
+        match self.refuse_code(api, &code, &appid).await {
+            Some(refused) => Err(refused),
+            None => Ok((appid, code)),
+        }
     }
 
     /// WeChat's answer to a one-time `code` for `api` of the app `appid` that is

@@ -13,7 +13,7 @@ use rand::Rng;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{EmulatorState, derived_id, failure, text_plain};
+use super::{CodeQuery, EmulatorState, derived_id, failure, text_plain};
 
 /// What a consent page issued a code for: its scope. Codes made up by hand get
 /// `snsapi_userinfo`, which tells the most.
@@ -25,36 +25,18 @@ pub(super) struct Grant {
     scope: &'static str,
 }
 
-#[derive(Deserialize)]
-pub(super) struct AccessTokenQuery {
-    appid: Option<String>,
-    secret: Option<String>,
-    code: Option<String>,
-    grant_type: Option<String>,
-}
-
 pub(super) async fn access_token(
     State(state): State<Arc<EmulatorState>>,
-    Query(query): Query<AccessTokenQuery>,
+    Query(query): Query<CodeQuery>,
 ) -> Response {
-    if let Some(refused) = state.refuse_credentials(query.appid.as_deref(), query.secret.as_deref())
-    {
-        return refused;
-    }
-    if query.grant_type.as_deref() != Some("authorization_code") {
-        return failure(40002, "invalid grant_type");
-    }
-    let Some(code) = query.code.filter(|c| !c.is_empty()) else {
-        return failure(41008, "missing code");
+    let (appid, code) = match state.code_to_trade("sns", query).await {
+        Ok(traded) => traded,
+        Err(refused) => return refused,
     };
-    let appid = query.appid.unwrap_or_default();
     let scope = state
         .consented
         .remove(code.as_str())
         .unwrap_or("snsapi_userinfo");
-    if let Some(refused) = state.refuse_code("sns", &code, &appid).await {
-        return refused;
-    }
     let user = code.split('@').next().unwrap_or(&code);
     let openid = derived_id('o', "openid", &appid, user);
     // As WeChat: a unionid only beyond snsapi_base, and only for a bound person.
