@@ -270,6 +270,12 @@ async fn the_callback_hands_the_session_over_in_the_auth_cookie_once_and_never_i
     assert_eq!(auth.status, 200, "{}", auth.text);
     assert_eq!(auth.header("x-wxlogin-openid"), Some("oH5Reader"));
 
+    // Neither the session, nor the state, nor the browser's binding reaches a log line.
+    let logs = captured_logs();
+    for secret in [&token, &state, &binding[binding.len() - 43..].to_owned()] {
+        assert!(!logs.contains(secret.as_str()), "logged: {secret}");
+    }
+
     // The same callback again: the state was spent, and WeChat is not asked twice.
     let replay = visit(
         &app.address,
