@@ -104,12 +104,10 @@ pub(super) async fn authorize(
     let mut response = Redirect::to(consent.as_str()).into_response();
     set_cookie(
         response.headers_mut(),
-        &format!(
-            "{BINDING_COOKIE}={}; Path=/apps/{}/oauth; Max-Age={}; HttpOnly; Secure; SameSite=Lax",
-            binding.expose(),
-            app.name(),
-            PENDING_LOGIN_TTL.as_secs()
-        ),
+        BINDING_COOKIE,
+        binding.expose(),
+        &binding_path(&app),
+        PENDING_LOGIN_TTL.as_secs(),
     );
     Ok(response)
 }
@@ -208,11 +206,10 @@ pub(super) async fn callback(
             let mut response = Redirect::to(back.as_str()).into_response();
             set_cookie(
                 response.headers_mut(),
-                &format!(
-                    "{name}={}; Path=/; Max-Age={}; HttpOnly; Secure; SameSite=Lax",
-                    logged_in.session.token.expose(),
-                    logged_in.session.expires_in
-                ),
+                &name,
+                logged_in.session.token.expose(),
+                "/",
+                logged_in.session.expires_in,
             );
             response
         }
@@ -224,17 +221,26 @@ pub(super) async fn callback(
     };
     set_cookie(
         response.headers_mut(),
-        &format!(
-            "{BINDING_COOKIE}=; Path=/apps/{}/oauth; Max-Age=0; HttpOnly; Secure; SameSite=Lax",
-            app.name()
-        ),
+        BINDING_COOKIE,
+        "",
+        &binding_path(&app),
+        0,
     );
     Ok(response)
 }
 
-fn set_cookie(headers: &mut HeaderMap, cookie: &str) {
+/// Where the binding cookie is sent: the app's two helper routes, nowhere else.
+fn binding_path(app: &App) -> String {
+    format!("/apps/{}/oauth", app.name())
+}
+
+/// Sets a cookie only this server reads (HttpOnly), only over HTTPS, and sent on the
+/// top-level navigation back from WeChat (SameSite=Lax); `max_age` 0 removes it.
+fn set_cookie(headers: &mut HeaderMap, name: &str, value: &str, path: &str, max_age: u64) {
+    let cookie =
+        format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; Secure; SameSite=Lax");
     // Every part is ours or checked (a token's base64url, an app name, a number).
-    if let Ok(value) = HeaderValue::from_str(cookie) {
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
         headers.append(header::SET_COOKIE, value);
     }
 }

@@ -7,7 +7,6 @@ use super::StartupError;
 use crate::apps::App;
 use crate::clock::Clock;
 use crate::config::{RedisSettings, Settings, StoreSettings};
-use crate::domain::AppName;
 use crate::redis_conn::{PROBE_EVERY, Redis};
 use crate::session::{BlocksFile, Lifetime, MemoryStore, RedisStore, Sealer, SessionStore};
 use crate::tasks::Tasks;
@@ -41,13 +40,13 @@ pub(super) async fn backends(
             (store, Some(redis))
         }
     };
+    // `for_apps` made one client per configured app, in their order.
     let apps = clients
         .into_iter()
-        .map(|wechat| App {
-            audience: configured(settings, wechat.app())
-                .map_or_else(String::new, |app| app.audience.clone()),
-            redirect_uris: configured(settings, wechat.app())
-                .map_or_else(Vec::new, |app| app.redirect_uris.clone()),
+        .zip(&settings.wechat.apps)
+        .map(|(wechat, configured)| App {
+            audience: configured.audience.clone(),
+            redirect_uris: configured.redirect_uris.clone(),
             access_tokens: match &redis {
                 None => AccessTokens::local(wechat.clone(), clock.clone(), token_wait_limit),
                 Some(redis) => {
@@ -140,12 +139,4 @@ async fn index_pre_upgrade_sessions(store: RedisStore) {
         }
         tokio::time::sleep(UPGRADE_PASS_EVERY).await;
     }
-}
-
-/// The audience the configuration gives the app `name`; its appid by default.
-fn configured<'a>(
-    settings: &'a Settings,
-    name: &AppName,
-) -> Option<&'a crate::config::ConfiguredApp> {
-    settings.wechat.apps.iter().find(|app| app.name == *name)
 }
